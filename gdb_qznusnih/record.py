@@ -1,0 +1,172 @@
+"""The access record: one dataclass, one JSON Lines shape.  Pure: no gdb."""
+
+from __future__ import annotations
+
+import json
+import time as _time
+from dataclasses import dataclass, field
+
+READ = "read"
+WRITE = "write"
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One backtrace frame. `pc` of level 0 is the accessing instruction."""
+
+    level: int
+    pc: int
+    func: str | None = None
+    file: str | None = None
+    line: int | None = None
+    args: str | None = None  # "argc=1, argv=0x7ffd…", only when collected
+
+    def to_json(self) -> dict:
+        return {
+            "level": self.level,
+            "pc": hex(self.pc),
+            "func": self.func,
+            "file": self.file,
+            "line": self.line,
+        }
+
+
+@dataclass(slots=True)
+class Record:
+    """One access of the watched bytes.  See README "JSON Lines contract"."""
+
+    seq: int
+    kind: str  # READ or WRITE
+    addr: int
+    length: int
+    old: int | None  # value before, on writes; None on reads
+    value: int  # value after the access
+    pid: int
+    tid: int
+    pc: int  # start of the accessing instruction
+    insn: str | None
+    time: float  # seconds since the epoch
+    frames: tuple[Frame, ...]
+    kind_from: str = "insn"  # "insn" (decoded) or "value" (value change only)
+    mode: str | None = None  # "user" | "kernel" in whole-system mode
+    comm: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def stack_key(self) -> tuple[int, ...]:
+        """Identity of the call path, for caching rendered backtraces."""
+        return tuple(f.pc for f in self.frames)
+
+    def to_json(self) -> dict:
+        doc = {
+            "seq": self.seq,
+            "kind": self.kind,
+            "addr": hex(self.addr),
+            "len": self.length,
+            "old": self.old,
+            "value": self.value,
+            "pid": self.pid,
+            "tid": self.tid,
+            "pc": hex(self.pc),
+            "insn": self.insn,
+            "time": format_time(self.time),
+            "frames": [f.to_json() for f in self.frames],
+            "kind_from": self.kind_from,
+        }
+        if self.mode is not None:
+            doc["mode"] = self.mode
+            doc["comm"] = self.comm
+        doc.update(self.extra)
+        return doc
+
+
+def format_time(seconds: float) -> str:
+    """ISO 8601 UTC with microseconds: 2026-11-26T03:13:20.123456Z."""
+    whole = int(seconds)
+    micros = int(round((seconds - whole) * 1_000_000))
+    if micros == 1_000_000:
+        whole, micros = whole + 1, 0
+    return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(whole)) + f".{micros:06d}Z"
+
+
+def parse_time(text: str) -> float:
+    """Inverse of format_time."""
+    import calendar
+
+    stamp, _, frac = text.rstrip("Z").partition(".")
+    whole = calendar.timegm(_time.strptime(stamp, "%Y-%m-%dT%H:%M:%S"))
+    return whole + (int(frac) / 10 ** len(frac) if frac else 0.0)
+
+
+class JsonLineEncoder:
+    """Encodes records as JSON lines, reusing the frames fragment per call path.
+
+    Hits come from a few call paths many times over, so the frames part of the
+    line is encoded once per path.
+    """
+
+    def __init__(self) -> None:
+        self._frames_json: dict[tuple, str] = {}
+
+    def encode(self, record: Record) -> str:
+        key = (record.stack_key, tuple(f.level for f in record.frames))
+        frames = self._frames_json.get(key)
+        if frames is None:
+            frames = json.dumps([f.to_json() for f in record.frames])
+            self._frames_json[key] = frames
+        head = {
+            "seq": record.seq,
+            "kind": record.kind,
+            "addr": hex(record.addr),
+            "len": record.length,
+            "old": record.old,
+            "value": record.value,
+            "pid": record.pid,
+            "tid": record.tid,
+            "pc": hex(record.pc),
+            "insn": record.insn,
+            "time": format_time(record.time),
+        }
+        tail = {"kind_from": record.kind_from}
+        if record.mode is not None:
+            tail["mode"] = record.mode
+            tail["comm"] = record.comm
+        tail.update(record.extra)
+        return (
+            json.dumps(head)[:-1]
+            + ', "frames": '
+            + frames
+            + ", "
+            + json.dumps(tail)[1:]
+            + "\n"
+        )
+
+
+def record_from_json(doc: dict) -> Record:
+    """Rebuild a Record from one parsed JSON line (used by reports and tests)."""
+    known = {
+        "seq", "kind", "addr", "len", "old", "value", "pid", "tid", "pc",
+        "insn", "time", "frames", "kind_from", "mode", "comm",
+    }
+    frames = tuple(
+        Frame(f["level"], int(f["pc"], 16), f.get("func"), f.get("file"), f.get("line"))
+        for f in doc["frames"]
+    )
+    return Record(
+        seq=doc["seq"],
+        kind=doc["kind"],
+        addr=int(doc["addr"], 16),
+        length=doc["len"],
+        old=doc["old"],
+        value=doc["value"],
+        pid=doc["pid"],
+        tid=doc["tid"],
+        pc=int(doc["pc"], 16),
+        insn=doc["insn"],
+        time=parse_time(doc["time"]),
+        frames=frames,
+        kind_from=doc.get("kind_from", "insn"),
+        mode=doc.get("mode"),
+        comm=doc.get("comm"),
+        extra={k: v for k, v in doc.items() if k not in known},
+    )
