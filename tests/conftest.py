@@ -1,0 +1,53 @@
+"""Shared fixtures: build the C targets, run a real gdb with the extension loaded."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+C_DIR = REPO / "tests" / "c"
+LOADER = REPO / "gdb_qznusnih" / "loader.py"
+
+
+def gdb_base_command() -> list[str]:
+    """gdb without user init files, with the extension sourced from this checkout."""
+    return ["gdb", "-nx", "-batch", "-ex", "set width 0", "-ex", "set height 0", "-x", str(LOADER)]
+
+
+def quiet_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["NO_COLOR"] = "1"
+    env.pop("PYTHONPATH", None)
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def c_build_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cbin")
+
+
+@pytest.fixture(scope="session")
+def build_c(c_build_dir):
+    """build_c("mix", m32=False) -> path of the built program (cached per session)."""
+    if shutil.which("gcc") is None:
+        pytest.fail("gcc is missing: install it with 'apt-get install gcc'")
+    built: dict[tuple[str, bool], Path] = {}
+
+    def build(name: str, m32: bool = False, extra: tuple[str, ...] = ()) -> Path:
+        key = (name, m32)
+        if key not in built:
+            out = c_build_dir / (name + ("-32" if m32 else ""))
+            cmd = ["gcc", "-g", "-O0", "-pthread", "-o", str(out), str(C_DIR / f"{name}.c")]
+            if m32:
+                cmd[1:1] = ["-m32", "-msse2"]
+            subprocess.run(cmd + list(extra), check=True)
+            built[key] = out
+        return built[key]
+
+    return build
