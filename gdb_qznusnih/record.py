@@ -83,7 +83,7 @@ class Record:
 def format_time(seconds: float) -> str:
     """ISO 8601 UTC with microseconds: 2026-11-26T03:13:20.123456Z."""
     whole = int(seconds)
-    micros = int(round((seconds - whole) * 1_000_000))
+    micros = round((seconds - whole) * 1_000_000)
     if micros == 1_000_000:
         whole, micros = whole + 1, 0
     return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(whole)) + f".{micros:06d}Z"
@@ -101,52 +101,87 @@ def parse_time(text: str) -> float:
 class JsonLineEncoder:
     """Encodes records as JSON lines, reusing the frames fragment per call path.
 
-    Hits come from a few call paths many times over, so the frames part of the
-    line is encoded once per path.
+    Hits come from a few call paths many times over, so the frames part of the line is
+    encoded once per path, and strings (insn, kind, comm) once per distinct text.  The output
+    is what `json.dumps(record.to_json())` gives, key order included.  Call `clear()` when
+    symbols change (the frames cache is keyed by pcs and levels).
     """
+
+    _CACHE_LIMIT = 4096
 
     def __init__(self) -> None:
         self._frames_json: dict[tuple, str] = {}
+        self._strings: dict[str | None, str] = {}
+        self._second = -1
+        self._stamp = ""
+
+    def clear(self) -> None:
+        self._frames_json.clear()
+        self._strings.clear()
+
+    def _string(self, text: str | None) -> str:
+        encoded = self._strings.get(text)
+        if encoded is None:
+            if len(self._strings) >= self._CACHE_LIMIT:
+                self._strings.clear()
+            encoded = json.dumps(text)
+            self._strings[text] = encoded
+        return encoded
+
+    def _time(self, seconds: float) -> str:
+        whole = int(seconds)
+        micros = round((seconds - whole) * 1_000_000)
+        if micros == 1_000_000:
+            whole, micros = whole + 1, 0
+        if whole != self._second:
+            self._second = whole
+            self._stamp = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(whole))
+        return f"{self._stamp}.{micros:06d}Z"
 
     def encode(self, record: Record) -> str:
-        key = (record.stack_key, tuple(f.level for f in record.frames))
+        frames_list = record.frames
+        key = tuple([(f.level, f.pc) for f in frames_list])
         frames = self._frames_json.get(key)
         if frames is None:
-            frames = json.dumps([f.to_json() for f in record.frames])
+            if len(self._frames_json) >= self._CACHE_LIMIT:
+                self._frames_json.clear()
+            frames = json.dumps([f.to_json() for f in frames_list])
             self._frames_json[key] = frames
-        head = {
-            "seq": record.seq,
-            "kind": record.kind,
-            "addr": hex(record.addr),
-            "len": record.length,
-            "old": record.old,
-            "value": record.value,
-            "pid": record.pid,
-            "tid": record.tid,
-            "pc": hex(record.pc),
-            "insn": record.insn,
-            "time": format_time(record.time),
-        }
-        tail = {"kind_from": record.kind_from}
+        string = self._string
+        old = "null" if record.old is None else int(record.old)
+        tail = ""
         if record.mode is not None:
-            tail["mode"] = record.mode
-            tail["comm"] = record.comm
-        tail.update(record.extra)
+            tail = f', "mode": {string(record.mode)}, "comm": {string(record.comm)}'
+        if record.extra:
+            tail += ", " + json.dumps(record.extra)[1:-1]
         return (
-            json.dumps(head)[:-1]
-            + ', "frames": '
-            + frames
-            + ", "
-            + json.dumps(tail)[1:]
-            + "\n"
+            f'{{"seq": {int(record.seq)}, "kind": {string(record.kind)}, '
+            f'"addr": "{record.addr:#x}", "len": {int(record.length)}, "old": {old}, '
+            f'"value": {int(record.value)}, "pid": {int(record.pid)}, '
+            f'"tid": {int(record.tid)}, "pc": "{record.pc:#x}", '
+            f'"insn": {string(record.insn)}, "time": "{self._time(record.time)}", '
+            f'"frames": {frames}, "kind_from": {string(record.kind_from)}{tail}}}\n'
         )
 
 
 def record_from_json(doc: dict) -> Record:
     """Rebuild a Record from one parsed JSON line (used by reports and tests)."""
     known = {
-        "seq", "kind", "addr", "len", "old", "value", "pid", "tid", "pc",
-        "insn", "time", "frames", "kind_from", "mode", "comm",
+        "seq",
+        "kind",
+        "addr",
+        "len",
+        "old",
+        "value",
+        "pid",
+        "tid",
+        "pc",
+        "insn",
+        "time",
+        "frames",
+        "kind_from",
+        "mode",
+        "comm",
     }
     frames = tuple(
         Frame(f["level"], int(f["pc"], 16), f.get("func"), f.get("file"), f.get("line"))

@@ -1,0 +1,314 @@
+"""Records as text blocks for the terminal and the text logs, plain or coloured.  Pure: no gdb.
+
+A block is a header, the backtrace in gdb's `bt` layout and the instruction:
+
+    [17] WRITE 0x55d0c3a0b04b  0x00 → 0x2a  tid 4243  03:13:20.123456
+    #0  0x000055d0c3a08168 in round_once at mix.c:40
+    #1  0x000055d0c3a0826a in main at mix.c:61
+        movb $0x1,(%rax)
+
+Hits come from a few call paths many times over, so `BlockRenderer` renders (and colours) each
+backtrace and each instruction once; per record only the header is formatted.
+pygments is optional and imported only when colour is asked for.
+"""
+
+from __future__ import annotations
+
+import time as _time
+
+from .record import READ, WRITE, Frame, Record
+
+ARROW = "→"
+VALUE_GUESS_NOTE = "(kind guessed from the value change)"
+
+# Fixed ANSI colours for the kind label: basic colours follow the terminal's own palette, so
+# they read on dark and light backgrounds; cyan and red also differ for colour-blind readers.
+_RESET = "\x1b[0m"
+_KIND_SGR = {READ: "\x1b[1;36m", WRITE: "\x1b[1;31m"}
+_BOLD = "\x1b[1m"
+
+# The default scheme (TerminalFormatter, 16 colours), close to gdb's own `bt` styling but
+# without gdb's yellow and dark blue, which vanish on light and dark backgrounds respectively.
+_SCHEME_BY_NAME = {
+    "Token": "",
+    "Token.Text.Whitespace": "",
+    "Token.Comment": "brightblack",
+    "Token.Comment.Special": "brightblack",
+    "Token.Name.Label": "",
+    "Token.Name.Function": "**",
+    "Token.Name.Variable": "cyan",
+    "Token.Name.Namespace": "green",
+    "Token.Name.Constant": "magenta",
+    "Token.Name.Attribute": "magenta",
+    "Token.Literal": "",
+    "Token.Literal.String": "magenta",
+    "Token.Literal.Number": "magenta",
+    "Token.Literal.Number.Hex": "brightblack",
+    "Token.Literal.Number.Integer": "green",
+    "Token.Punctuation": "",
+    "Token.Operator": "",
+}
+
+
+def resolve_color(mode: str, stream_is_tty: bool, environ) -> bool:
+    """Whether to colour: `always`, `never`, or `auto` (a terminal and NO_COLOR unset).
+
+    NO_COLOR disables colour whatever its value, even empty (https://no-color.org).
+    """
+    if mode == "always":
+        return True
+    if mode == "never":
+        return False
+    if mode == "auto":
+        return bool(stream_is_tty) and "NO_COLOR" not in environ
+    raise ValueError(f"unknown colour mode '{mode}'; use auto, always or never")
+
+
+def check_style(name: str | None) -> None:
+    """Raise ValueError (one line) unless `name` is None or a pygments style."""
+    if name is None:
+        return
+    try:
+        from pygments.styles import get_all_styles, get_style_by_name
+        from pygments.util import ClassNotFound
+    except ImportError:
+        raise ValueError(
+            f"--style {name} needs pygments, which gdb's Python cannot import; "
+            "install python3-pygments"
+        ) from None
+    try:
+        get_style_by_name(name)
+    except ClassNotFound:
+        names = ", ".join(sorted(get_all_styles()))
+        raise ValueError(
+            f"unknown style '{name}'; valid names ('pygmentize -L styles'): {names}"
+        ) from None
+
+
+def _scheme():
+    from pygments.token import string_to_tokentype
+
+    return {string_to_tokentype(k): (v, v) for k, v in _SCHEME_BY_NAME.items()}
+
+
+class Colorizer:
+    """ANSI colour for headers, backtraces and instructions.
+
+    `style=None` uses 16 terminal colours that read on dark and light backgrounds; a pygments
+    style name uses that style in 256 colours.  Unknown names raise ValueError.  Without
+    pygments, only the header is coloured (it needs no pygments); backtraces stay plain.
+    """
+
+    def __init__(self, style: str | None = None) -> None:
+        check_style(style)
+        self.style = style
+        self._formatter = None
+        self._bt_lexer = None
+        self._gas_lexer = None
+        self._highlight = None
+        try:
+            from pygments import highlight
+            from pygments.formatters import Terminal256Formatter, TerminalFormatter
+            from pygments.lexers import GasLexer
+
+            from .lexer import backtrace_lexer
+        except ImportError:
+            return
+        if style is None:
+            self._formatter = TerminalFormatter(colorscheme=_scheme())
+        else:
+            self._formatter = Terminal256Formatter(style=style)
+        self._highlight = highlight
+        self._bt_lexer = backtrace_lexer()
+        self._gas_lexer = GasLexer(stripnl=False, ensurenl=True)
+
+    @property
+    def has_pygments(self) -> bool:
+        return self._highlight is not None
+
+    def kind(self, kind: str, text: str | None = None) -> str:
+        """`text` (default: READ or WRITE) in the colour of `kind`."""
+        label = kind.upper() if text is None else text
+        return f"{_KIND_SGR.get(kind, _BOLD)}{label}{_RESET}"
+
+    def bold(self, text: str) -> str:
+        return f"{_BOLD}{text}{_RESET}"
+
+    def header(self, text: str, kind: str) -> str:
+        """A plain header line with its READ/WRITE label coloured."""
+        label = kind.upper()
+        return text.replace(label, self.kind(kind, label), 1)
+
+    def _lex(self, text: str, lexer) -> str:
+        if self._highlight is None or not text:
+            return text
+        out = self._highlight(text, lexer, self._formatter)
+        if not text.endswith("\n") and out.endswith("\n"):
+            out = out[:-1]
+        return out
+
+    def backtrace(self, text: str) -> str:
+        """Backtrace lines (gdb `bt` layout) in colour."""
+        return self._lex(text, self._bt_lexer)
+
+    def insn(self, text: str) -> str:
+        """An AT&T instruction line in colour."""
+        return self._lex(text, self._gas_lexer)
+
+
+def format_frame(frame: Frame, width: int = 16, show_args: bool = False) -> str:
+    """One `bt` line: `#1  0x000055d0c3a0826a in main (argc=1) at mix.c:61`."""
+    func = frame.func or "??"
+    if show_args and frame.args is not None:
+        func = f"{func} ({frame.args})"
+    where = ""
+    if frame.file is not None:
+        where = f" at {frame.file}" if frame.line is None else f" at {frame.file}:{frame.line}"
+    return f"#{frame.level:<2} 0x{frame.pc:0{width}x} in {func}{where}"
+
+
+def address_width(frames) -> int:
+    """Hex digits gdb pads a frame's pc to: 16 for 64-bit addresses, else 8."""
+    return 16 if any(f.pc > 0xFFFFFFFF for f in frames) else 8
+
+
+def format_backtrace(frames, show_args: bool = False) -> str:
+    """The frames as gdb's `bt` prints them, one line each, each ending with a newline."""
+    width = address_width(frames)
+    return "".join(format_frame(f, width, show_args) + "\n" for f in frames)
+
+
+def format_insn(insn: str | None) -> str:
+    """The instruction line, whitespace normalised: `    movb $0x1,(%rax)`; "" when unknown."""
+    if not insn:
+        return ""
+    return "    " + " ".join(insn.split()) + "\n"
+
+
+def format_value(value: int | None, length: int) -> str:
+    """`0x2a`, zero-padded to the watched length; `?` when unknown."""
+    if value is None:
+        return "?"
+    return f"0x{value:0{2 * length}x}"
+
+
+def format_clock(seconds: float) -> str:
+    """HH:MM:SS.micro in UTC (rounded like record.format_time)."""
+    whole = int(seconds)
+    micros = round((seconds - whole) * 1_000_000)
+    if micros == 1_000_000:
+        whole, micros = whole + 1, 0
+    return _time.strftime("%H:%M:%S", _time.gmtime(whole)) + f".{micros:06d}"
+
+
+def _header_tail(record: Record) -> str:
+    """What follows the time in a header: the value-guess note and whole-system fields."""
+    tail = ""
+    if record.mode is not None:
+        comm = f" ({record.comm})" if record.comm else ""
+        tail += f"  {record.mode} pid {record.pid}{comm}"
+    if record.kind_from == "value":
+        tail += "  " + VALUE_GUESS_NOTE
+    return tail
+
+
+def format_header(record: Record) -> str:
+    """`[17] WRITE 0x55d0c3a0b04b  0x00 → 0x2a  tid 4243  03:13:20.123456` plus notes."""
+    return BlockRenderer()._header(record)
+
+
+class BlockRenderer:
+    """Renders records as blocks, caching per call path and per instruction text.
+
+    The backtrace cache is keyed by the frames' pcs and levels (and args when shown): the same
+    pcs give the same functions and lines until symbols change; call `clear()` then
+    (new objfile, exec).
+    """
+
+    # Call paths and instruction texts are few; args (with show_args) may not be: bound memory.
+    _CACHE_LIMIT = 4096
+
+    def __init__(self, colorizer: Colorizer | None = None, show_args: bool = False) -> None:
+        self.colorizer = colorizer
+        self.show_args = show_args
+        self._backtraces: dict[tuple, str] = {}
+        self._insns: dict[str | None, str] = {}
+        self._second = -1
+        self._hms = ""
+        if colorizer is None:
+            self._labels = {READ: "READ ", WRITE: "WRITE"}
+            self._value_on, self._value_off = "", ""
+        else:
+            self._labels = {READ: colorizer.kind(READ, "READ") + " ", WRITE: colorizer.kind(WRITE)}
+            self._value_on, self._value_off = _BOLD, _RESET
+
+    def clear(self) -> None:
+        """Forget cached text (symbols changed)."""
+        self._backtraces.clear()
+        self._insns.clear()
+
+    def _clock(self, seconds: float) -> str:
+        whole = int(seconds)
+        micros = round((seconds - whole) * 1_000_000)
+        if micros == 1_000_000:
+            whole, micros = whole + 1, 0
+        if whole != self._second:
+            self._second = whole
+            self._hms = _time.strftime("%H:%M:%S", _time.gmtime(whole))
+        return f"{self._hms}.{micros:06d}"
+
+    def _header(self, record: Record) -> str:
+        kind = record.kind
+        label = self._labels.get(kind)
+        if label is None:
+            label = kind.upper()
+        width = 2 * record.length
+        on, off = self._value_on, self._value_off
+        if kind == WRITE:
+            old = "?" if record.old is None else f"0x{record.old:0{width}x}"
+            value = f"{old} {ARROW} {on}0x{record.value:0{width}x}{off}"
+        else:
+            value = f"{on}0x{record.value:0{width}x}{off}"
+        head = (
+            f"[{record.seq}] {label} 0x{record.addr:x}  {value}  tid {record.tid}  "
+            f"{self._clock(record.time)}"
+        )
+        if record.mode is None and record.kind_from == "insn":
+            return head + "\n"
+        return head + _header_tail(record) + "\n"
+
+    def _backtrace(self, record: Record) -> str:
+        frames = record.frames
+        if self.show_args:
+            key = tuple([(f.level, f.pc, f.args) for f in frames])
+        else:
+            key = tuple([(f.level, f.pc) for f in frames])
+        text = self._backtraces.get(key)
+        if text is None:
+            text = format_backtrace(frames, self.show_args)
+            if self.colorizer is not None:
+                text = self.colorizer.backtrace(text)
+            if len(self._backtraces) >= self._CACHE_LIMIT:
+                self._backtraces.clear()
+            self._backtraces[key] = text
+        return text
+
+    def _insn(self, insn: str | None) -> str:
+        text = self._insns.get(insn)
+        if text is None:
+            text = format_insn(insn)
+            if self.colorizer is not None and text:
+                text = "    " + self.colorizer.insn(text[4:])
+            if len(self._insns) >= self._CACHE_LIMIT:
+                self._insns.clear()
+            self._insns[insn] = text
+        return text
+
+    def render(self, record: Record) -> str:
+        """The whole block, ending with a newline."""
+        return self._header(record) + self._backtrace(record) + self._insn(record.insn)
+
+
+def render_block(record: Record, show_args: bool = False) -> str:
+    """One record as a plain text block (no colour, no caching kept between calls)."""
+    return BlockRenderer(show_args=show_args).render(record)

@@ -1,0 +1,190 @@
+"""Where records go: the terminal stream, PREFIX.reads.log / PREFIX.writes.log, PREFIX.jsonl.
+
+Pure: no gdb.  Every record is written with one `os.write` per file, unbuffered, so each
+record on disk is whole as soon as `emit` returns, even if gdb is killed right after.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from .record import READ, WRITE, JsonLineEncoder, Record
+from .render import BlockRenderer, Colorizer
+
+
+class SinkError(Exception):
+    """A log cannot be opened or written; the message is one line that says what to do."""
+
+
+_SUFFIXES = {"json": ".jsonl", READ: ".reads.log", WRITE: ".writes.log"}
+
+
+def _reason(error: OSError) -> str:
+    if error.errno == errno.ELOOP:
+        return "it is a symbolic link"
+    return error.strerror or str(error)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd`, retrying short writes; raises OSError."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def write_terminal(text: str) -> None:
+    """The default terminal writer: `text` to fd 1, unbuffered."""
+    try:
+        write_all(1, text.encode("utf-8", "replace"))
+    except OSError as error:
+        raise SinkError(f"cannot write to standard output: {_reason(error)}") from None
+
+
+class _LogFile:
+    """One log file opened with os.open; remembers its size to undo a partial record."""
+
+    __slots__ = ("fd", "path", "size")
+
+    def __init__(self, path: str, private: bool) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
+        if private:
+            flags |= os.O_NOFOLLOW  # root writing for another user: no symlink games
+        self.path = path
+        self.fd = os.open(path, flags, 0o600 if private else 0o666)
+        self.size = 0
+        if private:
+            try:
+                os.fchmod(self.fd, 0o600)  # it may have existed with a wider mode
+            except OSError:
+                os.close(self.fd)
+                raise
+
+    def write(self, data: bytes) -> None:
+        """Append `data` whole: one syscall unless the kernel takes only part of it."""
+        try:
+            written = os.write(self.fd, data)
+            if written != len(data):
+                write_all(self.fd, data[written:])
+        except OSError:
+            self._undo()
+            raise
+        self.size += len(data)
+
+    def _undo(self) -> None:
+        """Cut a record that was written in part, so the file ends with a whole line."""
+        try:
+            os.ftruncate(self.fd, self.size)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class LogSinks:
+    """Sends each Record to the terminal (unless quiet) and, with a prefix, to three files.
+
+    - `color`: colour the terminal stream (already resolved, see render.resolve_color);
+    - `color_files`: ANSI colour in the text logs too (only with `--color always`);
+    - `style`: pygments style name, or None for the default 16-colour scheme;
+    - `writer`: a callable taking the terminal text (default: os.write to fd 1);
+    - `private`: files get mode 0600 (the target belongs to another user);
+    - `colorizer`: a ready Colorizer to share (else one is made when colour is wanted).
+    Raises SinkError (one line) when a log cannot be opened or written.
+    """
+
+    def __init__(
+        self,
+        prefix: str | None = None,
+        color: bool = False,
+        color_files: bool = False,
+        style: str | None = None,
+        quiet: bool = False,
+        show_args: bool = False,
+        writer=None,
+        private: bool = False,
+        colorizer: Colorizer | None = None,
+    ) -> None:
+        self.prefix = prefix
+        self.quiet = quiet
+        self.private = private
+        self._write_terminal = writer or write_terminal
+        wants_color = color or (color_files and prefix is not None)
+        if wants_color and colorizer is None:
+            colorizer = Colorizer(style)  # ValueError on an unknown style
+        shared = colorizer if wants_color else None
+        self.colorizer = shared if color else None
+        plain = BlockRenderer(show_args=show_args)
+        colored = BlockRenderer(shared, show_args) if shared is not None else plain
+        self._terminal_renderer = colored if color else plain
+        self._file_renderer = colored if (color_files and shared is not None) else plain
+        self._encoder = JsonLineEncoder()
+        self._files: dict[str, _LogFile] = {}
+        self._failed: str | None = None
+
+    @property
+    def paths(self) -> list[str]:
+        """The log files, for status output; [] without a prefix."""
+        if self.prefix is None:
+            return []
+        return [self.prefix + _SUFFIXES[k] for k in ("json", READ, WRITE)]
+
+    def open(self, private: bool | None = None) -> None:
+        """Create (truncate) the three log files; SinkError when one cannot be."""
+        if private is not None:
+            self.private = private
+        if self.prefix is None or self._files:
+            return
+        for key, path in zip(("json", READ, WRITE), self.paths):
+            try:
+                self._files[key] = _LogFile(path, self.private)
+            except OSError as error:
+                self._close_files()
+                raise SinkError(
+                    f"cannot write {path}: {_reason(error)}; choose a writable --log prefix"
+                ) from None
+
+    def emit(self, record: Record) -> None:
+        """Log one record: the JSON line, the block in its kind's log, the terminal block."""
+        if self._failed is not None:
+            raise SinkError(self._failed)
+        text = None
+        if self._files:
+            log = self._files["json"]
+            try:
+                log.write(self._encoder.encode(record).encode())
+                kind_log = self._files.get(record.kind)
+                if kind_log is not None:
+                    log = kind_log
+                    text = self._file_renderer.render(record)
+                    log.write(text.encode("utf-8", "replace"))
+            except OSError as error:
+                self._failed = (
+                    f"cannot write {log.path}: {_reason(error)}; logging stopped, "
+                    "free some space or choose another --log prefix"
+                )
+                raise SinkError(self._failed) from None
+        if not self.quiet:
+            if text is None or self._terminal_renderer is not self._file_renderer:
+                text = self._terminal_renderer.render(record)
+            self._write_terminal(text)
+
+    def clear_caches(self) -> None:
+        """Forget cached text; call when symbols change (new objfile, exec)."""
+        self._terminal_renderer.clear()
+        self._file_renderer.clear()
+        self._encoder.clear()
+
+    def _close_files(self) -> None:
+        files, self._files = self._files, {}
+        for log in files.values():
+            try:
+                log.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Close the logs (idempotent)."""
+        self._close_files()

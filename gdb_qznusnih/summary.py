@@ -1,0 +1,168 @@
+"""Counts of a watch's accesses, printed when it ends.  Pure: no gdb.
+
+`Summary.add` is O(1) and keeps counts only (never the records), so memory stays flat however
+long the watch runs.  A call site is the innermost frame with source, as in
+`round_once at mix.c:40`; frames without source (libc's memcpy) defer to their caller.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .record import READ, WRITE, Record
+
+TOP_SITES = 5
+
+
+class Site(NamedTuple):
+    """A call site and how many accesses of one kind it made."""
+
+    func: str | None
+    file: str | None
+    line: int | None
+    pc: int | None  # only when no frame has source: sites are then told apart by pc
+    count: int
+
+    def describe(self) -> str:
+        where = f"{self.func or '??'}"
+        if self.file is not None:
+            where += f" at {self.file}" if self.line is None else f" at {self.file}:{self.line}"
+        elif self.pc is not None:
+            where += f" at 0x{self.pc:x}"
+        return where
+
+    def to_json(self) -> dict:
+        return {
+            "func": self.func,
+            "file": self.file,
+            "line": self.line,
+            "pc": None if self.pc is None else hex(self.pc),
+            "count": self.count,
+        }
+
+
+def _site_key(record: Record) -> tuple:
+    frames = record.frames
+    for frame in frames:
+        if frame.file is not None:
+            return (frame.func, frame.file, frame.line, None)
+    if frames:
+        return (frames[0].func, None, None, frames[0].pc)
+    return (None, None, None, record.pc)
+
+
+class Summary:
+    """Totals by kind, thread and mode, and call sites per kind.
+
+    `start` and `end` (seconds since the epoch) give the duration and the rate; when unset,
+    the times of the first and last record stand in.
+    """
+
+    def __init__(self, start: float | None = None, end: float | None = None) -> None:
+        self.start = start
+        self.end = end
+        self.reads = 0
+        self.writes = 0
+        self.first_time: float | None = None
+        self.last_time: float | None = None
+        self._threads: dict[int, list[int]] = {}  # tid -> [reads, writes]
+        self._modes: dict[str, int] = {}
+        self._sites: dict[str, dict[tuple, int]] = {READ: {}, WRITE: {}}
+
+    @property
+    def total(self) -> int:
+        return self.reads + self.writes
+
+    def add(self, record: Record) -> None:
+        """Count one record."""
+        is_write = record.kind == WRITE
+        if is_write:
+            self.writes += 1
+        else:
+            self.reads += 1
+        counts = self._threads.get(record.tid)
+        if counts is None:
+            counts = self._threads[record.tid] = [0, 0]
+        counts[is_write] += 1
+        if record.mode is not None:
+            self._modes[record.mode] = self._modes.get(record.mode, 0) + 1
+        sites = self._sites[WRITE if is_write else READ]
+        key = _site_key(record)
+        sites[key] = sites.get(key, 0) + 1
+        if self.first_time is None:
+            self.first_time = record.time
+        self.last_time = record.time
+
+    @property
+    def duration(self) -> float | None:
+        start = self.start if self.start is not None else self.first_time
+        end = self.end if self.end is not None else self.last_time
+        if start is None or end is None:
+            return None
+        return max(0.0, end - start)
+
+    @property
+    def rate(self) -> float | None:
+        """Accesses per second, when there is a duration."""
+        duration = self.duration
+        if not duration:
+            return None
+        return self.total / duration
+
+    def threads(self) -> list[tuple[int, int, int]]:
+        """(tid, reads, writes), by tid."""
+        return [(tid, r, w) for tid, (r, w) in sorted(self._threads.items())]
+
+    def modes(self) -> dict[str, int]:
+        """Accesses by mode ("user", "kernel") in whole-system mode; {} otherwise."""
+        return dict(sorted(self._modes.items()))
+
+    def top_sites(self, kind: str, limit: int = TOP_SITES) -> list[Site]:
+        """The busiest call sites for `kind`, most accesses first."""
+        ranked = sorted(
+            self._sites[kind].items(),
+            key=lambda item: (-item[1], str(item[0][0]), str(item[0][1]), item[0][2] or 0),
+        )
+        return [Site(*key, count) for key, count in ranked[:limit]]
+
+    def to_json(self) -> dict:
+        duration, rate = self.duration, self.rate
+        return {
+            "reads": self.reads,
+            "writes": self.writes,
+            "total": self.total,
+            "threads": [{"tid": t, "reads": r, "writes": w} for t, r, w in self.threads()],
+            "modes": self.modes(),
+            "top_sites": {
+                kind: [site.to_json() for site in self.top_sites(kind)] for kind in (READ, WRITE)
+            },
+            "duration": None if duration is None else round(duration, 6),
+            "hits_per_second": None if rate is None else round(rate, 1),
+        }
+
+    def format(self, colorizer=None) -> str:
+        """The summary as text, ending with a newline; colour via a render.Colorizer."""
+
+        def kind_word(kind: str, word: str) -> str:
+            return word if colorizer is None else colorizer.kind(kind, word)
+
+        reads, writes = kind_word(READ, "reads"), kind_word(WRITE, "writes")
+        line = f"summary: {self.total:,} accesses: {self.reads:,} {reads}, {self.writes:,} {writes}"
+        duration, rate = self.duration, self.rate
+        if duration is not None and self.total:
+            line += f" in {duration:.3f} s"
+            if rate is not None:
+                line += f" ({rate:,.0f} hits/s)"
+        lines = [line]
+        if self._modes:
+            lines.append("  by mode: " + ", ".join(f"{m} {n:,}" for m, n in self.modes().items()))
+        for tid, r, w in self.threads():
+            lines.append(f"  tid {tid}: {r:,} {reads}, {w:,} {writes}")
+        for kind, word in ((READ, "read"), (WRITE, "write")):
+            sites = self.top_sites(kind)
+            if not sites:
+                continue
+            lines.append(f"top {kind_word(kind, word)} sites:")
+            width = len(f"{sites[0].count:,}")
+            lines += [f"  {site.count:>{width},}  {site.describe()}" for site in sites]
+        return "\n".join(lines) + "\n"
