@@ -1,0 +1,444 @@
+"""What an x86 instruction did to the watched bytes, decoded from gdb's AT&T text.
+
+x86 data breakpoints trap after the access and do not say whether it read or wrote; the
+instruction that just ran does.  The input is `gdb.Architecture.disassemble(pc)[0]["asm"]`
+as gdb 13 prints it in AT&T syntax.  Pure: no gdb.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .record import READ, WRITE
+
+Reg = Callable[[str], int]
+
+REP_REACH = 1 << 20  # how far a rep string register may have run past the byte before the trap
+_DF = 1 << 10  # eflags direction flag
+_MASK64 = (1 << 64) - 1
+
+_PREFIXES = frozenset(
+    "lock rep repz repe repnz repne data16 data32 addr16 addr32 notrack bnd xacquire "
+    "xrelease cs ds es fs gs ss rex rex64".split()
+)
+_PREFIX_RE = re.compile(r"rex\.[wrxb]+|\{[a-z0-9]+\}")  # rex.W, rex.WRXB, {vex}, {evex}
+_REP = frozenset({"rep", "repz", "repe", "repnz", "repne"})
+_MNEMONIC_RE = re.compile(r"[a-z][a-z0-9]*")
+_SIZE_SUFFIX = {"b": 1, "w": 2, "l": 4, "q": 8}
+
+_REG = r"%[a-z][a-z0-9]*"
+_REG_RE = re.compile(_REG + r"(?:\(\d\))?")  # %st(1)
+_IMM_RE = re.compile(r"\$-?(?:0x[0-9a-f]+|\d+)")
+_MEM_RE = re.compile(
+    r"(?:%(?P<seg>[c-gs]s):)?(?P<disp>-?(?:0x[0-9a-f]+|\d+))?"
+    rf"(?P<paren>\((?P<base>{_REG})?(?:,(?P<index>{_REG})(?:,(?P<scale>[1248]))?)?\))?"
+)
+_DECORATION_RE = re.compile(r"(?:\{[^{}]*\})+$")  # {%k1}{z}, {1to16}
+_REG64_RE = re.compile(r"%r(?:[a-d]x|[sd]i|[sb]p|ip|\d+)\b")
+_REG32_RE = re.compile(r"%e(?:[a-d]x|[sd]i|[sb]p)\b")
+
+# What an explicit memory operand undergoes, by mnemonic without its b/w/l/q suffix.
+_RMW = frozenset(
+    "add adc sub sbb and or xor inc dec neg not shl shr sal sar rol ror rcl rcr bts btr btc "
+    "xchg xadd cmpxchg cmpxchg8b cmpxchg16b shld shrd arpl".split()
+)
+_READ_ONLY = frozenset("cmp test bt ptest vptest vtestps vtestpd bound".split())  # mem may be last
+_NO_ACCESS = frozenset(  # address arithmetic, hints and cache control: no data access
+    "lea nop clflush clflushopt clwb cldemote invlpg invlpga bndmk bndcl bndcu bndcn".split()
+)
+_SINGLE_STORES = frozenset("pop stmxcsr vstmxcsr sgdt sidt sldt str smsw vmptrst".split())
+_STORE_PREFIXES = ("set", "fst", "fist", "fbstp", "fnst", "fsave", "fnsave", "fxsave", "xsave")
+_SETCC_RE = re.compile(r"set(?:n?(?:a|ae|b|be|c|e|g|ge|l|le|o|p|s|z)|pe|po)")
+_IMPLICIT_STORES = frozenset({"maskmovdqu", "vmaskmovdqu", "maskmovq"})  # write (%rdi)
+_BRANCHES = frozenset("call lcall jmp ljmp loop loope loopne loopz loopnz xbegin".split())
+_PORT_IO = frozenset("in out ins outs".split())
+
+# Implicit stack accesses.  After a push-like instruction its slot starts at the stack
+# pointer; after a pop-like one it sits just below it.
+_STACK = dict.fromkeys("push pushf pusha enter call lcall".split(), WRITE)
+_STACK.update(dict.fromkeys("pop popf popa leave ret lret iret".split(), READ))
+# String instructions: accesses in the order the CPU makes them; "si" is (%rsi), "di" (%rdi).
+_STRING = {
+    "movs": ((READ, "si"), (WRITE, "di")),
+    "cmps": ((READ, "si"), (READ, "di")),
+    "stos": ((WRITE, "di"),),
+    "lods": ((READ, "si"),),
+    "scas": ((READ, "di"),),
+    "ins": ((WRITE, "di"),),
+    "outs": ((READ, "si"),),
+}
+_ACC_SIZE = {"al": 1, "ax": 2, "eax": 4, "rax": 8}
+_KNOWN = _RMW | _READ_ONLY | _NO_ACCESS | _SINGLE_STORES | _BRANCHES | _PORT_IO | set(_STACK)
+
+
+@dataclass(frozen=True)
+class MemOperand:
+    """An AT&T memory operand `seg:disp(base,index,scale)`; register names without '%'."""
+
+    segment: str | None
+    disp: int
+    base: str | None
+    index: str | None
+    scale: int
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One instruction as gdb printed it, split into prefixes, mnemonic and operands."""
+
+    text: str
+    prefixes: tuple[str, ...]
+    mnemonic: str
+    operands: tuple[str, ...]
+
+    @property
+    def is_string(self) -> bool:
+        return _string_base(self.mnemonic) is not None
+
+    @property
+    def is_rep(self) -> bool:
+        """A string instruction with a rep/repz/repnz prefix: it may run many iterations."""
+        return self.is_string and any(p in _REP for p in self.prefixes)
+
+
+@dataclass(frozen=True)
+class Access:
+    """One data access an instruction makes, in execution order.
+
+    `where` is "operand" (the explicit memory operand), "stack" (an implicit stack slot at
+    [reg + offset, reg + offset + size) with reg's value after the instruction), "string"
+    (the element at the string register `reg`) or "implicit" (anything else, e.g. xlat).
+    """
+
+    kind: str
+    where: str
+    reg: str | None = None
+    size: int = 0
+    offset: int = 0
+    operand: MemOperand | None = None
+
+
+def parse_instruction(text: str) -> Instruction | None:
+    """Split gdb's AT&T text; None for "(bad)", prefixes alone, or anything unparsable."""
+    if not isinstance(text, str):
+        return None
+    # Operands never contain '<' or '#': cut the "# 0x4010 <counter>" comment and the
+    # "<foo+4>" branch target symbol (which may itself hold spaces, '<' or '#').
+    code = re.split(r"[<#]", text, maxsplit=1)[0].lower()
+    words = code.split()
+    i = 0
+    while i < len(words) and (words[i] in _PREFIXES or _PREFIX_RE.fullmatch(words[i])):
+        i += 1
+    if i == len(words):
+        return None
+    mnemonic = re.sub(r",p[nt]$", "", words[i])  # je,pn / je,pt branch hints
+    if not _MNEMONIC_RE.fullmatch(mnemonic):
+        return None
+    operands = _split_operands("".join(words[i + 1 :]))
+    if operands is None or not all(_operand_class(op) for op in operands):
+        return None
+    return Instruction(text, tuple(words[:i]), mnemonic, tuple(operands))
+
+
+def parse_mem_operand(operand: str) -> MemOperand | None:
+    """Parse `%fs:0x28`, `-0x10(%rbp)`, `0x0(,%rax,8)`, `*0x8(%rax)`, `(%rdi){%k1}`."""
+    op = _DECORATION_RE.sub("", operand.strip().lower().lstrip("*"))
+    m = _MEM_RE.fullmatch(op)
+    if not m or not (m["disp"] or m["paren"]):
+        return None
+    disp = int(m["disp"], 0) if m["disp"] else 0
+    return MemOperand(
+        m["seg"],
+        disp,
+        m["base"] and m["base"][1:],
+        m["index"] and m["index"][1:],
+        int(m["scale"] or 1),
+    )
+
+
+def memory_operand(insn: Instruction) -> MemOperand | None:
+    """The explicit memory operand the instruction accesses, if it has one."""
+    return next((a.operand for a in accesses(insn) if a.operand is not None), None)
+
+
+def accesses_memory(insn: Instruction) -> bool:
+    """Whether the instruction accesses data memory at all, explicitly or implicitly."""
+    return bool(accesses(insn))
+
+
+def classify_access(
+    insn: Instruction,
+    watch_start: int,
+    watch_len: int,
+    reg: Reg | None = None,
+    word_size: int = 8,
+) -> list[str] | None:
+    """Ordered kinds of the accesses that touched [watch_start, watch_start + watch_len).
+
+    None when the instruction makes no data access.  `reg(name)` gives a register's value
+    after the instruction; it is called only for instructions with two accesses (push/pop/
+    call with a memory operand, movs, cmps).  When the registers cannot decide, the result
+    is the explicit operand's kinds, or each distinct string access kind in order.
+    """
+    accs = accesses(insn, word_size)
+    if not accs:
+        return None
+    if len(accs) > 1 and reg is not None:
+        try:
+            hits = _locate(insn, accs, watch_start, max(watch_len, 1), reg)
+        except (RuntimeError, LookupError, ValueError, TypeError):  # gdb.error is a RuntimeError
+            hits = None
+        if hits and any(hits):
+            return [a.kind for a, hit in zip(accs, hits) if hit]
+    if len(accs) > 1 and not insn.is_string:
+        accs = [a for a in accs if a.where == "operand"]
+    return list(dict.fromkeys(a.kind for a in accs))
+
+
+def string_access_near(
+    insn: Instruction, watch_start: int, watch_len: int, reg: Reg, word_size: int = 8
+) -> bool:
+    """For a rep string instruction still at $pc: has one of its index registers just passed
+    the watched bytes (within REP_REACH, in its direction of travel)?"""
+    if not insn.is_rep:
+        return False
+    accs = accesses(insn, word_size)
+    try:
+        down = bool(reg("eflags") & _DF)
+        return any(
+            _passed(reg(a.reg), a.size, down, watch_start, max(watch_len, 1)) is not None
+            for a in accs
+        )
+    except (RuntimeError, LookupError, ValueError, TypeError):
+        return False
+
+
+def kind_from_value(old: int | None, new: int) -> str:
+    """Fallback when the instruction is unknown: a changed value was written, else read."""
+    return WRITE if old is not None and old != new else READ
+
+
+def effective_address(op: MemOperand, reg: Reg) -> int:
+    """disp + base + index*scale, wrapped to the address size, plus the fs/gs base.
+
+    A rip-relative operand needs reg("rip") to return the next instruction's address.
+    Raises ValueError for a vector index (gather/scatter).
+    """
+    addr, width = op.disp, 0
+    for name, factor in ((op.base, 1), (op.index, op.scale)):
+        if name is not None:
+            width = max(width, _addr_width(name))
+            if name not in ("eiz", "riz"):  # gdb's names for "no index"
+                addr += reg(name) * factor
+    addr &= (1 << (width or 64)) - 1
+    if op.segment in ("fs", "gs"):
+        addr = (addr + reg(op.segment + "_base")) & _MASK64
+    return addr
+
+
+# -- decoding -------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def accesses(insn: Instruction, word_size: int = 8) -> tuple[Access, ...]:
+    """All data accesses `insn` makes, in execution order (cached per instruction)."""
+    word = _word_size(insn, word_size)
+    m = insn.mnemonic
+    string = _string_base(m)
+    if string is not None:
+        return _string_accesses(insn, string, word)
+    if m in _IMPLICIT_STORES:
+        return (Access(WRITE, "implicit", "rdi" if word == 8 else "edi"),)
+    base, slot = _base(m), word
+    if base != m and base in _STACK:
+        slot = _SIZE_SUFFIX[m[-1]]  # pushw, popq, retw...
+    stack = _stack_access(insn, base, word, slot)
+    mem = _explicit_memory(insn, base)
+    if mem is None:
+        return (stack,) if stack else ()
+    index, op = mem
+    kinds = _operand_kinds(insn, base, index)
+    explicit = tuple(Access(k, "operand", size=slot if stack else 0, operand=op) for k in kinds)
+    if stack is None or not explicit:
+        return explicit
+    return (stack, *explicit) if stack.kind == READ else (*explicit, stack)
+
+
+def _operand_kinds(insn: Instruction, base: str, index: int) -> tuple[str, ...]:
+    m, last = insn.mnemonic, index == len(insn.operands) - 1
+    if base in _NO_ACCESS or m.startswith(("prefetch", "nop")):
+        return ()
+    if base in _RMW or "lock" in insn.prefixes:  # lock is only legal on read-modify-write
+        return (READ, WRITE) if last or base == "xchg" else (READ,)
+    if base in _READ_ONLY:
+        return (READ,)
+    if len(insn.operands) == 1:
+        store = base in _SINGLE_STORES or (
+            m.startswith(_STORE_PREFIXES) and (not m.startswith("set") or _SETCC_RE.fullmatch(m))
+        )
+        return (WRITE,) if store else (READ,)
+    return (WRITE,) if last else (READ,)  # AT&T: the destination is the last operand
+
+
+def _stack_access(insn: Instruction, base: str, word: int, slot: int) -> Access | None:
+    entry = _STACK.get(base)
+    if entry is None:
+        return None
+    kind = entry
+    if base == "enter":  # the saved frame pointer is where the new one points
+        return Access(WRITE, "stack", "rbp" if word == 8 else "ebp", slot)
+    sp = "rsp" if word == 8 else "esp"
+    size = slot * 2 if base in ("lcall", "lret") else slot  # far: offset and selector
+    offset = -size if kind == READ else 0
+    if base == "ret" and insn.operands and _IMM_RE.fullmatch(insn.operands[0]):
+        offset -= int(insn.operands[0][1:], 0)  # ret $imm releases imm more bytes
+    return Access(kind, "stack", sp, size, offset)
+
+
+def _explicit_memory(insn: Instruction, base: str) -> tuple[int, MemOperand] | None:
+    for i, text in enumerate(insn.operands):
+        if base in _BRANCHES or insn.mnemonic.startswith("j"):
+            if not text.startswith("*"):  # a direct branch target, not memory
+                continue
+        if base in _PORT_IO and text == "(%dx)":  # an I/O port, not memory
+            continue
+        op = parse_mem_operand(text)
+        if op is not None:
+            return i, op
+    return None
+
+
+def _string_accesses(insn: Instruction, string: str, word: int) -> tuple[Access, ...]:
+    m = insn.mnemonic
+    size = _SIZE_SUFFIX.get(m[len(string) :], 0)
+    for text in insn.operands:
+        size = size or _ACC_SIZE.get(text.lstrip("%"), 0)
+    names = {}
+    for text in insn.operands:
+        op = parse_mem_operand(text)
+        if op is not None and op.base and op.base[-2:] in ("si", "di"):
+            names[op.base[-2:]] = op.base
+    default = {"si": "rsi" if word == 8 else "esi", "di": "rdi" if word == 8 else "edi"}
+    return tuple(Access(k, "string", names.get(r, default[r]), size) for k, r in _STRING[string])
+
+
+def _string_base(mnemonic: str) -> str | None:
+    for base in _STRING:
+        if mnemonic.startswith(base) and mnemonic[len(base) :] in ("", "b", "w", "l", "q"):
+            return base
+    return None
+
+
+def _base(mnemonic: str) -> str:
+    """The mnemonic without its AT&T size suffix, when that names a known instruction."""
+    if mnemonic not in _KNOWN and mnemonic[-1:] in _SIZE_SUFFIX and mnemonic[:-1] in _KNOWN:
+        return mnemonic[:-1]
+    return mnemonic
+
+
+def _word_size(insn: Instruction, default: int) -> int:
+    """8 when the text names a 64-bit register, 4 when it names a 32-bit one, else default."""
+    if _REG64_RE.search(insn.text):
+        return 8
+    return 4 if _REG32_RE.search(insn.text) else default
+
+
+def _addr_width(name: str) -> int:
+    if name == "riz" or _REG64_RE.fullmatch("%" + name):
+        return 64
+    if name in ("eip", "eiz") or _REG32_RE.fullmatch("%" + name) or re.fullmatch(r"r\d+d", name):
+        return 32
+    if name in ("bx", "si", "di", "bp"):  # 16-bit addressing
+        return 16
+    raise ValueError(f"not an address register: {name}")
+
+
+def _split_operands(text: str) -> list[str] | None:
+    if not text:
+        return []
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch in "({") - (ch in ")}")
+        if depth < 0:
+            return None
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts if depth == 0 else None
+
+
+def _operand_class(text: str) -> str | None:
+    if re.fullmatch(r"\{[a-z0-9-]+\}", text):  # {rn-sae}, {sae}
+        return "decoration"
+    bare = _DECORATION_RE.sub("", text).lstrip("*")
+    if _REG_RE.fullmatch(bare):
+        return "register"
+    if _IMM_RE.fullmatch(bare) and not text.startswith("*"):
+        return "immediate"
+    return "memory" if parse_mem_operand(bare) else None
+
+
+# -- locating accesses with register values -----------------------------------------------
+
+
+def _overlaps(start: int, size: int, watch_start: int, watch_len: int) -> bool:
+    return start < watch_start + watch_len and watch_start < start + size
+
+
+def _locate(insn: Instruction, accs, watch_start: int, watch_len: int, reg: Reg):
+    """Which of `accs` touched the watched bytes: a list of bools, or None if undecidable."""
+    if insn.is_string:
+        if not all(a.size for a in accs):
+            return None
+        down = bool(reg("eflags") & _DF)
+        values = [reg(a.reg) for a in accs]
+        if insn.is_rep:
+            dists = [_passed(v, a.size, down, watch_start, watch_len) for a, v in zip(accs, values)]
+            near = min((d for d in dists if d is not None), default=None)
+            return None if near is None else [d == near for d in dists]
+        starts = [v + a.size if down else v - a.size for a, v in zip(accs, values)]
+        return [_overlaps(s, a.size, watch_start, watch_len) for a, s in zip(accs, starts)]
+    stack = next(a for a in accs if a.where == "stack")
+    sp = reg(stack.reg)
+    slot_hit = _overlaps(sp + stack.offset, stack.size, watch_start, watch_len)
+    hits = []
+    for a in accs:
+        if a is stack:
+            hits.append(slot_hit)
+        elif not slot_hit:
+            hits.append(True)  # the trap came from somewhere: not the slot, so the operand
+        else:
+            hits.append(_operand_hit(insn, a, stack, sp, watch_start, watch_len, reg))
+    return hits
+
+
+def _operand_hit(insn, access, stack, sp, watch_start, watch_len, reg) -> bool:
+    """Does the explicit operand of push/pop/call also cover the watched bytes?"""
+    op = access.operand
+    if op.base in ("rip", "eip") and _base(insn.mnemonic) in ("call", "lcall"):
+        return False  # after a call, rip is the target, not the next instruction
+    # push and call compute the address with the stack pointer from before they ran.
+    before = sp + stack.size if stack.kind == WRITE else sp
+
+    def pre(name: str) -> int:
+        return before if name == stack.reg else reg(name)
+
+    try:
+        addr = effective_address(op, pre)
+    except ValueError:
+        return False
+    return _overlaps(addr, access.size or stack.size, watch_start, watch_len)
+
+
+def _passed(value: int, size: int, down: bool, watch_start: int, watch_len: int) -> int | None:
+    """How far a rep string register has run past the watched bytes, or None if it has not
+    reached them or is more than REP_REACH beyond."""
+    if down:
+        dist = watch_start + watch_len - (value + size)
+    else:
+        dist = value - watch_start
+    return dist if 0 < dist <= REP_REACH else None
