@@ -1,0 +1,371 @@
+"""Kernel awareness for whole-system mode (gdb on QEMU's gdbstub).  Needs gdb.
+
+At each hit: user or kernel mode, and which task made (or caused) the access,
+from the kernel's per-CPU `current_task`; without kernel symbols, which address
+space (cr3).  For kernel-mode hits, the user frames of the process that made the
+system call, from the pt_regs at the top of its kernel stack.
+
+Every lookup that does not change between hits (symbol addresses, struct offsets,
+the per-CPU layout) is probed once and forgotten on gdb.events.new_objfile; a hit
+then costs a few register reads and one or two memory reads.  The pure parts live
+in kernel_layout.py.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+
+import gdb
+
+from . import kernel_layout as kl
+from .record import Frame
+from .target import WatchError
+
+TASK = "task"
+CR3 = "cr3"
+
+
+@dataclass(slots=True)
+class HitContext:
+    """Who made one access: CPU mode and, when known, the task."""
+
+    mode: str  # "user" | "kernel", from CS & 3
+    pid: int | None  # tgid of the current task (None in cr3 mode)
+    tid: int | None  # pid of the current task
+    comm: str | None
+    cr3: int | None = None  # address-space id (masked), in cr3 mode
+
+
+@dataclass
+class _TaskProbe:
+    """What reading the current task needs, probed from the kernel's symbols."""
+
+    current_addr: int  # address of the per-CPU pointer (an offset on SMP)
+    source: str  # "current_task" (<= 6.1) or "pcpu_hot.current_task" (>= 6.2)
+    smp: bool
+    per_cpu_offset: int | None  # &__per_cpu_offset[0], SMP only
+    task: kl.TaskLayout
+    stack_offset: int  # task_struct.stack
+    pt_regs_size: int
+    pt_regs_fields: dict[str, int]  # ip, sp, bp, cs -> offset
+
+
+def _symbol_address(expression: str) -> int | None:
+    try:
+        return int(gdb.parse_and_eval(expression))
+    except gdb.error:
+        return None
+
+
+def _probe_task() -> _TaskProbe | None:
+    """Probe the kernel's layout; None without kernel symbols."""
+    # Up to 6.1 the current task is the per-CPU `current_task`; from 6.2 it is a
+    # field of the per-CPU `pcpu_hot`.
+    current = _symbol_address("&current_task")
+    source = "current_task"
+    if current is None:
+        current = _symbol_address("&pcpu_hot.current_task")
+        source = "pcpu_hot.current_task"
+    if current is None:
+        return None
+
+    def offset(struct_name: str, member: str) -> int:
+        return int(gdb.parse_and_eval(f"(unsigned long)&(({struct_name} *)0)->{member}"))
+
+    try:
+        task = kl.TaskLayout(
+            pid=offset("struct task_struct", "pid"),
+            tgid=offset("struct task_struct", "tgid"),
+            comm=offset("struct task_struct", "comm"),
+        )
+        stack_offset = offset("struct task_struct", "stack")
+        pt_regs_size = gdb.lookup_type("struct pt_regs").sizeof
+        pt_regs_fields = {name: offset("struct pt_regs", name) for name in ("ip", "sp", "bp", "cs")}
+    except gdb.error:
+        return None
+    per_cpu_offset = _symbol_address("&__per_cpu_offset[0]")  # absent on UP kernels
+    return _TaskProbe(
+        current_addr=current,
+        source=source,
+        smp=per_cpu_offset is not None,
+        per_cpu_offset=per_cpu_offset,
+        task=task,
+        stack_offset=stack_offset,
+        pt_regs_size=pt_regs_size,
+        pt_regs_fields=pt_regs_fields,
+    )
+
+
+class KernelView:
+    """Per-hit kernel context for one watch in whole-system mode."""
+
+    method: str  # TASK or CR3
+
+    def __init__(self, arch: str, probe: _TaskProbe | None, want_pid: int | None,
+                 want_cr3: int | None) -> None:
+        self.arch = arch
+        self.method = TASK if probe is not None else CR3
+        self.want_pid = want_pid
+        self.want_cr3 = kl.address_space_id(want_cr3, arch) if want_cr3 is not None else None
+        self.cr3_learned = False
+        self._probe = probe
+        self._word = kl.WORD_SIZE[arch]
+        self._ptr_fmt = "<Q" if self._word == 8 else "<I"
+        self._paging_on = False
+        self._stack_layout: tuple[int, int] | None = None
+        self._per_cpu_offsets: dict[int, int] = {}
+        self._return_address_cache: dict[int, bool] = {}
+        self._frame_cache: dict[tuple[int, int], Frame] = {}
+        self._inferior = gdb.selected_inferior()
+        gdb.events.new_objfile.connect(self._on_new_objfile)
+
+    # -- construction -------------------------------------------------------
+
+    @classmethod
+    def detect(cls, want_pid: int | None, want_cr3: int | None) -> "KernelView | None":
+        """A view for the selected whole-system target, or None when it is not one.
+
+        Raises WatchError when --pid is asked for but there are no kernel symbols.
+        """
+        connection = getattr(gdb.selected_inferior(), "connection", None)
+        if connection is None or connection.type not in ("remote", "extended-remote"):
+            return None
+        try:
+            arch = kl.arch_from_gdb_name(gdb.newest_frame().architecture().name())
+            gdb.newest_frame().read_register("cs")
+        except (gdb.error, ValueError):
+            return None  # not an x86 machine stub: no way to tell modes apart
+        probe = _probe_task()
+        if probe is None and want_pid is not None and want_cr3 is None:
+            raise WatchError(
+                "--pid needs kernel symbols (load vmlinux: 'file vmlinux'); "
+                "without them use --cr3 ADDRESS_SPACE"
+            )
+        view = cls(arch, probe, want_pid, want_cr3)
+        if view.method == CR3 and view.want_cr3 is None:
+            view._learn_cr3_now()
+        return view
+
+    def close(self) -> None:
+        """Stop listening to gdb events (the watch ended)."""
+        try:
+            gdb.events.new_objfile.disconnect(self._on_new_objfile)
+        except (RuntimeError, ValueError):
+            pass
+
+    def _on_new_objfile(self, _event) -> None:
+        # Symbols changed (add-symbol-file, a new vmlinux): probe again, keep the method.
+        probe = _probe_task()
+        if probe is not None:
+            self._probe = probe
+        self._stack_layout = None
+        self._per_cpu_offsets.clear()
+        self._return_address_cache.clear()
+        self._frame_cache.clear()
+
+    def describe(self) -> str:
+        """One line for the output: what filters the hits, and how."""
+        if self.method == TASK:
+            via = self._probe.source + (" (per-CPU)" if self._probe.smp else "")
+            if self.want_pid is None:
+                return f"no --pid: keeping every task's hits, task pid/comm via {via}"
+            return f"filtering by task pid {self.want_pid} via {via}"
+        if self.want_cr3 is None:
+            return ("no kernel symbols: filtering by address space, cr3 to be learned "
+                    "from the first user-mode hit (PTI bit masked)")
+        learned = " learned at arming" if self.cr3_learned else ""
+        return f"filtering by address space cr3={self.want_cr3:#x}{learned} (PTI bit masked)"
+
+    # -- per hit ------------------------------------------------------------
+
+    def hit_context(self) -> HitContext | None:
+        """The context of the current hit; None to ignore it (early boot, other task)."""
+        frame = gdb.newest_frame()
+        if not self._paging_on:
+            # Before paging (early boot with -S) a virtual address means nothing.
+            if not kl.paging_enabled(int(frame.read_register("cr0"))):
+                return None
+            self._paging_on = True
+        mode = kl.privilege_mode(int(frame.read_register("cs")))
+        if self.method == CR3:
+            return self._cr3_context(frame, mode)
+        task = self._current_task(frame, mode)
+        if task is None:
+            return None
+        block = self._read(task + self._probe.task.start, self._probe.task.length)
+        if block is None:
+            return None
+        tgid, pid, comm = self._probe.task.decode(block)
+        if self.want_pid is not None and tgid != self.want_pid:
+            return None
+        return HitContext(mode=mode, pid=tgid, tid=pid, comm=comm)
+
+    def _cr3_context(self, frame: gdb.Frame, mode: str) -> HitContext | None:
+        space = kl.address_space_id(int(frame.read_register("cr3")), self.arch)
+        if self.want_cr3 is None:
+            if mode != "user":
+                return None
+            self.want_cr3 = space
+        if space != self.want_cr3:
+            return None
+        return HitContext(mode=mode, pid=None, tid=None, comm=None, cr3=space)
+
+    def _learn_cr3_now(self) -> None:
+        """Stopped in user mode (e.g. at the program's ready point): that is its space."""
+        frame = gdb.newest_frame()
+        try:
+            if not kl.paging_enabled(int(frame.read_register("cr0"))):
+                return
+            if kl.privilege_mode(int(frame.read_register("cs"))) == "user":
+                self.want_cr3 = kl.address_space_id(int(frame.read_register("cr3")), self.arch)
+                self.cr3_learned = True
+        except gdb.error:
+            pass
+
+    def _current_task(self, frame: gdb.Frame, mode: str) -> int | None:
+        probe = self._probe
+        source = kl.percpu_base_source(self.arch, probe.smp, mode)
+        if source == "none":
+            base = 0
+        elif source == "per_cpu_offset":
+            base = self._per_cpu_offset(gdb.selected_thread().num - 1)
+            if base is None:
+                return None
+        else:
+            base = int(frame.read_register(source))
+        raw = self._read(base + probe.current_addr, self._word)
+        if raw is None:
+            return None
+        task = struct.unpack(self._ptr_fmt, raw)[0]
+        return task or None
+
+    def _per_cpu_offset(self, cpu: int) -> int | None:
+        cached = self._per_cpu_offsets.get(cpu)
+        if cached is None:
+            raw = self._read(self._probe.per_cpu_offset + cpu * self._word, self._word)
+            if raw is None:
+                return None
+            cached = struct.unpack(self._ptr_fmt, raw)[0]
+            if cached:  # zero until setup_per_cpu_areas() has run
+                self._per_cpu_offsets[cpu] = cached
+        return cached
+
+    def _read(self, address: int, length: int) -> bytes | None:
+        try:
+            return bytes(self._inferior.read_memory(address, length))
+        except (gdb.MemoryError, gdb.error):
+            return None
+
+    # -- user frames of a system call ----------------------------------------
+
+    def user_regs(self) -> tuple[int, int, int] | None:
+        """(ip, sp, bp) the current task entered the kernel with, from task_pt_regs()."""
+        if self.method != TASK:
+            return None
+        frame = gdb.newest_frame()
+        task = self._current_task(frame, kl.privilege_mode(int(frame.read_register("cs"))))
+        if task is None:
+            return None
+        raw = self._read(task + self._probe.stack_offset, self._word)
+        if raw is None:
+            return None
+        stack = struct.unpack(self._ptr_fmt, raw)[0]
+        layouts = [self._stack_layout] if self._stack_layout else kl.STACK_LAYOUTS[self.arch]
+        fields = self._probe.pt_regs_fields
+        for thread_size, padding in layouts:
+            at = kl.pt_regs_address(stack, thread_size, padding, self._probe.pt_regs_size)
+            block = self._read(at, self._probe.pt_regs_size)
+            if block is None:
+                continue
+            words = {name: struct.unpack_from(self._ptr_fmt, block, off)[0]
+                     for name, off in fields.items()}
+            if kl.privilege_mode(words["cs"]) == "user" and words["ip"] < kl.USER_LIMIT[self.arch]:
+                self._stack_layout = (thread_size, padding)
+                return words["ip"], words["sp"], words["bp"]
+        return None
+
+    def user_frames(self, max_depth: int) -> list[Frame]:
+        """The user frames of the process in a system call, newest first; [] if unknown.
+
+        Levels count from 0; the caller renumbers them after the kernel frames.
+        """
+        regs = self.user_regs()
+        if regs is None or max_depth <= 0:
+            return []
+        ip, sp, bp = regs
+        pcs = kl.walk_user_stack(
+            ip, sp, bp, self._word, self._read_words,
+            lambda value: self._is_return_address(value, sp), max_depth,
+        )
+        return [self._describe_pc(level, pc) for level, pc in enumerate(pcs)]
+
+    def _read_words(self, address: int, count: int) -> list[int] | None:
+        block = self._read(address, count * self._word)
+        return kl.unpack_words(block, self._word) if block is not None else None
+
+    def _is_return_address(self, value: int, sp: int) -> bool:
+        if not 0x1000 <= value < kl.USER_LIMIT[self.arch] or abs(value - sp) < (1 << 20):
+            return False  # not user space, or a stack address
+        known = self._return_address_cache.get(value)
+        if known is None:
+            code = self._read(value - 7, 7)
+            known = code is not None and kl.follows_call(code)
+            self._return_address_cache[value] = known
+        return known
+
+    def _describe_pc(self, level: int, pc: int) -> Frame:
+        cached = self._frame_cache.get((level > 0, pc))
+        if cached is None:
+            # A return address's call is the instruction before it.
+            lookup = pc - 1 if level > 0 else pc
+            func = _function_name(lookup)
+            sal = gdb.find_pc_line(lookup)
+            symtab = sal.symtab
+            cached = Frame(
+                level=level,
+                pc=pc,
+                func=func,
+                file=symtab.filename if symtab is not None else None,
+                line=sal.line if symtab is not None and sal.line else None,
+            )
+            self._frame_cache[(level > 0, pc)] = cached
+        if cached.level != level:
+            cached = Frame(level, cached.pc, cached.func, cached.file, cached.line)
+        return cached
+
+
+_SYMBOL_IN_ADDRESS = re.compile(r"<([^+>]+)(?:\+\d+)?>")
+
+
+def _function_name(pc: int) -> str | None:
+    """The function at pc: from debug info, else from the minimal symbols."""
+    try:
+        block = gdb.current_progspace().block_for_pc(pc)
+    except RuntimeError:
+        block = None
+    while block is not None and block.function is None:
+        block = block.superblock
+    if block is not None:
+        return block.function.print_name
+    # gdb 13 has no Python API for minimal symbols by pc; format_address names them.
+    match = _SYMBOL_IN_ADDRESS.search(gdb.format_address(pc))
+    return match.group(1) if match else None
+
+
+def user_frames_from_pt_regs(max_depth: int) -> list[Frame]:
+    """The user frames of the current task's system call; [] when unavailable.
+
+    A convenience for callers without a KernelView; a view caches its probes.
+    """
+    try:
+        view = KernelView.detect(None, None)
+    except WatchError:
+        return []
+    if view is None:
+        return []
+    try:
+        return view.user_frames(max_depth)
+    finally:
+        view.close()
