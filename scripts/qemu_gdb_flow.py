@@ -1,0 +1,185 @@
+"""gdb script run by scripts/run_qemu_gdb.sh after `target remote`: the watch flow.
+
+Settings come from the environment (run_qemu_gdb.sh sets them):
+  QZN_REPO         checkout holding gdb_qznusnih/
+  QZN_READY        function where the program waits for the debugger (qzn_ready)
+  QZN_COMM         the program's comm, to tell it from others at the same address
+  QZN_WATCH        the expression to watch (&qzn_byte)
+  QZN_GO           variable to set to 1 once armed (qzn_go), "" for none
+  QZN_WATCH_OPTS   more qzn-watch options (shell words)
+  QZN_WATCHER      "qzn" (qzn-watch) or "probe" (a plain access watchpoint that logs
+                   KernelView's context and frames; no read/write split)
+  QZN_PROBE_LOG    probe watcher: JSON Lines output file
+  QZN_BT_DEPTH     probe watcher: frames per backtrace (default 16)
+  QZN_BATCH        "1": quit (killing QEMU) when the program exits
+
+Flow: a breakpoint at QZN_READY that stops only for QZN_COMM in user mode gives the
+program's pid; then the watch is armed with --pid, QZN_GO is set, and a breakpoint on
+the kernel's do_exit for that pid ends the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+
+import gdb
+
+sys.path.insert(0, os.environ["QZN_REPO"])
+
+from gdb_qznusnih.kernel import KernelView  # noqa: E402
+
+
+def note(text: str) -> None:
+    print(f"qzn-qemu: {text}", flush=True)
+
+
+class ReadyPoint(gdb.Breakpoint):
+    """Stops at the program's ready function, only in the program itself."""
+
+    def __init__(self, spec: str, view: KernelView, comm: str) -> None:
+        super().__init__(spec, type=gdb.BP_HARDWARE_BREAKPOINT, internal=True)
+        self.view = view
+        self.comm = comm[:15]  # TASK_COMM_LEN - 1
+        self.pid: int | None = None
+
+    def stop(self) -> bool:
+        context = self.view.hit_context()
+        if context is None or context.mode != "user" or context.comm != self.comm:
+            return False  # another program runs code at the same virtual address
+        self.pid = context.pid
+        return True
+
+
+class ExitPoint(gdb.Breakpoint):
+    """Stops when the main thread of `pid` enters do_exit."""
+
+    def __init__(self, view: KernelView, pid: int) -> None:
+        super().__init__("do_exit", type=gdb.BP_HARDWARE_BREAKPOINT, internal=True)
+        self.view = view
+        self.pid = pid
+        self.hit = False
+
+    def stop(self) -> bool:
+        context = self.view.hit_context()
+        if context is not None and context.pid == self.pid and context.tid == self.pid:
+            self.hit = True
+            return True
+        return False
+
+
+class ProbeWatch(gdb.Breakpoint):
+    """A plain access watchpoint that logs KernelView's view of every hit."""
+
+    def __init__(self, expression: str, view: KernelView, log_path: str, depth: int) -> None:
+        super().__init__(expression, type=gdb.BP_WATCHPOINT, wp_class=gdb.WP_ACCESS,
+                         internal=True)
+        self.view = view
+        self.depth = depth
+        self.log = open(log_path, "w", encoding="utf-8") if log_path else None
+        self.hits = 0
+        self.kept = 0
+        self.seconds = 0.0
+
+    def stop(self) -> bool:
+        started = time.perf_counter()
+        self.hits += 1
+        context = self.view.hit_context()
+        if context is None:
+            self.seconds += time.perf_counter() - started
+            return False
+        self.kept += 1
+        frames = []
+        frame = gdb.newest_frame()
+        while frame is not None and len(frames) < self.depth:
+            frames.append({"pc": hex(frame.pc()), "func": frame.name()})
+            try:
+                frame = frame.older()
+            except gdb.error:
+                break
+        user = []
+        if context.mode == "kernel":
+            user = [{"pc": hex(f.pc), "func": f.func, "file": f.file, "line": f.line}
+                    for f in self.view.user_frames(self.depth)]
+        elapsed = time.perf_counter() - started
+        self.seconds += elapsed
+        record = {"seq": self.kept, "mode": context.mode, "pid": context.pid,
+                  "tid": context.tid, "comm": context.comm, "frames": frames,
+                  "user_frames": user, "ms": round(elapsed * 1000, 3)}
+        names = " <- ".join(str(f["func"]) for f in frames[:6])
+        if user:
+            names += " || " + " <- ".join(str(f["func"]) for f in user[:6])
+        note(f"hit {self.kept}: {context.mode} pid {context.pid} {context.comm}: {names}")
+        if self.log:
+            self.log.write(json.dumps(record) + "\n")
+            self.log.flush()
+        return False
+
+
+def resume() -> bool:
+    """`continue`; False when the target is gone (QEMU quit)."""
+    try:
+        gdb.execute("continue")
+    except gdb.error as error:
+        note(f"target gone: {error}")
+        return False
+    return gdb.selected_inferior().pid != 0
+
+
+def main() -> None:
+    batch = os.environ.get("QZN_BATCH") == "1"
+    watcher = os.environ.get("QZN_WATCHER", "qzn")
+    comm = os.environ.get("QZN_COMM", "")
+    view = KernelView.detect(None, None)
+    if view is None:
+        raise gdb.GdbError("qzn-qemu: not connected to a whole-system target")
+    ready_spec = os.environ.get("QZN_READY", "qzn_ready")
+    try:
+        ready = ReadyPoint(ready_spec, view, comm)
+    except gdb.error as error:
+        raise gdb.GdbError(f"qzn-qemu: cannot break at '{ready_spec}': {error}") from None
+    note(f"booting; waiting for {comm} to reach {ready_spec}")
+    started = time.monotonic()
+    while ready.pid is None:
+        if not resume():
+            raise gdb.GdbError(f"qzn-qemu: the guest ended before {comm} reached {ready_spec}")
+    note(f"{comm} is pid {ready.pid}, at {ready_spec} after {time.monotonic() - started:.1f} s")
+    ready.delete()
+    expression = os.environ.get("QZN_WATCH", "&qzn_byte")
+    extra = shlex.split(os.environ.get("QZN_WATCH_OPTS", ""))
+    probe = None
+    if watcher == "probe":
+        address = int(gdb.parse_and_eval(expression))
+        probe = ProbeWatch(f"*(unsigned char *){address:#x}", KernelView.detect(ready.pid, None),
+                           os.environ.get("QZN_PROBE_LOG", ""),
+                           int(os.environ.get("QZN_BT_DEPTH", "16")))
+        note(f"probe watch on {address:#x}; {probe.view.describe()}")
+    else:
+        gdb.execute(shlex.join(["qzn-watch", "--pid", str(ready.pid), *extra, expression]))
+    go = os.environ.get("QZN_GO", "qzn_go")
+    if go:
+        gdb.execute(f"set var {go} = 1")
+    exit_point = ExitPoint(view, ready.pid)
+    while not exit_point.hit:
+        if not resume():
+            break
+        if not exit_point.hit:
+            break  # stopped for something else: a watch's --count, --stop, Ctrl-C
+    if probe is not None:
+        per_hit = probe.seconds / probe.hits * 1000 if probe.hits else 0.0
+        note(f"probe: {probe.kept} hits kept of {probe.hits}, {per_hit:.3f} ms per hit")
+        probe.delete()
+    if exit_point.hit:
+        note(f"pid {ready.pid} exited")
+        exit_point.delete()
+    if batch:
+        if watcher == "qzn":
+            gdb.execute("qzn-unwatch all")
+        if gdb.selected_inferior().pid != 0:
+            gdb.execute("kill")
+
+
+main()
