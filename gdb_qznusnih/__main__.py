@@ -1,0 +1,7 @@
+"""`python -m gdb_qznusnih`: the same as the `qznusnih` launcher."""
+
+import sys
+
+from gdb_qznusnih.cli import main
+
+sys.exit(main())
