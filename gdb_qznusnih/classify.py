@@ -186,14 +186,15 @@ def classify_access(
     accs = accesses(insn, word_size)
     if not accs:
         return None
-    if len(accs) > 1 and reg is not None:
+    places = len({(a.where, a.reg) for a in accs})  # a read-modify-write is one place
+    if places > 1 and reg is not None:
         try:
             hits = _locate(insn, accs, watch_start, max(watch_len, 1), reg)
         except (RuntimeError, LookupError, ValueError, TypeError):  # gdb.error is a RuntimeError
             hits = None
         if hits and any(hits):
             return [a.kind for a, hit in zip(accs, hits) if hit]
-    if len(accs) > 1 and not insn.is_string:
+    if places > 1 and not insn.is_string:
         accs = [a for a in accs if a.where == "operand"]
     return list(dict.fromkeys(a.kind for a in accs))
 
