@@ -103,8 +103,9 @@ class KernelView:
 
     method: str  # TASK or CR3
 
-    def __init__(self, arch: str, probe: _TaskProbe | None, want_pid: int | None,
-                 want_cr3: int | None) -> None:
+    def __init__(
+        self, arch: str, probe: _TaskProbe | None, want_pid: int | None, want_cr3: int | None
+    ) -> None:
         self.arch = arch
         self.method = TASK if probe is not None else CR3
         self.want_pid = want_pid
@@ -124,7 +125,7 @@ class KernelView:
     # -- construction -------------------------------------------------------
 
     @classmethod
-    def detect(cls, want_pid: int | None, want_cr3: int | None) -> "KernelView | None":
+    def detect(cls, want_pid: int | None, want_cr3: int | None) -> KernelView | None:
         """A view for the selected whole-system target, or None when it is not one.
 
         Raises WatchError when --pid is asked for but there are no kernel symbols.
@@ -173,8 +174,10 @@ class KernelView:
                 return f"no --pid: keeping every task's hits, task pid/comm via {via}"
             return f"filtering by task pid {self.want_pid} via {via}"
         if self.want_cr3 is None:
-            return ("no kernel symbols: filtering by address space, cr3 to be learned "
-                    "from the first user-mode hit (PTI bit masked)")
+            return (
+                "no kernel symbols: filtering by address space, cr3 to be learned "
+                "from the first user-mode hit (PTI bit masked)"
+            )
         learned = " learned at arming" if self.cr3_learned else ""
         return f"filtering by address space cr3={self.want_cr3:#x}{learned} (PTI bit masked)"
 
@@ -279,8 +282,10 @@ class KernelView:
             block = self._read(at, self._probe.pt_regs_size)
             if block is None:
                 continue
-            words = {name: struct.unpack_from(self._ptr_fmt, block, off)[0]
-                     for name, off in fields.items()}
+            words = {
+                name: struct.unpack_from(self._ptr_fmt, block, off)[0]
+                for name, off in fields.items()
+            }
             if kl.privilege_mode(words["cs"]) == "user" and words["ip"] < kl.USER_LIMIT[self.arch]:
                 self._stack_layout = (thread_size, padding)
                 return words["ip"], words["sp"], words["bp"]
@@ -296,8 +301,13 @@ class KernelView:
             return []
         ip, sp, bp = regs
         pcs = kl.walk_user_stack(
-            ip, sp, bp, self._word, self._read_words,
-            lambda value: self._is_return_address(value, sp), max_depth,
+            ip,
+            sp,
+            bp,
+            self._word,
+            self._read_words,
+            lambda value: self._is_return_address(value, sp),
+            max_depth,
         )
         return [self._describe_pc(level, pc) for level, pc in enumerate(pcs)]
 

@@ -107,7 +107,7 @@ def pt_regs_address(stack: int, thread_size: int, padding: int, sizeof_pt_regs: 
 
 
 def unpack_words(block: bytes, word_size: int) -> list[int]:
-    fmt = "<%d%s" % (len(block) // word_size, "Q" if word_size == 8 else "I")
+    fmt = f"<{len(block) // word_size}{'Q' if word_size == 8 else 'I'}"
     return list(struct.unpack_from(fmt, block))
 
 

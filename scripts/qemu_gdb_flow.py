@@ -75,9 +75,9 @@ class ProbeWatch(gdb.Breakpoint):
     """A plain access watchpoint that logs KernelView's view of every hit."""
 
     def __init__(self, expression: str, view: KernelView, log_path: str, depth: int) -> None:
-        super().__init__(expression, type=gdb.BP_WATCHPOINT, wp_class=gdb.WP_ACCESS,
-                         internal=True)
+        super().__init__(expression, type=gdb.BP_WATCHPOINT, wp_class=gdb.WP_ACCESS, internal=True)
         self.view = view
+        self.unfiltered = KernelView.detect(None, None)  # to log what --pid dropped
         self.depth = depth
         self.log = open(log_path, "w", encoding="utf-8") if log_path else None
         self.hits = 0
@@ -90,6 +90,7 @@ class ProbeWatch(gdb.Breakpoint):
         context = self.view.hit_context()
         if context is None:
             self.seconds += time.perf_counter() - started
+            self._log_filtered()
             return False
         self.kept += 1
         frames = []
@@ -102,13 +103,22 @@ class ProbeWatch(gdb.Breakpoint):
                 break
         user = []
         if context.mode == "kernel":
-            user = [{"pc": hex(f.pc), "func": f.func, "file": f.file, "line": f.line}
-                    for f in self.view.user_frames(self.depth)]
+            user = [
+                {"pc": hex(f.pc), "func": f.func, "file": f.file, "line": f.line}
+                for f in self.view.user_frames(self.depth)
+            ]
         elapsed = time.perf_counter() - started
         self.seconds += elapsed
-        record = {"seq": self.kept, "mode": context.mode, "pid": context.pid,
-                  "tid": context.tid, "comm": context.comm, "frames": frames,
-                  "user_frames": user, "ms": round(elapsed * 1000, 3)}
+        record = {
+            "seq": self.kept,
+            "mode": context.mode,
+            "pid": context.pid,
+            "tid": context.tid,
+            "comm": context.comm,
+            "frames": frames,
+            "user_frames": user,
+            "ms": round(elapsed * 1000, 3),
+        }
         names = " <- ".join(str(f["func"]) for f in frames[:6])
         if user:
             names += " || " + " <- ".join(str(f["func"]) for f in user[:6])
@@ -117,6 +127,22 @@ class ProbeWatch(gdb.Breakpoint):
             self.log.write(json.dumps(record) + "\n")
             self.log.flush()
         return False
+
+    def _log_filtered(self) -> None:
+        context = self.unfiltered.hit_context()
+        if context is None:
+            return  # before paging
+        note(f"filtered: {context.mode} pid {context.pid} {context.comm}")
+        if self.log:
+            record = {
+                "filtered": True,
+                "mode": context.mode,
+                "pid": context.pid,
+                "tid": context.tid,
+                "comm": context.comm,
+            }
+            self.log.write(json.dumps(record) + "\n")
+            self.log.flush()
 
 
 def resume() -> bool:
@@ -153,9 +179,12 @@ def main() -> None:
     probe = None
     if watcher == "probe":
         address = int(gdb.parse_and_eval(expression))
-        probe = ProbeWatch(f"*(unsigned char *){address:#x}", KernelView.detect(ready.pid, None),
-                           os.environ.get("QZN_PROBE_LOG", ""),
-                           int(os.environ.get("QZN_BT_DEPTH", "16")))
+        probe = ProbeWatch(
+            f"*(unsigned char *){address:#x}",
+            KernelView.detect(ready.pid, None),
+            os.environ.get("QZN_PROBE_LOG", ""),
+            int(os.environ.get("QZN_BT_DEPTH", "16")),
+        )
         note(f"probe watch on {address:#x}; {probe.view.describe()}")
     else:
         gdb.execute(shlex.join(["qzn-watch", "--pid", str(ready.pid), *extra, expression]))

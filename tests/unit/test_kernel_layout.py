@@ -13,7 +13,9 @@ def test_arch_from_gdb_name():
     assert kl.arch_from_gdb_name("i386:intel") == kl.I386
 
 
-@pytest.mark.parametrize("cs, mode", [(0x10, "kernel"), (0x33, "user"), (0x60, "kernel"), (0x73, "user")])
+@pytest.mark.parametrize(
+    "cs, mode", [(0x10, "kernel"), (0x33, "user"), (0x60, "kernel"), (0x73, "user")]
+)
 def test_privilege_mode(cs, mode):
     assert kl.privilege_mode(cs) == mode
 
@@ -95,13 +97,19 @@ def test_walk_x86_64_syscall_wrapper_then_frame_pointers():
     # read() is a leaf without a frame: [sp] returns into fill_from_zero, whose rbp
     # is still in bp; above it kernel_accesses and main chain by frame pointers.
     sp, bp = 0x7FFF0000, 0x7FFF0020
-    stack = FakeStack(8, {
-        sp: 0x401100,  # into fill_from_zero
-        sp + 8: 3,  # fd, a local
-        bp: 0x7FFF0040, bp + 8: 0x401200,  # into kernel_accesses
-        0x7FFF0040: 0x7FFF0060, 0x7FFF0048: 0x401300,  # into main
-        0x7FFF0060: 0, 0x7FFF0068: 0x401400,  # into libc's start
-    })
+    stack = FakeStack(
+        8,
+        {
+            sp: 0x401100,  # into fill_from_zero
+            sp + 8: 3,  # fd, a local
+            bp: 0x7FFF0040,
+            bp + 8: 0x401200,  # into kernel_accesses
+            0x7FFF0040: 0x7FFF0060,
+            0x7FFF0048: 0x401300,  # into main
+            0x7FFF0060: 0,
+            0x7FFF0068: 0x401400,  # into libc's start
+        },
+    )
     pcs = kl.walk_user_stack(0x439ABD, sp, bp, 8, stack.read_words, CODE.__contains__, 16)
     assert pcs == [0x439ABD, 0x401100, 0x401200, 0x401300, 0x401400]
 
@@ -110,20 +118,29 @@ def test_walk_i386_vdso_scans_to_first_frame_record():
     # __kernel_vsyscall pushed ebp, edx, ecx: bp is no frame record; the scan finds
     # the return into the libc stub, then the frame record of fill_from_zero.
     sp = 0xBF000000
-    stack = FakeStack(4, {
-        sp: 0xBF000040, sp + 4: 1, sp + 8: 0x4A7100,
-        sp + 12: 0x401100,  # into __libc_read
-        sp + 16: 7,
-        sp + 20: 0x401200,  # into fill_from_zero
-        0xBF000040: 0xBF000060, 0xBF000044: 0x401300,  # into kernel_accesses
-        0xBF000060: 0, 0xBF000064: 0x401400,  # into main
-    })
+    stack = FakeStack(
+        4,
+        {
+            sp: 0xBF000040,
+            sp + 4: 1,
+            sp + 8: 0x4A7100,
+            sp + 12: 0x401100,  # into __libc_read
+            sp + 16: 7,
+            sp + 20: 0x401200,  # into fill_from_zero
+            0xBF000040: 0xBF000060,
+            0xBF000044: 0x401300,  # into kernel_accesses
+            0xBF000060: 0,
+            0xBF000064: 0x401400,  # into main
+        },
+    )
     pcs = kl.walk_user_stack(0xB7FFF549, sp, sp, 4, stack.read_words, CODE.__contains__, 16)
     assert pcs == [0xB7FFF549, 0x401100, 0x401200, 0x401300, 0x401400]
 
 
 def test_walk_respects_max_depth_and_unreadable_memory():
-    assert kl.walk_user_stack(0x1234, 0x7FFF0000, 0, 8, lambda a, n: None, CODE.__contains__, 4) == [0x1234]
+    assert kl.walk_user_stack(
+        0x1234, 0x7FFF0000, 0, 8, lambda a, n: None, CODE.__contains__, 4
+    ) == [0x1234]
     stack = FakeStack(8, {0x7FFF0000: 0x401100, 0x7FFF0008: 0x401200})
     pcs = kl.walk_user_stack(0x1234, 0x7FFF0000, 0, 8, stack.read_words, CODE.__contains__, 2)
     assert pcs == [0x1234, 0x401100]

@@ -1,0 +1,169 @@
+"""The default guest boots to the tester, and KernelView sees its accesses right."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+
+from qemu_support import RUN_QEMU_GDB, TESTER_CHILD, TESTER_DONE, TESTER_PID, quiet_env
+
+EXPECTED_DONE = "user writes 2, user reads 1, kernel writes 1, kernel reads 1, child writes 1"
+
+
+def test_guest_boots_to_the_tester_and_powers_off(boot):
+    assert TESTER_PID.search(boot.console), boot.console[-2000:]
+    done = TESTER_DONE.search(boot.console)
+    assert done and done.group(1).strip() == EXPECTED_DONE
+    assert "guest_init: done, rebooting" in boot.console
+    assert boot.returncode == 0  # -no-reboot: the guest's reboot ends QEMU
+    assert 0 < boot.seconds_to_tester < 30
+
+
+def _tester_pid(text: str) -> int:
+    match = TESTER_PID.search(text)
+    assert match, text[-3000:]
+    return int(match.group(1))
+
+
+def test_probe_run_ends_cleanly(probe_run):
+    assert probe_run.returncode == 0, probe_run.stdout[-3000:] + probe_run.stderr[-3000:]
+    assert "Traceback" not in probe_run.stdout + probe_run.stderr
+    assert re.search(r"qzn-qemu: pid \d+ exited", probe_run.stdout), probe_run.stdout[-3000:]
+    done = TESTER_DONE.search(probe_run.console)
+    assert done and done.group(1).strip() == EXPECTED_DONE
+
+
+def test_hits_kept_are_the_testers_five(probe_run):
+    pid = _tester_pid(probe_run.console)
+    modes = [hit["mode"] for hit in probe_run.hits]
+    assert modes == ["user", "user", "user", "kernel", "kernel"], probe_run.stdout[-3000:]
+    for hit in probe_run.hits:
+        assert hit["pid"] == pid and hit["tid"] == pid
+        assert hit["comm"] == "guest_tester"
+
+
+def test_childs_write_is_filtered_out(probe_run):
+    child = int(TESTER_CHILD.search(probe_run.console).group(1))
+    children = [hit for hit in probe_run.filtered if hit["pid"] == child]
+    assert [hit["mode"] for hit in children] == ["user"], probe_run.filtered
+    assert children[0]["comm"] == "guest_tester"
+
+
+def _funcs(frames: list[dict]) -> list[str]:
+    return [frame["func"] for frame in frames]
+
+
+def test_user_hits_have_user_frames(probe_run):
+    first, read, same = probe_run.hits[:3]
+    assert _funcs(first["frames"])[:3] == ["poke_byte", "user_accesses", "main"]
+    assert _funcs(read["frames"])[:3] == ["peek_byte", "user_accesses", "main"]
+    assert _funcs(same["frames"])[:3] == ["poke_byte", "user_accesses", "main"]
+    assert all(not hit["user_frames"] for hit in (first, read, same))
+
+
+def test_kernel_write_from_read_of_dev_zero(probe_run):
+    hit = probe_run.hits[3]
+    funcs = _funcs(hit["frames"])
+    for name in ("read_zero", "vfs_read", "ksys_read"):
+        assert name in funcs, funcs
+    assert funcs.index("read_zero") < funcs.index("vfs_read") < funcs.index("ksys_read")
+    user = _funcs(hit["user_frames"])
+    assert user[1:4] == ["fill_from_zero", "kernel_accesses", "main"], hit["user_frames"]
+    assert user[0] in ("read", "__libc_read", "__read", "__kernel_vsyscall", None)
+    assert any(f["file"] and f["file"].endswith("guest_tester.c") for f in hit["user_frames"])
+
+
+def test_kernel_read_from_write_to_a_pipe(probe_run):
+    hit = probe_run.hits[4]
+    funcs = _funcs(hit["frames"])
+    assert "pipe_write" in funcs and "vfs_write" in funcs, funcs
+    user = _funcs(hit["user_frames"])
+    assert "send_to_pipe" in user and "kernel_accesses" in user and "main" in user, user
+
+
+def test_cost_per_hit(probe_run):
+    # hit_context + kernel frames + user frames, measured inside stop().
+    costs = [hit["ms"] for hit in probe_run.hits]
+    assert max(costs) < 200, costs  # generous: the first hits also read debug info
+
+
+# --- run_qemu_gdb.sh errors --------------------------------------------------------
+
+
+def _run(*args: str, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(RUN_QEMU_GDB), *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env or quiet_env(),
+    )
+
+
+def _one_line_error(done: subprocess.CompletedProcess, words: str) -> None:
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_error_missing_kernel(tmp_path):
+    _one_line_error(
+        _run("--kernel", str(tmp_path / "bzImage"), "--vmlinux", "x"), "kernel image not found"
+    )
+
+
+def test_error_port_in_use(guest):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        _one_line_error(_run("--arch", guest.arch, "--batch", "--port", str(port)), "in use")
+
+
+def test_error_missing_qemu(guest, tmp_path):
+    # A PATH with gdb and the basic tools but no QEMU.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in (
+        "gdb",
+        "tail",
+        "sed",
+        "head",
+        "basename",
+        "dirname",
+        "file",
+        "ss",
+        "mktemp",
+        "sha256sum",
+        "cut",
+        "cat",
+        "dpkg-query",
+        "stat",
+        "ls",
+        "grep",
+        "rm",
+    ):
+        path = subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip()
+        if path:
+            (bin_dir / tool).symlink_to(path)
+    env = quiet_env(PATH=str(bin_dir))
+    done = _run(
+        "--kernel",
+        str(guest.bzimage),
+        "--initrd",
+        str(guest.initrd),
+        "--vmlinux",
+        str(guest.vmlinux),
+        "--arch",
+        guest.arch,
+        env=env,
+    )
+    _one_line_error(done, "not found: apt-get install qemu-system-x86")
+
+
+def test_help():
+    done = _run("--help")
+    assert done.returncode == 0 and "--batch" in done.stdout and "--yocto" in done.stdout
