@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Hits per second: gdb-qznusnih against plain gdb, on the same program, in one run.
+
+Plain gdb: an `awatch` whose commands are `silent`, `bt`, `continue`.
+gdb-qznusnih: `qzn-watch` writing complete records to every sink (terminal
+stream into a pipe, PREFIX.jsonl, PREFIX.reads.log, PREFIX.writes.log).
+Wall time includes gdb's start, as a user sees it.  Prints the ratio.
+
+Usage: bench/bench_watch.py [--rounds N] [--repeat K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+LOADER = REPO / "gdb_qznusnih" / "loader.py"
+
+
+def build(tmp: Path) -> Path:
+    exe = tmp / "hotloop"
+    subprocess.run(["gcc", "-g", "-O0", "-o", str(exe), str(REPO / "bench" / "hotloop.c")],
+                   check=True)
+    return exe
+
+
+def plain_gdb(exe: Path, rounds: int, tmp: Path) -> list[str]:
+    script = tmp / "plain.gdb"
+    script.write_text(
+        "tbreak main\nrun\nawatch byte\ncommands\nsilent\nbt\ncontinue\nend\ncontinue\n"
+    )
+    return ["gdb", "-nx", "-batch", "-x", str(script), "--args", str(exe), str(rounds)]
+
+
+def qznusnih(exe: Path, rounds: int, tmp: Path) -> list[str]:
+    return [
+        "gdb", "-nx", "-batch", "-x", str(LOADER), "-ex", "tbreak main", "-ex", "run",
+        "-ex", f"qzn-watch --color never --log {tmp / 'bench'} &byte",
+        "--args", str(exe), str(rounds),
+    ]
+
+
+def timed(cmd: list[str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    result = subprocess.run(cmd, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0 or "hotloop:" not in result.stdout:
+        sys.exit(f"bench: run failed: {' '.join(cmd)}\n{result.stderr[-2000:]}")
+    return elapsed, result.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    hits = 2 * args.rounds
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        exe = build(tmp)
+        times: dict[str, list[float]] = {"plain gdb": [], "gdb-qznusnih": []}
+        for _ in range(args.repeat):
+            for name, make in (("plain gdb", plain_gdb), ("gdb-qznusnih", qznusnih)):
+                elapsed, _ = timed(make(exe, args.rounds, tmp))
+                times[name].append(elapsed)
+        logged = sum(1 for _ in (tmp / "bench.jsonl").open())
+    if logged != hits:
+        sys.exit(f"bench: gdb-qznusnih logged {logged} records, expected {hits}")
+    print(f"{hits} hits ({args.rounds} rounds), median of {args.repeat} runs, wall time with gdb start")
+    rates = {}
+    for name, values in times.items():
+        median = statistics.median(values)
+        rates[name] = hits / median
+        print(f"  {name:13s} {median:6.2f} s  {rates[name]:8.0f} hits/s")
+    print(f"  ratio gdb-qznusnih / plain gdb: {rates['gdb-qznusnih'] / rates['plain gdb']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Batch monitoring: keep the target running under the watch until it exits, a
+stop condition is met, or gdb is asked to stop.  Needs gdb.
+
+gdb handles SIGINT by interrupting the target, which ends a synchronous
+`continue`.  SIGTERM and SIGHUP are relayed as that same SIGINT (by a thread
+that wakes on Python's signal wakeup fd), and so is the --duration timer, so
+every way of stopping ends in one place: remove the watch, summarise, detach.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import gdb
+
+_RELAYED = (signal.SIGTERM, signal.SIGHUP)
+
+
+def in_batch_mode() -> bool:
+    """Whether this gdb runs with -batch (gdb has no Python API for it)."""
+    try:
+        with open("/proc/self/cmdline", "rb") as cmdline:
+            args = cmdline.read().split(b"\0")
+    except OSError:
+        return False
+    return any(a in (b"-batch", b"--batch", b"-batch-silent", b"--batch-silent") for a in args)
+
+
+class StopRelay:
+    """Turns SIGTERM, SIGHUP and the deadline into one SIGINT to gdb itself."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._lock = threading.Lock()
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+        self._timer: threading.Timer | None = None
+        self._old_wakeup = None
+
+    def install(self, deadline_seconds: float | None) -> None:
+        for signum in _RELAYED:
+            signal.signal(signum, _ignore_in_python)
+        self._old_wakeup = signal.set_wakeup_fd(self._write_fd)
+        threading.Thread(target=self._relay_signals, daemon=True, name="qzn-relay").start()
+        if deadline_seconds is not None:
+            self._timer = threading.Timer(deadline_seconds, self.request, ("duration",))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def uninstall(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        signal.set_wakeup_fd(self._old_wakeup if self._old_wakeup is not None else -1)
+        os.close(self._write_fd)  # ends the relay thread's read
+        os.close(self._read_fd)
+
+    def request(self, reason: str) -> None:
+        """Ask the running `continue` to return, remembering why."""
+        with self._lock:
+            if self.reason is not None:
+                return
+            self.reason = reason
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def _relay_signals(self) -> None:
+        try:
+            data = os.read(self._read_fd, 1)
+        except OSError:
+            return
+        if data:
+            self.request(f"{signal.Signals(data[0]).name} received")
+
+
+def _ignore_in_python(signum, frame) -> None:
+    """The wakeup fd does the work; the Python-level handler has nothing to do."""
+
+
+class StopTracker:
+    """Remembers the last stop and whether the inferior exited."""
+
+    def __init__(self) -> None:
+        self.last_stop = None
+        self.exit_code: int | None = None
+        self.exited = False
+
+    def connect(self) -> None:
+        gdb.events.stop.connect(self._on_stop)
+        gdb.events.exited.connect(self._on_exit)
+
+    def disconnect(self) -> None:
+        gdb.events.stop.disconnect(self._on_stop)
+        gdb.events.exited.disconnect(self._on_exit)
+
+    def _on_stop(self, event) -> None:
+        self.last_stop = event
+
+    def _on_exit(self, event) -> None:
+        self.exited = True
+        self.exit_code = getattr(event, "exit_code", None)
+
+
+def signal_sender_pid() -> int | None:
+    """si_pid of the signal that stopped the thread, when a process sent it."""
+    try:
+        info = gdb.parse_and_eval("$_siginfo")
+        if int(info["si_code"]) > 0:  # sent by the kernel (e.g. a terminal), not kill()
+            return None
+        return int(info["_sifields"]["_kill"]["si_pid"])
+    except (gdb.error, RuntimeError):
+        return None
+
+
+def run_until_done(session) -> str:
+    """Resume the target until the watch is finished; returns why it ended."""
+    relay = StopRelay()
+    tracker = StopTracker()
+    tracker.connect()
+    relay.install(session.opts.duration)
+    resume = "continue"
+    try:
+        while session.finish_reason is None:
+            tracker.last_stop = None
+            try:
+                gdb.execute(resume, to_string=True)
+            except KeyboardInterrupt:
+                session.finish(_relay_reason(relay, session) or "interrupted")
+                break
+            except gdb.error as error:
+                if tracker.exited or gdb.selected_inferior().pid == 0:
+                    break
+                session.finish(f"gdb: {error}")
+                break
+            resume = "continue"
+            if tracker.exited or gdb.selected_inferior().pid == 0:
+                session.finish(_exit_reason(tracker))
+                break
+            stop = tracker.last_stop
+            if isinstance(stop, gdb.SignalEvent):
+                if stop.stop_signal == "SIGINT" and signal_sender_pid() in (None, os.getpid()):
+                    session.finish(_relay_reason(relay, session) or "interrupted (SIGINT)")
+                    break
+                if stop.stop_signal == "SIGINT":
+                    # A SIGINT meant for the target: gdb does not pass it by default.
+                    resume = "signal SIGINT"
+    finally:
+        relay.uninstall()
+        tracker.disconnect()
+    if session.finish_reason is None:
+        session.finish(_exit_reason(tracker))
+    return session.finish_reason
+
+
+def _relay_reason(relay: StopRelay, session) -> str | None:
+    if relay.reason == "duration":
+        return f"--duration {session.opts.duration:g}s reached"
+    return relay.reason
+
+
+def _exit_reason(tracker: StopTracker) -> str:
+    if tracker.exit_code is None:
+        return "target exited"
+    return f"target exited with code {tracker.exit_code}"

@@ -1,0 +1,259 @@
+"""One armed watch: the hardware watchpoint, classification of each hit, and
+records to the sinks.  Needs gdb.
+
+Data flows one way: hit -> classify -> record -> sinks.  Everything that a pc
+determines (which instruction, its kind, its frame 0) is cached per pc.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import gdb
+
+from . import classify, target
+from .backtrace import BacktraceCollector
+from .locate import InstructionLocator
+from .options import WatchOptions
+from .record import READ, WRITE, Frame, Record
+from .sinks import SinkError
+from .summary import Summary
+
+
+class AccessWatchpoint(gdb.Breakpoint):
+    """A hardware access watchpoint whose hits go to a WatchSession."""
+
+    def __init__(self, session: WatchSession, spec: str) -> None:
+        self.session = session
+        super().__init__(spec, gdb.BP_WATCHPOINT, gdb.WP_ACCESS, internal=True)
+        self.silent = True
+
+    def stop(self) -> bool:
+        return self.session.on_hit()
+
+
+class _Decoded:
+    """What a trap pc tells us, computed once per pc."""
+
+    __slots__ = ("insn_pc", "text", "insn", "in_progress")
+
+    def __init__(self, insn_pc, text, insn, in_progress):
+        self.insn_pc = insn_pc
+        self.text = text
+        self.insn = insn  # classify.Instruction or None
+        self.in_progress = in_progress  # (start, text, insn) of a rep string op at pc, or None
+
+
+class WatchSession:
+    """An armed watch on `length` bytes at `address` of the selected inferior."""
+
+    def __init__(self, number: int, opts: WatchOptions, address: int, sinks, kernel=None):
+        self.number = number
+        self.opts = opts
+        self.address = address
+        self.length = opts.length
+        self.sinks = sinks
+        self.kernel = kernel
+        self.started = time.time()
+        self.summary = Summary(start=self.started)
+        self.seq = 0
+        self.hits = 0
+        self.finish_reason: str | None = None
+        self._deadline = time.monotonic() + opts.duration if opts.duration else None
+        self._word = target.word_size()
+        self._regs_names = _register_names(self._word)
+        self._locator = InstructionLocator(gdb.selected_frame().architecture())
+        self._backtrace = BacktraceCollector(opts.bt_depth, opts.args)
+        self._decoded: dict[int, _Decoded] = {}
+        self._static_kinds: dict[int, list[str] | None] = {}
+        self._shadow = target.read_value(address, self.length)
+        self.watchpoint = AccessWatchpoint(self, target.watch_spec(address, self.length))
+        self.sink_error: str | None = None
+
+    # -- the hot path -------------------------------------------------------
+
+    def on_hit(self) -> bool:
+        """Log one trap; True stops the program (only for --stop or a finished watch)."""
+        if self.finish_reason is not None:
+            return False
+        context = None
+        if self.kernel is not None:
+            context = self.kernel.hit_context()
+            if context is None:
+                return False
+        self.hits += 1
+        frame = gdb.newest_frame()
+        pc = frame.pc()
+        decoded = self._decoded.get(pc)
+        if decoded is None:
+            decoded = self._decode(pc)
+            self._decoded[pc] = decoded
+        value = target.read_value(self.address, self.length)
+        insn_pc, text, kinds, kind_from = self._classify(pc, decoded, frame, value)
+        frames = self._backtrace.collect(insn_pc)
+        if context is not None and context.mode == "kernel" and self.kernel is not None:
+            frames = frames + _renumber(self.kernel.user_frames(self.opts.bt_depth), len(frames))
+        self._emit(kinds, kind_from, value, insn_pc, text, frames, context)
+        self._shadow = value
+        return self._should_stop()
+
+    def _classify(self, pc, decoded, frame, value):
+        """(insn_pc, text, kinds, kind_from) for this hit."""
+        reg = _RegisterReader(frame, self._regs_names)
+        if decoded.in_progress is not None:
+            start, text, insn = decoded.in_progress
+            if classify.string_access_near(insn, self.address, self.length, reg, self._word):
+                kinds = classify.classify_access(insn, self.address, self.length, reg, self._word)
+                if kinds:
+                    return start, text, kinds, "insn"
+        if decoded.insn is not None:
+            kinds = self._static_kinds.get(pc, False)
+            if kinds is False:
+                kinds = classify.classify_access(
+                    decoded.insn, self.address, self.length, reg, self._word
+                )
+                if not reg.used:
+                    self._static_kinds[pc] = kinds
+            if kinds:
+                return decoded.insn_pc, decoded.text, kinds, "insn"
+        return (
+            decoded.insn_pc,
+            decoded.text,
+            [classify.kind_from_value(self._shadow, value)],
+            "value",
+        )
+
+    def _decode(self, pc: int) -> _Decoded:
+        in_progress = None
+        at = self._locator.at(pc)
+        if at is not None:
+            insn = classify.parse_instruction(at[1])
+            if insn is not None and insn.is_string and insn.is_rep:
+                in_progress = (pc, _tidy(at[1]), insn)
+        before = self._locator.before(pc)
+        if before is None:
+            return _Decoded(pc, None, None, in_progress)
+        start, text = before
+        insn = classify.parse_instruction(text)
+        if insn is not None and not classify.accesses_memory(insn):
+            insn = None
+        return _Decoded(start, _tidy(text), insn, in_progress)
+
+    def _emit(self, kinds, kind_from, value, insn_pc, text, frames, context):
+        pid, tid = target.current_thread_ids()
+        mode = comm = None
+        if context is not None:
+            mode, comm = context.mode, context.comm
+            pid = context.pid if context.pid is not None else pid
+            tid = context.tid if context.tid is not None else tid
+        now = time.time()
+        old = self._shadow
+        for kind in kinds:
+            if kind == READ:
+                # The read part of a read-modify-write sees the value from before.
+                seen = old if len(kinds) > 1 else value
+                record_old = None
+            else:
+                seen, record_old = value, old
+            if not self._wanted(kind):
+                continue
+            self.seq += 1
+            record = Record(
+                seq=self.seq,
+                kind=kind,
+                addr=self.address,
+                length=self.length,
+                old=record_old,
+                value=seen,
+                pid=pid,
+                tid=tid,
+                pc=insn_pc,
+                insn=text,
+                time=now,
+                frames=frames,
+                kind_from=kind_from,
+                mode=mode,
+                comm=comm,
+            )
+            self.summary.add(record)
+            try:
+                self.sinks.emit(record)
+            except SinkError as error:  # the disk is full or the log is gone
+                self.sink_error = str(error)
+                self.finish("log failure")
+                return
+            if self.opts.count is not None and self.seq >= self.opts.count:
+                self.finish(f"--count {self.opts.count} reached")
+                return
+
+    def _wanted(self, kind: str) -> bool:
+        return self.opts.logs_reads if kind == READ else self.opts.logs_writes
+
+    def _should_stop(self) -> bool:
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            self.finish(f"--duration {self.opts.duration:g}s reached")
+        return self.finish_reason is not None or self.opts.stop
+
+    # -- life cycle ---------------------------------------------------------
+
+    def finish(self, reason: str) -> None:
+        """Mark the watch finished; the watchpoint goes at the next stop."""
+        if self.finish_reason is None:
+            self.finish_reason = reason
+
+    def remove(self) -> None:
+        """Remove the hardware watchpoint and close the logs (idempotent)."""
+        if self.watchpoint is not None:
+            if self.watchpoint.is_valid():
+                self.watchpoint.delete()
+            self.watchpoint = None
+        self.sinks.close()
+
+    @property
+    def deadline(self) -> float | None:
+        return self._deadline
+
+    def counts(self) -> tuple[int, int]:
+        return self.summary.reads, self.summary.writes
+
+
+class _RegisterReader:
+    """reg(name) for the classifier; remembers whether it was needed."""
+
+    __slots__ = ("frame", "names", "used")
+
+    def __init__(self, frame: gdb.Frame, names: dict[str, str]) -> None:
+        self.frame = frame
+        self.names = names
+        self.used = False
+
+    def __call__(self, name: str) -> int:
+        self.used = True
+        return int(self.frame.read_register(self.names.get(name, name))) & ((1 << 64) - 1)
+
+
+def _register_names(word: int) -> dict[str, str]:
+    """gdb's names for registers the classifier may ask for."""
+    if word == 8:
+        return {"rip": "pc"}
+    return {"eip": "pc", "rip": "pc"}
+
+
+def _tidy(text: str) -> str:
+    """`movb   $0x1,(%rax)` -> `movb $0x1,(%rax)`; comments kept."""
+    return " ".join(text.split())
+
+
+def _renumber(frames: list[Frame], first_level: int) -> tuple[Frame, ...]:
+    return tuple(
+        Frame(first_level + i, f.pc, f.func, f.file, f.line, f.args) for i, f in enumerate(frames)
+    )
+
+
+def write_out(text: str) -> None:
+    """Write straight to gdb's stdout: works inside captured `continue`s too."""
+    data = text.encode("utf-8", "replace")
+    while data:
+        written = os.write(1, data)
+        data = data[written:]

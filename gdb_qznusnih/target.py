@@ -1,0 +1,108 @@
+"""Facts about the process being watched: the address to watch, its threads,
+and the debug registers left.  Needs gdb; raises WatchError with one line.
+"""
+
+from __future__ import annotations
+
+import gdb
+
+DEBUG_REGISTERS = 4
+_WATCH_TYPES = {1: "unsigned char", 2: "unsigned short", 4: "unsigned int", 8: "unsigned long long"}
+_HARDWARE_KINDS = (
+    gdb.BP_HARDWARE_WATCHPOINT,
+    gdb.BP_READ_WATCHPOINT,
+    gdb.BP_ACCESS_WATCHPOINT,
+    getattr(gdb, "BP_HARDWARE_BREAKPOINT", -1),
+)
+
+
+class WatchError(Exception):
+    """A problem arming or running a watch; the message is one line saying what to do."""
+
+
+def require_live_process() -> gdb.Inferior:
+    inferior = gdb.selected_inferior()
+    if inferior.pid == 0:
+        raise WatchError(
+            "no process to watch; start one with 'run' or 'start', or attach with 'attach PID'"
+        )
+    return inferior
+
+
+def word_size() -> int:
+    return gdb.lookup_type("void").pointer().sizeof
+
+
+def is_whole_system() -> bool:
+    """True when gdb drives a whole machine (QEMU's gdbstub), not one process."""
+    connection = getattr(gdb.selected_inferior(), "connection", None)
+    return connection is not None and connection.type in ("remote", "extended-remote")
+
+
+def evaluate_address(expression: str) -> int:
+    """The address an expression gives: a pointer, an integer, or an lvalue's address."""
+    try:
+        value = gdb.parse_and_eval(expression)
+    except gdb.error as error:
+        raise WatchError(f"cannot evaluate '{expression}': {error}") from None
+    code = value.type.strip_typedefs().code
+    if code in (gdb.TYPE_CODE_PTR, gdb.TYPE_CODE_INT):
+        return int(value) & ((1 << (8 * word_size())) - 1)
+    hint = f"'&{expression}'" if value.address is not None else "a pointer or an integer"
+    raise WatchError(
+        f"'{expression}' is a {value.type} value, not an address; did you mean {hint}?"
+    )
+
+
+def check_address(address: int, length: int, whole_system: bool) -> None:
+    """Refuse misaligned, kernel and unmapped addresses."""
+    if address % length:
+        raise WatchError(
+            f"address {address:#x} is not aligned to --len {length}; "
+            f"use {address - address % length:#x} or a smaller --len"
+        )
+    if not whole_system and _is_kernel_address(address):
+        raise WatchError(
+            f"{address:#x} is a kernel address; a process watch sees user memory only "
+            "(for the kernel's side use scripts/run_qemu_gdb.sh)"
+        )
+    try:
+        gdb.selected_inferior().read_memory(address, length)
+    except gdb.MemoryError:
+        raise WatchError(
+            f"address {address:#x} is not mapped in the target; pick one from 'info proc mappings'"
+        ) from None
+
+
+def _is_kernel_address(address: int) -> bool:
+    if word_size() == 8:
+        return address >= 0x0000_8000_0000_0000
+    return address >= 0xC000_0000
+
+
+def read_value(address: int, length: int) -> int:
+    return int.from_bytes(gdb.selected_inferior().read_memory(address, length), "little")
+
+
+def watch_spec(address: int, length: int) -> str:
+    return f"*({_WATCH_TYPES[length]} *) {address:#x}"
+
+
+def registers_needed(address: int, length: int) -> int:
+    """Debug registers one aligned watch takes: 8 bytes need two on i386."""
+    return 1 if length <= word_size() else length // word_size()
+
+
+def hardware_slots_in_use(exclude=()) -> int:
+    """Debug registers taken by enabled hardware breakpoints and watchpoints."""
+    used = 0
+    for bp in gdb.breakpoints():
+        if bp.enabled and bp.type in _HARDWARE_KINDS and bp not in exclude:
+            used += 1
+    return used
+
+
+def current_thread_ids() -> tuple[int, int]:
+    """(pid, tid) of the thread that hit."""
+    pid, lwp, _ = gdb.selected_thread().ptid
+    return pid, lwp or pid

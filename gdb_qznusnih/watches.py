@@ -1,0 +1,156 @@
+"""The set of armed watches, and arming and ending them.  Needs gdb."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import gdb
+
+from . import target
+from .monitor import in_batch_mode, run_until_done
+from .options import WatchOptions
+from .render import check_style, resolve_color
+from .session import WatchSession, write_out
+from .sinks import LogSinks, SinkError
+
+
+class WatchRegistry:
+    """Armed watches by number; ends them on exit and when they finish."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[int, WatchSession] = {}
+        self._next_number = 1
+        self._connected = False
+
+    # -- arming -------------------------------------------------------------
+
+    def arm(self, opts: WatchOptions) -> WatchSession:
+        inferior = target.require_live_process()
+        whole_system = target.is_whole_system()
+        kernel = _kernel_view(opts) if whole_system else None
+        address = target.evaluate_address(opts.address)
+        target.check_address(address, opts.length, whole_system)
+        if not whole_system:
+            self._check_capacity(address, opts.length)
+        try:
+            check_style(opts.style)
+            sinks = LogSinks(
+                prefix=opts.log,
+                color=resolve_color(opts.color, os.isatty(1), os.environ),
+                color_files=opts.color == "always",
+                style=opts.style,
+                quiet=opts.quiet,
+                show_args=opts.args,
+                private=_owned_by_other_user(inferior.pid),
+            )
+            sinks.open()
+        except (ValueError, SinkError) as error:
+            raise target.WatchError(str(error)) from None
+        number = self._next_number
+        try:
+            session = WatchSession(number, opts, address, sinks, kernel)
+        except Exception:
+            sinks.close()
+            raise
+        self._next_number += 1
+        self.sessions[number] = session
+        self._connect()
+        _note(_armed_message(session, inferior.pid, kernel))
+        return session
+
+    def _check_capacity(self, address: int, length: int) -> None:
+        ours = sum(target.registers_needed(s.address, s.length) for s in self.sessions.values())
+        needed = target.registers_needed(address, length)
+        used = ours + target.hardware_slots_in_use()
+        if used + needed > target.DEBUG_REGISTERS:
+            raise target.WatchError(
+                f"no debug register left: {used} of {target.DEBUG_REGISTERS} in use; "
+                "free one with 'qzn-unwatch N' or 'delete' on a hardware watchpoint"
+            )
+
+    # -- ending -------------------------------------------------------------
+
+    def end(self, session: WatchSession, reason: str | None = None) -> None:
+        """Remove a watch, close its logs and print its summary."""
+        if self.sessions.pop(session.number, None) is None:
+            return  # already ended
+        if reason is not None:
+            session.finish(reason)
+        session.summary.end = time.time()
+        session.remove()
+        write_out(session.summary.format(session.sinks.colorizer))
+        if session.sink_error:
+            _note(f"error: {session.sink_error}")
+        _note(f"watch {session.number} ended: {session.finish_reason}")
+
+    def end_all(self, reason: str) -> None:
+        for session in list(self.sessions.values()):
+            self.end(session, reason)
+
+    def monitor(self, session: WatchSession) -> None:
+        """Batch mode: run the target under the watch, then detach it."""
+        try:
+            run_until_done(session)
+        finally:
+            self.end(session)
+            if gdb.selected_inferior().pid != 0:
+                try:
+                    gdb.execute("detach", to_string=True)
+                except gdb.error as error:
+                    _note(f"detach failed: {error}")
+
+    @staticmethod
+    def wants_monitoring() -> bool:
+        return in_batch_mode()
+
+    # -- events -------------------------------------------------------------
+
+    def _connect(self) -> None:
+        if not self._connected:
+            gdb.events.stop.connect(self._on_stop)
+            gdb.events.exited.connect(self._on_exit)
+            self._connected = True
+
+    def _on_stop(self, event) -> None:
+        for session in list(self.sessions.values()):
+            if session.finish_reason is not None and not in_batch_mode():
+                self.end(session)
+
+    def _on_exit(self, event) -> None:
+        code = getattr(event, "exit_code", None)
+        self.end_all("target exited" + (f" with code {code}" if code is not None else ""))
+
+
+def _kernel_view(opts: WatchOptions):
+    from .kernel import KernelView  # only whole-system mode needs it
+
+    return KernelView.detect(opts.pid, opts.cr3)
+
+
+def _owned_by_other_user(pid: int) -> bool:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid != os.getuid()
+    except OSError:
+        return False
+
+
+def _armed_message(session: WatchSession, pid: int, kernel) -> str:
+    kinds = {"rw": "reads and writes", "r": "reads", "w": "writes"}[session.opts.access]
+    size = f"{session.length} byte" + ("s" if session.length > 1 else "")
+    text = (
+        f"watch {session.number}: {kinds} of {size} at {session.address:#x} "
+        f"({session.opts.address}) in process {pid}"
+    )
+    if kernel is not None:
+        text += f"; {kernel.describe()}"
+    if session.sinks.paths:
+        text += "; logs " + ", ".join(session.sinks.paths)
+    return text
+
+
+def _note(text: str) -> None:
+    """One status line on stderr, where it does not mix with the record stream."""
+    sys.stderr.write(f"qzn: {text}\n")
+    sys.stderr.flush()

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, real-gdb tests and the QEMU tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --dev --qemu
+exec .venv/bin/python -m pytest -q "$@"
