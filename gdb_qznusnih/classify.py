@@ -19,6 +19,7 @@ Reg = Callable[[str], int]
 REP_REACH = 1 << 20  # how far a rep string register may have run past the byte before the trap
 _DF = 1 << 10  # eflags direction flag
 _MASK64 = (1 << 64) - 1
+_REG_ERRORS = (RuntimeError, LookupError, ValueError, TypeError)  # gdb.error is a RuntimeError
 
 _PREFIXES = frozenset(
     "lock rep repz repe repnz repne data16 data32 addr16 addr32 notrack bnd xacquire "
@@ -110,7 +111,8 @@ class Access:
 
     `where` is "operand" (the explicit memory operand), "stack" (an implicit stack slot at
     [reg + offset, reg + offset + size) with reg's value after the instruction), "string"
-    (the element at the string register `reg`) or "implicit" (anything else, e.g. xlat).
+    (the element at the string register `reg`) or "implicit" (maskmovdqu's (%rdi), xlat's
+    (%rbx,%al)).
     """
 
     kind: str
@@ -190,7 +192,7 @@ def classify_access(
     if places > 1 and reg is not None:
         try:
             hits = _locate(insn, accs, watch_start, max(watch_len, 1), reg)
-        except (RuntimeError, LookupError, ValueError, TypeError):  # gdb.error is a RuntimeError
+        except _REG_ERRORS:
             hits = None
         if hits and any(hits):
             return [a.kind for a, hit in zip(accs, hits) if hit]
@@ -210,10 +212,10 @@ def string_access_near(
     try:
         down = bool(reg("eflags") & _DF)
         return any(
-            _passed(reg(a.reg), a.size, down, watch_start, max(watch_len, 1)) is not None
+            _passed(_read(reg, a.reg), a.size, down, watch_start, max(watch_len, 1)) is not None
             for a in accs
         )
-    except (RuntimeError, LookupError, ValueError, TypeError):
+    except _REG_ERRORS:
         return False
 
 
@@ -253,6 +255,8 @@ def accesses(insn: Instruction, word_size: int = 8) -> tuple[Access, ...]:
         return _string_accesses(insn, string, word)
     if m in _IMPLICIT_STORES:
         return (Access(WRITE, "implicit", "rdi" if word == 8 else "edi"),)
+    if m.startswith("xlat"):  # its printed operand (%rbx) omits the %al index
+        return (Access(READ, "implicit", "rbx" if word == 8 else "ebx"),)
     base, slot = _base(m), word
     if base != m and base in _STACK:
         slot = _SIZE_SUFFIX[m[-1]]  # pushw, popq, retw...
@@ -285,10 +289,9 @@ def _operand_kinds(insn: Instruction, base: str, index: int) -> tuple[str, ...]:
 
 
 def _stack_access(insn: Instruction, base: str, word: int, slot: int) -> Access | None:
-    entry = _STACK.get(base)
-    if entry is None:
+    kind = _STACK.get(base)
+    if kind is None:
         return None
-    kind = entry
     if base == "enter":  # the saved frame pointer is where the new one points
         return Access(WRITE, "stack", "rbp" if word == 8 else "ebp", slot)
     sp = "rsp" if word == 8 else "esp"
@@ -386,6 +389,11 @@ def _operand_class(text: str) -> str | None:
 # -- locating accesses with register values -----------------------------------------------
 
 
+def _read(reg: Reg, name: str) -> int:
+    """A register as an unsigned address: gdb gives $rsp, $esi... as signed integers."""
+    return reg(name) & ((1 << _addr_width(name)) - 1)
+
+
 def _overlaps(start: int, size: int, watch_start: int, watch_len: int) -> bool:
     return start < watch_start + watch_len and watch_start < start + size
 
@@ -396,7 +404,7 @@ def _locate(insn: Instruction, accs, watch_start: int, watch_len: int, reg: Reg)
         if not all(a.size for a in accs):
             return None
         down = bool(reg("eflags") & _DF)
-        values = [reg(a.reg) for a in accs]
+        values = [_read(reg, a.reg) for a in accs]
         if insn.is_rep:
             dists = [_passed(v, a.size, down, watch_start, watch_len) for a, v in zip(accs, values)]
             near = min((d for d in dists if d is not None), default=None)
@@ -404,7 +412,7 @@ def _locate(insn: Instruction, accs, watch_start: int, watch_len: int, reg: Reg)
         starts = [v + a.size if down else v - a.size for a, v in zip(accs, values)]
         return [_overlaps(s, a.size, watch_start, watch_len) for a, s in zip(accs, starts)]
     stack = next(a for a in accs if a.where == "stack")
-    sp = reg(stack.reg)
+    sp = _read(reg, stack.reg)
     slot_hit = _overlaps(sp + stack.offset, stack.size, watch_start, watch_len)
     hits = []
     for a in accs:
@@ -430,7 +438,7 @@ def _operand_hit(insn, access, stack, sp, watch_start, watch_len, reg) -> bool:
 
     try:
         addr = effective_address(op, pre)
-    except ValueError:
+    except _REG_ERRORS:  # the slot alone explains the trap
         return False
     return _overlaps(addr, access.size or stack.size, watch_start, watch_len)
 

@@ -749,3 +749,25 @@ def test_kind_from_value():
     assert kind_from_value(1, 2) == WRITE
     assert kind_from_value(1, 1) == READ
     assert kind_from_value(None, 5) == READ
+
+
+def test_signed_register_values_are_addresses():
+    # gdb's int($esp) / int($rsi) are signed: kernel addresses arrive negative
+    kernel32 = 0xC1000000
+    reg = _registers(esp=kernel32 - (1 << 32))
+    assert _classify("push   (%edi)", kernel32, reg, 4) == W
+    kernel64 = 0xFFFF888000001000
+    regs = {"eflags": 0, "rsi": kernel64 + 0x40 - (1 << 64), "rdi": 0x1000}
+    assert _classify(REP_MOVSB, kernel64, _registers(**regs)) == R
+    assert string_access_near(parse_instruction(REP_MOVSB), kernel64, 1, _registers(**regs))
+
+
+def test_xlat_reads_through_rbx_plus_al():
+    insn = parse_instruction("xlat   %ds:(%rbx)")
+    assert [(a.kind, a.where, a.reg) for a in accesses(insn)] == [(READ, "implicit", "rbx")]
+    assert memory_operand(insn) is None  # (%rbx) alone is not the address read
+
+
+def test_unreadable_operand_register_keeps_the_slot():
+    reg = _registers(rsp=SP)  # no rdi: the operand cannot be placed, the slot was hit
+    assert _classify("push   (%rdi)", SP, reg) == W
