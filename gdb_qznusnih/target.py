@@ -45,8 +45,12 @@ def evaluate_address(expression: str) -> int:
         value = gdb.parse_and_eval(expression)
     except gdb.error as error:
         raise WatchError(f"cannot evaluate '{expression}': {error}") from None
-    code = value.type.strip_typedefs().code
-    if code in (gdb.TYPE_CODE_PTR, gdb.TYPE_CODE_INT):
+    value_type = value.type.strip_typedefs()
+    if value_type.code == gdb.TYPE_CODE_PTR or (
+        # An integer can hold an address, but a narrower variable cannot.
+        value_type.code == gdb.TYPE_CODE_INT
+        and (value.address is None or value_type.sizeof >= word_size())
+    ):
         return int(value) & ((1 << (8 * word_size())) - 1)
     hint = f"'&{expression}'" if value.address is not None else "a pointer or an integer"
     raise WatchError(
@@ -93,13 +97,16 @@ def registers_needed(address: int, length: int) -> int:
     return 1 if length <= word_size() else length // word_size()
 
 
-def hardware_slots_in_use(exclude=()) -> int:
-    """Debug registers taken by enabled hardware breakpoints and watchpoints."""
-    used = 0
-    for bp in gdb.breakpoints():
-        if bp.enabled and bp.type in _HARDWARE_KINDS and bp not in exclude:
-            used += 1
-    return used
+def user_hardware_slots_in_use() -> int:
+    """Debug registers taken by the user's own hardware breakpoints and watchpoints.
+
+    Internal breakpoints (ours) have negative numbers and are counted by the caller.
+    """
+    return sum(
+        1
+        for bp in gdb.breakpoints()
+        if bp.number > 0 and bp.enabled and bp.type in _HARDWARE_KINDS
+    )
 
 
 def current_thread_ids() -> tuple[int, int]:

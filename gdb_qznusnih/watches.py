@@ -63,7 +63,7 @@ class WatchRegistry:
     def _check_capacity(self, address: int, length: int) -> None:
         ours = sum(target.registers_needed(s.address, s.length) for s in self.sessions.values())
         needed = target.registers_needed(address, length)
-        used = ours + target.hardware_slots_in_use()
+        used = ours + target.user_hardware_slots_in_use()
         if used + needed > target.DEBUG_REGISTERS:
             raise target.WatchError(
                 f"no debug register left: {used} of {target.DEBUG_REGISTERS} in use; "
