@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import time as _time
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 READ = "read"
 WRITE = "write"
+
+_LEVEL_AND_PC = attrgetter("level", "pc")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,14 @@ class Frame:
             "file": self.file,
             "line": self.line,
         }
+
+
+def frames_key(frames) -> tuple:
+    """Identity of a call path, (level, pc) per frame: the key for text cached per path.
+
+    The same pcs give the same functions and lines until symbols change (new objfile, exec).
+    """
+    return tuple(map(_LEVEL_AND_PC, frames))
 
 
 @dataclass(slots=True)
@@ -98,13 +109,19 @@ def parse_time(text: str) -> float:
     return whole + (int(frac) / 10 ** len(frac) if frac else 0.0)
 
 
+_JSON_LINE = (
+    '{"seq": %d, "kind": %s, "addr": "0x%x", "len": %d, "old": %s, "value": %d, "pid": %d, '
+    '"tid": %d, "pc": "0x%x", "insn": %s, "time": "%s.%06dZ", "frames": %s, "kind_from": %s%s}\n'
+)
+
+
 class JsonLineEncoder:
     """Encodes records as JSON lines, reusing the frames fragment per call path.
 
     Hits come from a few call paths many times over, so the frames part of the line is
     encoded once per path, and strings (insn, kind, comm) once per distinct text.  The output
-    is what `json.dumps(record.to_json())` gives, key order included.  Call `clear()` when
-    symbols change (the frames cache is keyed by pcs and levels).
+    is `json.dumps(record.to_json())` plus a newline, key order included.  Call `clear()` when
+    symbols change (the frames cache is keyed by `frames_key`).
     """
 
     _CACHE_LIMIT = 4096
@@ -128,39 +145,50 @@ class JsonLineEncoder:
             self._strings[text] = encoded
         return encoded
 
-    def _time(self, seconds: float) -> str:
+    def _frames(self, record: Record, key: tuple) -> str:
+        frames = json.dumps([f.to_json() for f in record.frames])
+        if len(self._frames_json) >= self._CACHE_LIMIT:
+            self._frames_json.clear()
+        self._frames_json[key] = frames
+        return frames
+
+    def encode(self, record: Record, key: tuple | None = None) -> str:
+        """One JSON line, ending with a newline; `key` is frames_key(record.frames) if known."""
+        if key is None:
+            key = frames_key(record.frames)
+        frames = self._frames_json.get(key) or self._frames(record, key)
+        strings, string = self._strings, self._string
+        kind, insn, kind_from = record.kind, record.insn, record.kind_from
+        seconds = record.time
         whole = int(seconds)
         micros = round((seconds - whole) * 1_000_000)
-        if micros == 1_000_000:
-            whole, micros = whole + 1, 0
-        if whole != self._second:
+        if whole != self._second or micros == 1_000_000:
+            if micros == 1_000_000:
+                whole, micros = whole + 1, 0
             self._second = whole
             self._stamp = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(whole))
-        return f"{self._stamp}.{micros:06d}Z"
-
-    def encode(self, record: Record) -> str:
-        frames_list = record.frames
-        key = tuple([(f.level, f.pc) for f in frames_list])
-        frames = self._frames_json.get(key)
-        if frames is None:
-            if len(self._frames_json) >= self._CACHE_LIMIT:
-                self._frames_json.clear()
-            frames = json.dumps([f.to_json() for f in frames_list])
-            self._frames_json[key] = frames
-        string = self._string
-        old = "null" if record.old is None else int(record.old)
         tail = ""
         if record.mode is not None:
             tail = f', "mode": {string(record.mode)}, "comm": {string(record.comm)}'
         if record.extra:
             tail += ", " + json.dumps(record.extra)[1:-1]
-        return (
-            f'{{"seq": {int(record.seq)}, "kind": {string(record.kind)}, '
-            f'"addr": "{record.addr:#x}", "len": {int(record.length)}, "old": {old}, '
-            f'"value": {int(record.value)}, "pid": {int(record.pid)}, '
-            f'"tid": {int(record.tid)}, "pc": "{record.pc:#x}", '
-            f'"insn": {string(record.insn)}, "time": "{self._time(record.time)}", '
-            f'"frames": {frames}, "kind_from": {string(record.kind_from)}{tail}}}\n'
+        old = record.old
+        return _JSON_LINE % (
+            record.seq,
+            strings.get(kind) or string(kind),
+            record.addr,
+            record.length,
+            "null" if old is None else str(old),
+            record.value,
+            record.pid,
+            record.tid,
+            record.pc,
+            strings.get(insn) or string(insn),
+            self._stamp,
+            micros,
+            frames,
+            strings.get(kind_from) or string(kind_from),
+            tail,
         )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time as _time
 
-from .record import READ, WRITE, Frame, Record
+from .record import READ, WRITE, Frame, Record, frames_key
 
 ARROW = "→"
 VALUE_GUESS_NOTE = "(kind guessed from the value change)"
@@ -217,12 +217,20 @@ def format_header(record: Record) -> str:
     return BlockRenderer()._header(record)
 
 
+def _encode(text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate in a name from the target
+        return text.encode("utf-8", "replace")
+
+
 class BlockRenderer:
     """Renders records as blocks, caching per call path and per instruction text.
 
-    The backtrace cache is keyed by the frames' pcs and levels (and args when shown): the same
-    pcs give the same functions and lines until symbols change; call `clear()` then
-    (new objfile, exec).
+    The body (backtrace and instruction) is cached as bytes per `frames_key` and instruction
+    (and args when shown): the same pcs give the same functions and lines until symbols
+    change; call `clear()` then (new objfile, exec).  Per record only the header is
+    formatted, with one %-format.
     """
 
     # Call paths and instruction texts are few; args (with show_args) may not be: bound memory.
@@ -231,82 +239,108 @@ class BlockRenderer:
     def __init__(self, colorizer: Colorizer | None = None, show_args: bool = False) -> None:
         self.colorizer = colorizer
         self.show_args = show_args
-        self._backtraces: dict[tuple, str] = {}
-        self._insns: dict[str | None, str] = {}
+        self._bodies: dict[tuple, bytes] = {}
         self._second = -1
         self._hms = ""
         if colorizer is None:
-            self._labels = {READ: "READ ", WRITE: "WRITE"}
-            self._value_on, self._value_off = "", ""
+            read, write, on, off = "READ ", "WRITE", "", ""
         else:
-            self._labels = {READ: colorizer.kind(READ, "READ") + " ", WRITE: colorizer.kind(WRITE)}
-            self._value_on, self._value_off = _BOLD, _RESET
+            read = colorizer.kind(READ, "READ") + " "
+            write = colorizer.kind(WRITE, "WRITE")
+            on, off = _BOLD, _RESET
+        # Fields: seq, addr, [width, old,] width, value, tid, hh:mm:ss, micros.
+        self._formats = {
+            READ: f"[%d] {read} 0x%x  {on}0x%0*x{off}  tid %d  %s.%06d",
+            WRITE: f"[%d] {write} 0x%x  0x%0*x {ARROW} {on}0x%0*x{off}  tid %d  %s.%06d",
+            None: f"[%d] {write} 0x%x  ? {ARROW} {on}0x%0*x{off}  tid %d  %s.%06d",
+        }
 
     def clear(self) -> None:
         """Forget cached text (symbols changed)."""
-        self._backtraces.clear()
-        self._insns.clear()
-
-    def _clock(self, seconds: float) -> str:
-        whole = int(seconds)
-        micros = round((seconds - whole) * 1_000_000)
-        if micros == 1_000_000:
-            whole, micros = whole + 1, 0
-        if whole != self._second:
-            self._second = whole
-            self._hms = _time.strftime("%H:%M:%S", _time.gmtime(whole))
-        return f"{self._hms}.{micros:06d}"
+        self._bodies.clear()
 
     def _header(self, record: Record) -> str:
-        kind = record.kind
-        label = self._labels.get(kind)
-        if label is None:
-            label = kind.upper()
+        seconds = record.time
+        whole = int(seconds)
+        micros = round((seconds - whole) * 1_000_000)
+        if whole != self._second or micros == 1_000_000:
+            if micros == 1_000_000:
+                whole, micros = whole + 1, 0
+            self._second = whole
+            self._hms = _time.strftime("%H:%M:%S", _time.gmtime(whole))
         width = 2 * record.length
-        on, off = self._value_on, self._value_off
+        kind = record.kind
         if kind == WRITE:
-            old = "?" if record.old is None else f"0x{record.old:0{width}x}"
-            value = f"{old} {ARROW} {on}0x{record.value:0{width}x}{off}"
+            old = record.old
+            if old is None:
+                head = self._formats[None] % (
+                    record.seq,
+                    record.addr,
+                    width,
+                    record.value,
+                    record.tid,
+                    self._hms,
+                    micros,
+                )
+            else:
+                head = self._formats[WRITE] % (
+                    record.seq,
+                    record.addr,
+                    width,
+                    old,
+                    width,
+                    record.value,
+                    record.tid,
+                    self._hms,
+                    micros,
+                )
         else:
-            value = f"{on}0x{record.value:0{width}x}{off}"
-        head = (
-            f"[{record.seq}] {label} 0x{record.addr:x}  {value}  tid {record.tid}  "
-            f"{self._clock(record.time)}"
-        )
+            fmt = (
+                self._formats[READ]
+                if kind == READ
+                else self._formats[READ].replace("READ ", kind.upper(), 1)
+            )
+            head = fmt % (
+                record.seq,
+                record.addr,
+                width,
+                record.value,
+                record.tid,
+                self._hms,
+                micros,
+            )
         if record.mode is None and record.kind_from == "insn":
             return head + "\n"
         return head + _header_tail(record) + "\n"
 
-    def _backtrace(self, record: Record) -> str:
+    def _body(self, record: Record, key: tuple) -> bytes:
         frames = record.frames
-        if self.show_args:
-            key = tuple([(f.level, f.pc, f.args) for f in frames])
-        else:
-            key = tuple([(f.level, f.pc) for f in frames])
-        text = self._backtraces.get(key)
-        if text is None:
-            text = format_backtrace(frames, self.show_args)
-            if self.colorizer is not None:
-                text = self.colorizer.backtrace(text)
-            if len(self._backtraces) >= self._CACHE_LIMIT:
-                self._backtraces.clear()
-            self._backtraces[key] = text
-        return text
+        text = format_backtrace(frames, self.show_args)
+        insn = format_insn(record.insn)
+        if self.colorizer is not None:
+            text = self.colorizer.backtrace(text)
+            if insn:
+                insn = "    " + self.colorizer.insn(insn[4:])
+        body = text.encode("utf-8", "replace") + insn.encode("utf-8", "replace")
+        if len(self._bodies) >= self._CACHE_LIMIT:
+            self._bodies.clear()
+        self._bodies[key] = body
+        return body
 
-    def _insn(self, insn: str | None) -> str:
-        text = self._insns.get(insn)
-        if text is None:
-            text = format_insn(insn)
-            if self.colorizer is not None and text:
-                text = "    " + self.colorizer.insn(text[4:])
-            if len(self._insns) >= self._CACHE_LIMIT:
-                self._insns.clear()
-            self._insns[insn] = text
-        return text
+    def render_bytes(self, record: Record, key: tuple | None = None) -> bytes:
+        """The whole block as UTF-8, ending with a newline; `key` is frames_key(frames)."""
+        if key is None:
+            key = frames_key(record.frames)
+        if self.show_args:
+            key = (key, record.insn, tuple([f.args for f in record.frames]))
+        else:
+            key = (key, record.insn)
+        body = self._bodies.get(key) or self._body(record, key)
+        return _encode(self._header(record)) + body
 
     def render(self, record: Record) -> str:
-        """The whole block, ending with a newline."""
-        return self._header(record) + self._backtrace(record) + self._insn(record.insn)
+        """The whole block as text, ending with a newline."""
+        return self.render_bytes(record).decode()
 
 
 def render_block(record: Record, show_args: bool = False) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import os
 
-from .record import READ, WRITE, JsonLineEncoder, Record
+from .record import READ, WRITE, JsonLineEncoder, Record, frames_key
 from .render import BlockRenderer, Colorizer
 
 
@@ -32,14 +32,6 @@ def write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def write_terminal(text: str) -> None:
-    """The default terminal writer: `text` to fd 1, unbuffered."""
-    try:
-        write_all(1, text.encode("utf-8", "replace"))
-    except OSError as error:
-        raise SinkError(f"cannot write to standard output: {_reason(error)}") from None
 
 
 class _LogFile:
@@ -89,7 +81,8 @@ class LogSinks:
     - `color`: colour the terminal stream (already resolved, see render.resolve_color);
     - `color_files`: ANSI colour in the text logs too (only with `--color always`);
     - `style`: pygments style name, or None for the default 16-colour scheme;
-    - `writer`: a callable taking the terminal text (default: os.write to fd 1);
+    - `writer`: a callable taking the terminal text; the default, faster, writes the
+      block's bytes to fd 1 with os.write;
     - `private`: files get mode 0600 (the target belongs to another user);
     - `colorizer`: a ready Colorizer to share (else one is made when colour is wanted).
     Raises SinkError (one line) when a log cannot be opened or written.
@@ -110,7 +103,7 @@ class LogSinks:
         self.prefix = prefix
         self.quiet = quiet
         self.private = private
-        self._write_terminal = writer or write_terminal
+        self._writer = writer
         wants_color = color or (color_files and prefix is not None)
         if wants_color and colorizer is None:
             colorizer = Colorizer(style)  # ValueError on an unknown style
@@ -150,16 +143,17 @@ class LogSinks:
         """Log one record: the JSON line, the block in its kind's log, the terminal block."""
         if self._failed is not None:
             raise SinkError(self._failed)
-        text = None
+        key = frames_key(record.frames)
+        block = None
         if self._files:
             log = self._files["json"]
             try:
-                log.write(self._encoder.encode(record).encode())
+                log.write(self._encoder.encode(record, key).encode())
                 kind_log = self._files.get(record.kind)
                 if kind_log is not None:
                     log = kind_log
-                    text = self._file_renderer.render(record)
-                    log.write(text.encode("utf-8", "replace"))
+                    block = self._file_renderer.render_bytes(record, key)
+                    log.write(block)
             except OSError as error:
                 self._failed = (
                     f"cannot write {log.path}: {_reason(error)}; logging stopped, "
@@ -167,9 +161,15 @@ class LogSinks:
                 )
                 raise SinkError(self._failed) from None
         if not self.quiet:
-            if text is None or self._terminal_renderer is not self._file_renderer:
-                text = self._terminal_renderer.render(record)
-            self._write_terminal(text)
+            if block is None or self._terminal_renderer is not self._file_renderer:
+                block = self._terminal_renderer.render_bytes(record, key)
+            if self._writer is None:
+                try:
+                    write_all(1, block)
+                except OSError as error:
+                    raise SinkError(f"cannot write to standard output: {_reason(error)}") from None
+            else:
+                self._writer(block.decode())
 
     def clear_caches(self) -> None:
         """Forget cached text; call when symbols change (new objfile, exec)."""

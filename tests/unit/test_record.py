@@ -1,0 +1,151 @@
+"""The record and its JSON Lines contract."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gdb_qznusnih.record import (
+    Frame,
+    JsonLineEncoder,
+    Record,
+    format_time,
+    frames_key,
+    parse_time,
+    record_from_json,
+)
+
+FRAMES = (
+    Frame(0, 0x55D0C3A08168, "round_once", "mix.c", 40),
+    Frame(1, 0x55D0C3A0826A, "main", "mix.c", 61),
+)
+CONTRACT_KEYS = [
+    "seq", "kind", "addr", "len", "old", "value", "pid", "tid", "pc", "insn", "time", "frames",
+]  # fmt: skip
+
+
+def make(**changes) -> Record:
+    fields = dict(
+        seq=17,
+        kind="write",
+        addr=0x55D0C3A0B04B,
+        length=1,
+        old=0,
+        value=1,
+        pid=4242,
+        tid=4243,
+        pc=0x55D0C3A08168,
+        insn="movb $0x1,(%rax)",
+        time=1795662800.123456,
+        frames=FRAMES,
+    )
+    fields.update(changes)
+    return Record(**fields)
+
+
+def test_the_issue_example_line():
+    line = JsonLineEncoder().encode(make())
+    assert line.endswith("}\n") and line.count("\n") == 1
+    doc = json.loads(line)
+    assert list(doc)[: len(CONTRACT_KEYS)] == CONTRACT_KEYS
+    assert doc == {
+        "seq": 17,
+        "kind": "write",
+        "addr": "0x55d0c3a0b04b",
+        "len": 1,
+        "old": 0,
+        "value": 1,
+        "pid": 4242,
+        "tid": 4243,
+        "pc": "0x55d0c3a08168",
+        "insn": "movb $0x1,(%rax)",
+        "time": "2026-11-26T03:13:20.123456Z",
+        "frames": [
+            {"level": 0, "pc": "0x55d0c3a08168", "func": "round_once", "file": "mix.c", "line": 40},
+            {"level": 1, "pc": "0x55d0c3a0826a", "func": "main", "file": "mix.c", "line": 61},
+        ],
+        "kind_from": "insn",
+    }
+
+
+def test_encoder_matches_json_dumps_of_to_json_exactly():
+    encoder = JsonLineEncoder()
+    records = [
+        make(),
+        make(kind="read", old=None, insn=None),
+        make(frames=(Frame(0, 0x401000, None, None, None),), kind_from="value"),
+        make(mode="kernel", comm="tester", extra={"cr3": "0x1234000", "cpu": 1}),
+        make(mode="user", comm=None),
+        make(insn='movb $0x22,"(%rax)\\" ü'),
+        make(frames=()),
+    ]
+    for record in records * 2:  # the second round comes from the caches
+        assert encoder.encode(record) == json.dumps(record.to_json()) + "\n"
+
+
+def test_round_trip_through_json():
+    for record in (make(), make(kind="read", old=None, mode="kernel", comm="t", extra={"x": 1})):
+        back = record_from_json(json.loads(JsonLineEncoder().encode(record)))
+        assert back.to_json() == record.to_json()
+
+
+def test_time_format_and_rounding():
+    assert format_time(1795662800.123456) == "2026-11-26T03:13:20.123456Z"
+    assert format_time(1795662800.9999996) == "2026-11-26T03:13:21.000000Z"
+    assert abs(parse_time(format_time(1795662800.123456)) - 1795662800.123456) < 1e-6
+    encoder = JsonLineEncoder()
+    for t in (1795662800.9999996, 1795662800.0, 1795662801.5, 1795662800.25):
+        assert json.loads(encoder.encode(make(time=t)))["time"] == format_time(t)
+
+
+def test_frames_key_is_levels_and_pcs():
+    assert frames_key(FRAMES) == ((0, 0x55D0C3A08168), (1, 0x55D0C3A0826A))
+    assert make().stack_key == (0x55D0C3A08168, 0x55D0C3A0826A)
+
+
+def test_clear_forgets_cached_frames():
+    encoder = JsonLineEncoder()
+    encoder.encode(make())
+    renamed = (Frame(0, FRAMES[0].pc, "renamed", "mix.c", 40), FRAMES[1])
+    assert "round_once" in encoder.encode(make(frames=renamed))  # same pcs: cached
+    encoder.clear()
+    assert "renamed" in encoder.encode(make(frames=renamed))
+
+
+names = st.one_of(st.none(), st.text(max_size=12))
+frames = st.lists(
+    st.builds(
+        Frame,
+        level=st.integers(0, 64),
+        pc=st.integers(0, 2**64 - 1),
+        func=names,
+        file=names,
+        line=st.one_of(st.none(), st.integers(1, 10**6)),
+    ),
+    max_size=4,
+).map(tuple)
+
+
+@given(
+    seq=st.integers(1, 2**40),
+    kind=st.sampled_from(["read", "write"]),
+    length=st.sampled_from([1, 2, 4, 8]),
+    old=st.one_of(st.none(), st.integers(0, 2**64 - 1)),
+    value=st.integers(0, 2**64 - 1),
+    addr=st.integers(0, 2**64 - 1),
+    insn=names,
+    time=st.floats(0, 4e9, allow_nan=False),
+    frames=frames,
+    mode=st.one_of(st.none(), st.sampled_from(["user", "kernel"])),
+    comm=names,
+)
+def test_encoder_equals_json_dumps_for_any_record(
+    seq, kind, length, old, value, addr, insn, time, frames, mode, comm
+):
+    record = Record(
+        seq, kind, addr, length, old, value, 1, 2, addr // 2, insn, time, frames,
+        mode=mode, comm=comm,
+    )  # fmt: skip
+    assert JsonLineEncoder().encode(record) == json.dumps(record.to_json()) + "\n"

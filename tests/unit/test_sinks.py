@@ -1,0 +1,268 @@
+"""The log sinks: whole records on disk, kinds apart, one-line errors."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+import subprocess
+
+import pytest
+
+from gdb_qznusnih import sinks as sinks_module
+from gdb_qznusnih.record import Frame, Record
+from gdb_qznusnih.render import render_block
+from gdb_qznusnih.sinks import LogSinks, SinkError
+
+T = 1795662800.123456
+FRAMES = (
+    Frame(0, 0x55D0C3A08168, "round_once", "mix.c", 40),
+    Frame(1, 0x55D0C3A0826A, "main", "mix.c", 61),
+)
+
+
+def make(seq: int, kind: str | None = None) -> Record:
+    kind = kind or ("write" if seq % 2 else "read")
+    return Record(
+        seq=seq,
+        kind=kind,
+        addr=0x55D0C3A0B04B,
+        length=1,
+        old=(seq - 1) & 0xFF if kind == "write" else None,
+        value=seq & 0xFF,
+        pid=4242,
+        tid=4243 + seq % 3,
+        pc=0x55D0C3A08168,
+        insn="movb $0x1,(%rax)" if kind == "write" else "movzbl (%rax),%eax",
+        time=T + seq / 1000,
+        frames=FRAMES,
+    )
+
+
+class Terminal:
+    def __init__(self) -> None:
+        self.chunks: list[str] = []
+
+    def __call__(self, text: str) -> None:
+        self.chunks.append(text)
+
+
+def read(path) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def test_open_creates_the_three_logs_and_lists_them(tmp_path):
+    prefix = str(tmp_path / "run")
+    sinks = LogSinks(prefix, quiet=True)
+    assert sinks.paths == [prefix + ".jsonl", prefix + ".reads.log", prefix + ".writes.log"]
+    sinks.open()
+    try:
+        assert all(os.path.exists(p) for p in sinks.paths)
+    finally:
+        sinks.close()
+    assert LogSinks(None).paths == []
+
+
+def test_records_go_to_json_and_to_the_log_of_their_kind(tmp_path):
+    prefix = str(tmp_path / "run")
+    terminal = Terminal()
+    sinks = LogSinks(prefix, writer=terminal)
+    sinks.open()
+    records = [make(seq) for seq in range(1, 11)]
+    for record in records:
+        sinks.emit(record)
+    sinks.close()
+    lines = read(prefix + ".jsonl").splitlines()
+    assert [json.loads(line) for line in lines] == [r.to_json() for r in records]
+    reads = [r for r in records if r.kind == "read"]
+    writes = [r for r in records if r.kind == "write"]
+    assert read(prefix + ".reads.log") == "".join(render_block(r) for r in reads)
+    assert read(prefix + ".writes.log") == "".join(render_block(r) for r in writes)
+    assert "".join(terminal.chunks) == "".join(render_block(r) for r in records)
+
+
+def test_quiet_writes_nothing_to_the_terminal(tmp_path):
+    terminal = Terminal()
+    sinks = LogSinks(str(tmp_path / "q"), quiet=True, writer=terminal)
+    sinks.open()
+    sinks.emit(make(1))
+    sinks.close()
+    assert terminal.chunks == []
+
+
+def test_terminal_only_without_a_prefix():
+    terminal = Terminal()
+    sinks = LogSinks(None, writer=terminal)
+    sinks.open()
+    sinks.emit(make(1))
+    sinks.close()
+    assert terminal.chunks == [render_block(make(1))]
+
+
+def test_default_terminal_writer_is_fd_1(capfd):
+    sinks = LogSinks(None)
+    sinks.emit(make(2))
+    assert capfd.readouterr().out == render_block(make(2))
+
+
+def test_text_logs_get_colour_only_when_asked(tmp_path):
+    pytest.importorskip("pygments")
+    terminal = Terminal()
+    plain = LogSinks(str(tmp_path / "plain"), color=True, writer=terminal)
+    plain.open()
+    plain.emit(make(1))
+    plain.emit(make(2))
+    plain.close()
+    assert "\x1b[" in "".join(terminal.chunks)
+    assert "\x1b" not in read(tmp_path / "plain.writes.log") + read(tmp_path / "plain.reads.log")
+    colored = LogSinks(str(tmp_path / "col"), color=True, color_files=True, quiet=True)
+    colored.open()
+    colored.emit(make(1))
+    colored.close()
+    assert "\x1b[" in read(tmp_path / "col.writes.log")
+    assert "\x1b" not in read(tmp_path / "col.jsonl")
+
+
+def test_private_logs_are_0600_even_if_they_existed(tmp_path):
+    prefix = str(tmp_path / "priv")
+    with open(prefix + ".jsonl", "w") as handle:
+        handle.write("old\n")
+    os.chmod(prefix + ".jsonl", 0o644)
+    sinks = LogSinks(prefix, quiet=True)
+    sinks.open(private=True)
+    sinks.close()
+    for path in sinks.paths:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert read(prefix + ".jsonl") == ""
+
+
+def test_private_logs_refuse_a_symlink(tmp_path):
+    prefix = str(tmp_path / "link")
+    os.symlink(tmp_path / "elsewhere", prefix + ".jsonl")
+    with pytest.raises(SinkError, match="symbolic link"):
+        LogSinks(prefix, private=True).open()
+
+
+def test_ordinary_logs_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        sinks = LogSinks(str(tmp_path / "pub"), quiet=True)
+        sinks.open()
+        sinks.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(sinks.paths[0]).st_mode) == 0o644
+
+
+@pytest.mark.parametrize("prefix", ["/etc/passwd/x", "/nonexistent-qzn-dir/run"])
+def test_unwritable_prefix_is_a_one_line_sink_error(prefix):
+    with pytest.raises(SinkError) as caught:
+        LogSinks(prefix).open()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"cannot write {prefix}.jsonl: ")
+    assert message.endswith("; choose a writable --log prefix")
+
+
+def test_failure_on_a_later_file_closes_the_earlier_ones(tmp_path):
+    prefix = str(tmp_path / "half")
+    os.mkdir(prefix + ".writes.log")  # a directory where a log should go
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(SinkError, match=r"half\.writes\.log: Is a directory"):
+        LogSinks(prefix).open()
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_close_is_idempotent(tmp_path):
+    sinks = LogSinks(str(tmp_path / "c"), quiet=True)
+    sinks.open()
+    sinks.close()
+    sinks.close()
+
+
+def test_a_short_write_is_completed(tmp_path, monkeypatch):
+    real_write = os.write
+
+    def short_write(fd, data):
+        return real_write(fd, bytes(data[: max(1, len(data) // 3)]))
+
+    monkeypatch.setattr(sinks_module.os, "write", short_write)
+    sinks = LogSinks(str(tmp_path / "short"), quiet=True)
+    sinks.open()
+    sinks.emit(make(1))
+    sinks.close()
+    monkeypatch.undo()
+    assert json.loads(read(tmp_path / "short.jsonl")) == make(1).to_json()
+    assert read(tmp_path / "short.writes.log") == render_block(make(1))
+
+
+def test_a_failing_write_is_a_one_line_sink_error_and_stays_failed(tmp_path, monkeypatch):
+    sinks = LogSinks(str(tmp_path / "io"), quiet=True)
+    sinks.open()
+    sinks.emit(make(1))
+
+    def broken(fd, data):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(sinks_module.os, "write", broken)
+    with pytest.raises(SinkError) as caught:
+        sinks.emit(make(2))
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith(f"cannot write {tmp_path}/io.jsonl: Input/output error")
+    monkeypatch.undo()
+    with pytest.raises(SinkError):
+        sinks.emit(make(3))
+    sinks.close()
+
+
+def test_a_closed_descriptor_is_a_sink_error(tmp_path):
+    sinks = LogSinks(str(tmp_path / "badf"), quiet=True)
+    sinks.open()
+    os.close(sinks._files["json"].fd)
+    with pytest.raises(SinkError, match="Bad file descriptor"):
+        sinks.emit(make(1))
+    sinks._files.pop("json")
+    sinks.close()
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here: " + done.stderr.decode().strip())
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_full_disk_is_a_one_line_sink_error_and_leaves_whole_lines(tiny_tmpfs):
+    prefix = str(tiny_tmpfs / "full")
+    sinks = LogSinks(prefix, quiet=True)
+    sinks.open()
+    emitted = 0
+    with pytest.raises(SinkError) as caught:
+        for seq in range(1, 100_000):
+            sinks.emit(make(seq))
+            emitted += 1
+    sinks.close()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "No space left on device" in message
+    assert emitted > 10
+    lines = read(prefix + ".jsonl").splitlines(keepends=True)
+    assert all(line.endswith("\n") for line in lines)
+    assert [json.loads(line)["seq"] for line in lines] == list(range(1, len(lines) + 1))
+    for kind in ("reads", "writes"):
+        text = read(f"{prefix}.{kind}.log")
+        assert text == "" or text.endswith("\n")
+        blocks = [b for b in text.split("[") if b]
+        assert all(b.count("\n") == 4 for b in blocks)

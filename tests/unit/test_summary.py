@@ -1,0 +1,149 @@
+"""The end-of-watch summary: totals, threads, call sites, rate."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from gdb_qznusnih.record import Frame, Record
+from gdb_qznusnih.render import Colorizer
+from gdb_qznusnih.summary import Site, Summary
+
+MAIN = Frame(2, 0x555555555290, "main", "mix.c", 61)
+ROUND_WRITE = Frame(0, 0x555555555168, "round_once", "mix.c", 40)
+ROUND_READ = Frame(0, 0x555555555170, "round_once", "mix.c", 41)
+MEMCPY = Frame(0, 0x7FFFF7F2A100, "__memmove_avx_unaligned_erms", None, None)
+CALLER = Frame(1, 0x5555555551A0, "copy_out", "mix.c", 50)
+
+
+def make(kind: str, frames, tid: int = 100, t: float = 0.0, mode=None) -> Record:
+    return Record(
+        seq=1,
+        kind=kind,
+        addr=0x4010,
+        length=1,
+        old=0 if kind == "write" else None,
+        value=1,
+        pid=100,
+        tid=tid,
+        pc=frames[0].pc if frames else 0x401000,
+        insn=None,
+        time=t,
+        frames=tuple(frames),
+        mode=mode,
+    )
+
+
+def filled() -> Summary:
+    summary = Summary(start=1000.0, end=1002.0)
+    for i in range(30):
+        summary.add(make("write", [ROUND_WRITE, MAIN], tid=100 + i % 2))
+        summary.add(make("read", [ROUND_READ, MAIN], tid=100))
+    for _ in range(5):
+        summary.add(make("read", [MEMCPY, CALLER, MAIN], tid=102))
+    return summary
+
+
+def test_totals_and_threads():
+    summary = filled()
+    assert (summary.reads, summary.writes, summary.total) == (35, 30, 65)
+    assert summary.threads() == [(100, 30, 15), (101, 0, 15), (102, 5, 0)]
+
+
+def test_sites_are_the_innermost_frame_with_source():
+    summary = filled()
+    assert summary.top_sites("read") == [
+        Site("round_once", "mix.c", 41, None, 30),
+        Site("copy_out", "mix.c", 50, None, 5),
+    ]
+    assert summary.top_sites("write") == [Site("round_once", "mix.c", 40, None, 30)]
+
+
+def test_frames_without_any_source_are_told_apart_by_pc():
+    summary = Summary()
+    summary.add(make("write", [Frame(0, 0x401000, None, None, None)]))
+    summary.add(make("write", [Frame(0, 0x401008, None, None, None)]))
+    summary.add(make("write", []))
+    sites = summary.top_sites("write")
+    assert {s.pc for s in sites} == {0x401000, 0x401008}
+    assert sites[0].describe() in ("?? at 0x401000", "?? at 0x401008")
+    assert sum(s.count for s in sites) == 3
+
+
+def test_top_five_by_count():
+    summary = Summary()
+    for line in range(1, 9):
+        for _ in range(line):
+            summary.add(make("read", [Frame(0, 0x400000 + line, "f", "f.c", line)]))
+    top = summary.top_sites("read")
+    assert [s.line for s in top] == [8, 7, 6, 5, 4]
+    assert [s.count for s in top] == [8, 7, 6, 5, 4]
+
+
+def test_duration_and_rate_from_start_and_end():
+    summary = filled()
+    assert summary.duration == 2.0
+    assert summary.rate == pytest.approx(32.5)
+    loose = Summary()
+    loose.add(make("read", [MAIN], t=10.0))
+    loose.add(make("read", [MAIN], t=14.0))
+    assert loose.duration == 4.0
+    assert Summary().duration is None
+    assert Summary().rate is None
+
+
+def test_format():
+    text = filled().format()
+    assert text == (
+        "summary: 65 accesses: 35 reads, 30 writes in 2.000 s (32 hits/s)\n"
+        "  tid 100: 30 reads, 15 writes\n"
+        "  tid 101: 0 reads, 15 writes\n"
+        "  tid 102: 5 reads, 0 writes\n"
+        "top read sites:\n"
+        "  30  round_once at mix.c:41\n"
+        "   5  copy_out at mix.c:50\n"
+        "top write sites:\n"
+        "  30  round_once at mix.c:40\n"
+    )
+
+
+def test_format_of_an_empty_watch():
+    assert Summary().format() == "summary: 0 accesses: 0 reads, 0 writes\n"
+
+
+def test_format_with_modes_and_colour():
+    pytest.importorskip("pygments")
+    summary = Summary()
+    summary.add(make("read", [MAIN], mode="kernel"))
+    summary.add(make("write", [MAIN], mode="user"))
+    text = summary.format(Colorizer())
+    assert "\x1b[" in text
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert plain == summary.format()
+    assert "  by mode: kernel 1, user 1\n" in plain
+
+
+def test_to_json():
+    doc = filled().to_json()
+    assert doc["reads"] == 35 and doc["writes"] == 30 and doc["total"] == 65
+    assert doc["threads"][0] == {"tid": 100, "reads": 30, "writes": 15}
+    assert doc["top_sites"]["read"][1] == {
+        "func": "copy_out",
+        "file": "mix.c",
+        "line": 50,
+        "pc": None,
+        "count": 5,
+    }
+    assert doc["duration"] == 2.0
+    assert doc["hits_per_second"] == 32.5
+    assert doc["modes"] == {}
+
+
+def test_memory_stays_flat():
+    summary = Summary()
+    for i in range(50_000):
+        summary.add(make("write" if i % 2 else "read", [ROUND_WRITE, MAIN], tid=1 + i % 4))
+    assert summary.total == 50_000
+    assert len(summary._threads) == 4
+    assert sum(len(sites) for sites in summary._sites.values()) == 2
