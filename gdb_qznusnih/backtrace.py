@@ -22,9 +22,9 @@ class BacktraceCollector:
     def clear(self) -> None:
         self._frames.clear()
 
-    def collect(self, insn_pc: int) -> tuple[Frame, ...]:
+    def collect(self, frame: gdb.Frame, insn_pc: int) -> tuple[Frame, ...]:
+        """Frames from `frame` (the newest) outwards."""
         frames = []
-        frame = gdb.newest_frame()
         level = 0
         last_pc = None
         inline_depth = 0

@@ -7,7 +7,6 @@ determines (which instruction, its kind, its frame 0) is cached per pc.
 
 from __future__ import annotations
 
-import os
 import time
 
 import gdb
@@ -17,7 +16,7 @@ from .backtrace import BacktraceCollector
 from .locate import InstructionLocator
 from .options import WatchOptions
 from .record import READ, WRITE, Frame, Record
-from .sinks import SinkError
+from .sinks import SinkError, write_all
 from .summary import Summary
 
 
@@ -91,7 +90,7 @@ class WatchSession:
             self._decoded[pc] = decoded
         value = target.read_value(self.address, self.length)
         insn_pc, text, kinds, kind_from = self._classify(pc, decoded, frame, value)
-        frames = self._backtrace.collect(insn_pc)
+        frames = self._backtrace.collect(frame, insn_pc)
         if context is not None and context.mode == "kernel" and self.kernel is not None:
             frames = frames + _renumber(self.kernel.user_frames(self.opts.bt_depth), len(frames))
         self._emit(kinds, kind_from, value, insn_pc, text, frames, context)
@@ -253,7 +252,4 @@ def _renumber(frames: list[Frame], first_level: int) -> tuple[Frame, ...]:
 
 def write_out(text: str) -> None:
     """Write straight to gdb's stdout: works inside captured `continue`s too."""
-    data = text.encode("utf-8", "replace")
-    while data:
-        written = os.write(1, data)
-        data = data[written:]
+    write_all(1, text.encode("utf-8", "replace"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import gdb
@@ -13,7 +12,7 @@ from .monitor import in_batch_mode, run_until_done
 from .options import WatchOptions
 from .render import check_style, resolve_color
 from .session import WatchSession, write_out
-from .sinks import LogSinks, SinkError
+from .sinks import LogSinks, SinkError, write_all
 
 
 class WatchRegistry:
@@ -152,5 +151,5 @@ def _armed_message(session: WatchSession, pid: int, kernel) -> str:
 
 def _note(text: str) -> None:
     """One status line on stderr, where it does not mix with the record stream."""
-    sys.stderr.write(f"qzn: {text}\n")
-    sys.stderr.flush()
+    # Straight to fd 2: inside a captured `continue` gdb's own streams are redirected.
+    write_all(2, f"qzn: {text}\n".encode("utf-8", "replace"))

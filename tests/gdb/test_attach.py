@@ -1,0 +1,130 @@
+"""`gdb -p PID -batch -ex 'qzn-watch ADDR'` on a running tester: complete logs, clean exits."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import LOADER, quiet_env
+
+pytestmark = pytest.mark.gdb
+
+
+class RunningTester:
+    """A running user_space_tester, its pid and byte address."""
+
+    def __init__(self, program, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [str(program), *args], stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
+        )
+        words = self.proc.stdout.readline().split()  # "pid 1234 byte 0x55..."
+        self.pid, self.address = int(words[1]), words[3]
+
+    def finish(self, timeout: float = 60) -> str:
+        out, _ = self.proc.communicate(timeout=timeout)
+        return out
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def tester(build_c):
+    started: list[RunningTester] = []
+
+    def start(*args: str) -> RunningTester:
+        t = RunningTester(build_c("user_space_tester"), *args)
+        started.append(t)
+        return t
+
+    yield start
+    for t in started:
+        t.kill()
+
+
+def attach_command(pid: int, *watch_args: str) -> list[str]:
+    return ["gdb", "-nx", "-batch", "-p", str(pid), "-x", str(LOADER),
+            "-ex", "qzn-watch " + " ".join(watch_args)]
+
+
+def read_jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_batch_attach_logs_every_access_and_detaches(tester, tmp_path):
+    t = tester("--rounds", "300")
+    prefix = tmp_path / "attach"
+    gdb = subprocess.run(
+        attach_command(t.pid, "--log", str(prefix), "--quiet", t.address),
+        capture_output=True, text=True, env=quiet_env(), timeout=120,
+    )
+    out = t.finish()
+    assert gdb.returncode == 0, gdb.stderr
+    assert "Traceback" not in gdb.stderr
+    assert "tester: 300 writes, 300 reads" in out
+    assert t.proc.returncode == 0
+    records = read_jsonl(prefix.with_suffix(".jsonl"))
+    assert [r["kind"] for r in records] == ["write", "read"] * 300
+    assert all(r["pid"] == t.pid for r in records)
+    assert [r["frames"][0]["func"] for r in records[:2]] == ["write_byte", "read_byte"]
+    assert all([f["func"] for f in r["frames"][1:3]] == ["do_round", "main"] for r in records)
+    assert "summary: 600 accesses: 300 reads, 300 writes" in gdb.stdout
+    assert "target exited with code 0" in gdb.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_signal_mid_run_detaches_and_the_target_finishes(tester, tmp_path, signum):
+    t = tester("--rounds", "4000", "--interval-ms", "1")
+    prefix = tmp_path / "sig"
+    gdb = subprocess.Popen(
+        attach_command(t.pid, "--log", str(prefix), "--quiet", t.address),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=quiet_env(),
+    )
+    jsonl = prefix.with_suffix(".jsonl")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not jsonl.exists() or jsonl.stat().st_size < 2000):
+        time.sleep(0.05)
+    gdb.send_signal(signum)
+    stdout, stderr = gdb.communicate(timeout=60)
+    out = t.finish()
+    assert gdb.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert f"{signum.name} received" in stderr or "interrupted" in stderr
+    assert "summary:" in stdout
+    assert "tester: 4000 writes, 4000 reads" in out, "the target must finish normally"
+    assert t.proc.returncode == 0
+    records = read_jsonl(jsonl)  # every line whole
+    assert 0 < len(records) < 8000
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+
+
+def test_count_stops_and_detaches_leaving_the_target_running(tester, tmp_path):
+    t = tester("--rounds", "500")
+    gdb = subprocess.run(
+        attach_command(t.pid, "--count", "10", "--color", "never", t.address),
+        capture_output=True, text=True, env=quiet_env(), timeout=120,
+    )
+    out = t.finish()
+    assert gdb.returncode == 0
+    assert gdb.stdout.count("WRITE") + gdb.stdout.count("READ ") >= 10
+    assert "--count 10 reached" in gdb.stderr
+    assert "tester: 500 writes, 500 reads" in out
+
+
+def test_duration_stops_an_idle_watch(tester, tmp_path):
+    t = tester("--rounds", "3", "--interval-ms", "3000")
+    start = time.monotonic()
+    gdb = subprocess.run(
+        attach_command(t.pid, "--duration", "1", "--quiet", t.address),
+        capture_output=True, text=True, env=quiet_env(), timeout=120,
+    )
+    assert gdb.returncode == 0, gdb.stderr
+    assert "--duration 1s reached" in gdb.stderr
+    assert time.monotonic() - start < 8
+    assert "tester: 3 writes, 3 reads" in t.finish()
