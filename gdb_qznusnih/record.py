@@ -91,12 +91,18 @@ class Record:
         return doc
 
 
-def format_time(seconds: float) -> str:
-    """ISO 8601 UTC with microseconds: 2026-11-26T03:13:20.123456Z."""
+def split_seconds(seconds: float) -> tuple[int, int]:
+    """(whole seconds, microseconds), rounded to the nearest microsecond."""
     whole = int(seconds)
     micros = round((seconds - whole) * 1_000_000)
     if micros == 1_000_000:
-        whole, micros = whole + 1, 0
+        return whole + 1, 0
+    return whole, micros
+
+
+def format_time(seconds: float) -> str:
+    """ISO 8601 UTC with microseconds: 2026-11-26T03:13:20.123456Z."""
+    whole, micros = split_seconds(seconds)
     return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(whole)) + f".{micros:06d}Z"
 
 
@@ -159,12 +165,8 @@ class JsonLineEncoder:
         frames = self._frames_json.get(key) or self._frames(record, key)
         strings, string = self._strings, self._string
         kind, insn, kind_from = record.kind, record.insn, record.kind_from
-        seconds = record.time
-        whole = int(seconds)
-        micros = round((seconds - whole) * 1_000_000)
-        if whole != self._second or micros == 1_000_000:
-            if micros == 1_000_000:
-                whole, micros = whole + 1, 0
+        whole, micros = split_seconds(record.time)
+        if whole != self._second:
             self._second = whole
             self._stamp = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(whole))
         tail = ""

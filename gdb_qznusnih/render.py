@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time as _time
 
-from .record import READ, WRITE, Frame, Record, frames_key
+from .record import READ, WRITE, Frame, Record, frames_key, split_seconds
 
 ARROW = "→"
 VALUE_GUESS_NOTE = "(kind guessed from the value change)"
@@ -185,22 +185,6 @@ def format_insn(insn: str | None) -> str:
     return "    " + " ".join(insn.split()) + "\n"
 
 
-def format_value(value: int | None, length: int) -> str:
-    """`0x2a`, zero-padded to the watched length; `?` when unknown."""
-    if value is None:
-        return "?"
-    return f"0x{value:0{2 * length}x}"
-
-
-def format_clock(seconds: float) -> str:
-    """HH:MM:SS.micro in UTC (rounded like record.format_time)."""
-    whole = int(seconds)
-    micros = round((seconds - whole) * 1_000_000)
-    if micros == 1_000_000:
-        whole, micros = whole + 1, 0
-    return _time.strftime("%H:%M:%S", _time.gmtime(whole)) + f".{micros:06d}"
-
-
 def _header_tail(record: Record) -> str:
     """What follows the time in a header: the value-guess note and whole-system fields."""
     tail = ""
@@ -260,12 +244,8 @@ class BlockRenderer:
         self._bodies.clear()
 
     def _header(self, record: Record) -> str:
-        seconds = record.time
-        whole = int(seconds)
-        micros = round((seconds - whole) * 1_000_000)
-        if whole != self._second or micros == 1_000_000:
-            if micros == 1_000_000:
-                whole, micros = whole + 1, 0
+        whole, micros = split_seconds(record.time)
+        if whole != self._second:
             self._second = whole
             self._hms = _time.strftime("%H:%M:%S", _time.gmtime(whole))
         width = 2 * record.length
