@@ -13,6 +13,7 @@ in kernel_layout.py.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import struct
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class HitContext:
     tid: int | None  # pid of the current task
     comm: str | None
     cr3: int | None = None  # address-space id (masked), in cr3 mode
+    task: int | None = None  # address of the current task_struct, in task mode
 
 
 @dataclass
@@ -117,6 +119,7 @@ class KernelView:
         self._paging_on = False
         self._stack_layout: tuple[int, int] | None = None
         self._per_cpu_offsets: dict[int, int] = {}
+        self._stacks: dict[int, int] = {}  # task_struct -> its kernel stack
         self._return_address_cache: dict[int, bool] = {}
         self._frame_cache: dict[tuple[int, int], Frame] = {}
         self._inferior = gdb.selected_inferior()
@@ -163,6 +166,7 @@ class KernelView:
             self._probe = probe
         self._stack_layout = None
         self._per_cpu_offsets.clear()
+        self._stacks.clear()
         self._return_address_cache.clear()
         self._frame_cache.clear()
 
@@ -203,7 +207,7 @@ class KernelView:
         tgid, pid, comm = self._probe.task.decode(block)
         if self.want_pid is not None and tgid != self.want_pid:
             return None
-        return HitContext(mode=mode, pid=tgid, tid=pid, comm=comm)
+        return HitContext(mode=mode, pid=tgid, tid=pid, comm=comm, task=task)
 
     def _cr3_context(self, frame: gdb.Frame, mode: str) -> HitContext | None:
         space = kl.address_space_id(int(frame.read_register("cr3")), self.arch)
@@ -263,18 +267,33 @@ class KernelView:
 
     # -- user frames of a system call ----------------------------------------
 
-    def user_regs(self) -> tuple[int, int, int] | None:
-        """(ip, sp, bp) the current task entered the kernel with, from task_pt_regs()."""
+    def user_regs(self, context: HitContext | None = None) -> tuple[int, int, int] | None:
+        """(ip, sp, bp) the current task entered the kernel with, from task_pt_regs().
+
+        `context` is this hit's HitContext, to save reading the current task again.
+        """
         if self.method != TASK:
             return None
-        frame = gdb.newest_frame()
-        task = self._current_task(frame, kl.privilege_mode(int(frame.read_register("cs"))))
+        task = context.task if context is not None else None
         if task is None:
-            return None
-        raw = self._read(task + self._probe.stack_offset, self._word)
-        if raw is None:
-            return None
-        stack = struct.unpack(self._ptr_fmt, raw)[0]
+            frame = gdb.newest_frame()
+            task = self._current_task(frame, kl.privilege_mode(int(frame.read_register("cs"))))
+            if task is None:
+                return None
+        stack = self._stacks.get(task)
+        regs = self._pt_regs(stack) if stack is not None else None
+        if regs is None:
+            # Not cached, or the task_struct was freed and reused with another stack.
+            raw = self._read(task + self._probe.stack_offset, self._word)
+            if raw is None:
+                return None
+            stack = struct.unpack(self._ptr_fmt, raw)[0]
+            regs = self._pt_regs(stack)
+            if regs is not None:
+                self._stacks[task] = stack
+        return regs
+
+    def _pt_regs(self, stack: int) -> tuple[int, int, int] | None:
         layouts = [self._stack_layout] if self._stack_layout else kl.STACK_LAYOUTS[self.arch]
         fields = self._probe.pt_regs_fields
         for thread_size, padding in layouts:
@@ -291,12 +310,12 @@ class KernelView:
                 return words["ip"], words["sp"], words["bp"]
         return None
 
-    def user_frames(self, max_depth: int) -> list[Frame]:
+    def user_frames(self, max_depth: int, context: HitContext | None = None) -> list[Frame]:
         """The user frames of the process in a system call, newest first; [] if unknown.
 
         Levels count from 0; the caller renumbers them after the kernel frames.
         """
-        regs = self.user_regs()
+        regs = self.user_regs(context)
         if regs is None or max_depth <= 0:
             return []
         ip, sp, bp = regs
@@ -310,6 +329,25 @@ class KernelView:
             max_depth,
         )
         return [self._describe_pc(level, pc) for level, pc in enumerate(pcs)]
+
+    def stitch(
+        self, kernel_frames, max_depth: int, context: HitContext | None = None
+    ) -> list[Frame]:
+        """A kernel-mode hit's whole story: kernel frames up to the kernel entry, then
+        the user frames of the system call, renumbered; at most max_depth frames.
+
+        gdb's unwinder goes on past the entry point into garbage, so that part is cut.
+        """
+        frames = list(kernel_frames)
+        cut = kl.kernel_entry_index([frame.func for frame in frames])
+        if cut is not None:
+            frames = frames[: cut + 1]
+        if len(frames) >= max_depth:
+            return frames[:max_depth]
+        base = len(frames)
+        for offset, frame in enumerate(self.user_frames(max_depth - base, context)):
+            frames.append(dataclasses.replace(frame, level=base + offset))
+        return frames
 
     def _read_words(self, address: int, count: int) -> list[int] | None:
         block = self._read(address, count * self._word)

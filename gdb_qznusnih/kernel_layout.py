@@ -30,6 +30,28 @@ STACK_LAYOUTS = {
 }
 
 
+# Where a task enters the kernel: a backtrace past these is the unwinder guessing
+# through an interrupt frame, so kernel frames end here and the user frames follow.
+KERNEL_ENTRY_PREFIXES = (
+    "entry_SYSCALL",  # x86_64 syscall, and entry_SYSCALL_compat
+    "entry_SYSENTER",  # i386 sysenter, x86_64 entry_SYSENTER_compat
+    "entry_INT80",  # int $0x80, both
+    "asm_exc_",  # exceptions (page faults, debug traps)
+    "asm_sysvec_",
+    "asm_common_interrupt",
+    "handle_exception",  # i386
+    "ret_from_fork",
+)
+
+
+def kernel_entry_index(names: list[str | None]) -> int | None:
+    """Index of the first frame that is a kernel entry point, or None."""
+    for index, name in enumerate(names):
+        if name and name.startswith(KERNEL_ENTRY_PREFIXES):
+            return index
+    return None
+
+
 def arch_from_gdb_name(name: str) -> str:
     """'i386:x86-64' -> x86_64, 'i386' / 'i386:intel' -> i386."""
     return X86_64 if "x86-64" in name else I386

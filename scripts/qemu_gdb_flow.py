@@ -31,6 +31,7 @@ import gdb
 sys.path.insert(0, os.environ["QZN_REPO"])
 
 from gdb_qznusnih.kernel import KernelView  # noqa: E402
+from gdb_qznusnih.record import Frame  # noqa: E402
 
 
 def note(text: str) -> None:
@@ -82,6 +83,8 @@ class ProbeWatch(gdb.Breakpoint):
         self.log = open(log_path, "w", encoding="utf-8") if log_path else None
         self.hits = 0
         self.kept = 0
+        self.bench_rounds = int(os.environ.get("QZN_PROBE_BENCH", "0"))
+        self.bench: dict[str, float] = {}
         self.seconds = 0.0
 
     def stop(self) -> bool:
@@ -93,6 +96,7 @@ class ProbeWatch(gdb.Breakpoint):
             self._log_filtered()
             return False
         self.kept += 1
+        after_context = time.perf_counter()
         frames = []
         frame = gdb.newest_frame()
         while frame is not None and len(frames) < self.depth:
@@ -101,14 +105,18 @@ class ProbeWatch(gdb.Breakpoint):
                 frame = frame.older()
             except gdb.error:
                 break
+        after_frames = time.perf_counter()
         user = []
         if context.mode == "kernel":
             user = [
                 {"pc": hex(f.pc), "func": f.func, "file": f.file, "line": f.line}
-                for f in self.view.user_frames(self.depth)
+                for f in self.view.user_frames(self.depth, context)
             ]
         elapsed = time.perf_counter() - started
         self.seconds += elapsed
+        if context.mode == "kernel" and self.bench_rounds and not self.bench:
+            self.bench = self._bench(self.bench_rounds, context)
+            note("bench (ms per call): " + json.dumps(self.bench))
         record = {
             "seq": self.kept,
             "mode": context.mode,
@@ -117,7 +125,12 @@ class ProbeWatch(gdb.Breakpoint):
             "comm": context.comm,
             "frames": frames,
             "user_frames": user,
+            "stitched": [f.func for f in self.view.stitch(self._gdb_frames(), self.depth, context)]
+            if context.mode == "kernel"
+            else [],
             "ms": round(elapsed * 1000, 3),
+            "ms_context": round((after_context - started) * 1000, 3),
+            "ms_frames": round((after_frames - after_context) * 1000, 3),
         }
         names = " <- ".join(str(f["func"]) for f in frames[:6])
         if user:
@@ -127,6 +140,37 @@ class ProbeWatch(gdb.Breakpoint):
             self.log.write(json.dumps(record) + "\n")
             self.log.flush()
         return False
+
+    def _bench(self, rounds: int, context) -> dict[str, float]:
+        """Time the per-hit calls, repeated at one kernel-mode hit."""
+
+        def timed(call) -> float:
+            started = time.perf_counter()
+            for _ in range(rounds):
+                call()
+            return round((time.perf_counter() - started) * 1000 / rounds, 3)
+
+        def walk() -> None:
+            gdb.invalidate_cached_frames()  # as after a resume
+            frame, depth = gdb.newest_frame(), 0
+            while frame is not None and depth < self.depth:
+                frame.name()
+                frame, depth = frame.older(), depth + 1
+
+        return {
+            "hit_context": timed(self.view.hit_context),
+            "kernel_frames": timed(walk),
+            "user_frames": timed(lambda: self.view.user_frames(self.depth, context)),
+            "stitched": timed(lambda: self.view.stitch(self._gdb_frames(), self.depth, context)),
+        }
+
+    def _gdb_frames(self) -> list:
+        gdb.invalidate_cached_frames()
+        frames, frame = [], gdb.newest_frame()
+        while frame is not None and len(frames) < self.depth:
+            frames.append(Frame(len(frames), frame.pc(), frame.name()))
+            frame = frame.older()
+        return frames
 
     def _log_filtered(self) -> None:
         context = self.unfiltered.hit_context()

@@ -14,6 +14,8 @@
 #                          searched in this order:
 #                            tmp/deploy/images/MACHINE/vmlinux*
 #                            tmp/work/MACHINE*/linux-yocto*/*/linux-MACHINE*-build/vmlinux
+#                            (MACHINE with "_" for "-", e.g. qemux86_64), then any
+#                            tmp/work/*/linux-yocto*/*/linux-*-build/vmlinux
 #                            tmp/work-shared/MACHINE/kernel-build-artifacts/vmlinux
 #                          (add `KERNEL_IMAGETYPES += "vmlinux"` to local.conf if none)
 #   --machine NAME         qemux86 (i386) or qemux86-64 (x86_64); default: the one found
@@ -103,7 +105,7 @@ if [ -n "$YOCTO" ]; then
     fi
     if [ -z "$VMLINUX" ]; then
         VMLINUX="$( { ls -1 "$DEPLOY"/vmlinux* \
-            "$YOCTO"/tmp/work/"${MACHINE//-/_}"*/linux-yocto*/*/linux-"$MACHINE"*-build/vmlinux \
+            "$YOCTO"/tmp/work/"${MACHINE//-/_}"*/linux-yocto*/*/linux-"${MACHINE//-/_}"*-build/vmlinux \
             "$YOCTO"/tmp/work/*/linux-yocto*/*/linux-*-build/vmlinux \
             "$YOCTO"/tmp/work-shared/"$MACHINE"/kernel-build-artifacts/vmlinux; } 2>/dev/null | head -1 || true)"
     fi

@@ -144,3 +144,10 @@ def test_walk_respects_max_depth_and_unreadable_memory():
     stack = FakeStack(8, {0x7FFF0000: 0x401100, 0x7FFF0008: 0x401200})
     pcs = kl.walk_user_stack(0x1234, 0x7FFF0000, 0, 8, stack.read_words, CODE.__contains__, 2)
     assert pcs == [0x1234, 0x401100]
+
+
+def test_kernel_entry_index():
+    names = ["read_zero", "vfs_read", "do_syscall_64", "entry_SYSCALL_64", None, None]
+    assert kl.kernel_entry_index(names) == 3
+    assert kl.kernel_entry_index(["pipe_write", "entry_SYSENTER_32", "x"]) == 1
+    assert kl.kernel_entry_index(["pipe_write", "vfs_write", None]) is None
