@@ -114,7 +114,9 @@ if [ -n "$YOCTO" ]; then
     [ -n "$COMM" ] || [ -n "$SYMBOLS" ] || FLOW=0  # no known program: just connect
 elif [ -z "$KERNEL" ]; then
     ARCH="${ARCH:-x86_64}"
-    GUEST="$("$HERE/build_guest.sh" --arch "$ARCH" | tail -1)" || die "building the default guest failed"
+    GUEST="$("$HERE/build_guest.sh" --arch "$ARCH" --print-dir)" \
+        || GUEST="$("$HERE/build_guest.sh" --arch "$ARCH" | tail -1)" \
+        || die "building the default $ARCH guest failed"
     KERNEL="$GUEST/bzImage" INITRD="$GUEST/initramfs.cpio.gz" VMLINUX="$GUEST/vmlinux"
     [ -n "$SYMBOLS" ] || SYMBOLS="$GUEST/guest_tester"
 else
