@@ -25,8 +25,9 @@ LOADER = REPO / "gdb_qznusnih" / "loader.py"
 
 def build(tmp: Path) -> Path:
     exe = tmp / "hotloop"
-    subprocess.run(["gcc", "-g", "-O0", "-o", str(exe), str(REPO / "bench" / "hotloop.c")],
-                   check=True)
+    subprocess.run(
+        ["gcc", "-g", "-O0", "-o", str(exe), str(REPO / "bench" / "hotloop.c")], check=True
+    )
     return exe
 
 
@@ -40,9 +41,20 @@ def plain_gdb(exe: Path, rounds: int, tmp: Path) -> list[str]:
 
 def qznusnih(exe: Path, rounds: int, tmp: Path) -> list[str]:
     return [
-        "gdb", "-nx", "-batch", "-x", str(LOADER), "-ex", "tbreak main", "-ex", "run",
-        "-ex", f"qzn-watch --color never --log {tmp / 'bench'} &byte",
-        "--args", str(exe), str(rounds),
+        "gdb",
+        "-nx",
+        "-batch",
+        "-x",
+        str(LOADER),
+        "-ex",
+        "tbreak main",
+        "-ex",
+        "run",
+        "-ex",
+        f"qzn-watch --color never --log {tmp / 'bench'} &byte",
+        "--args",
+        str(exe),
+        str(rounds),
     ]
 
 
@@ -72,7 +84,10 @@ def main() -> None:
         logged = sum(1 for _ in (tmp / "bench.jsonl").open())
     if logged != hits:
         sys.exit(f"bench: gdb-qznusnih logged {logged} records, expected {hits}")
-    print(f"{hits} hits ({args.rounds} rounds), median of {args.repeat} runs, wall time with gdb start")
+    print(
+        f"{hits} hits ({args.rounds} rounds), median of {args.repeat} runs,"
+        " wall time with gdb start"
+    )
     rates = {}
     for name, values in times.items():
         median = statistics.median(values)

@@ -85,30 +85,68 @@ def _hex_or_int(text: str) -> int:
 def add_watch_options(parser: argparse.ArgumentParser) -> None:
     """Add the options of `qzn-watch` (without ADDR) to a parser."""
     add = parser.add_argument
-    add("--access", choices=ACCESS_CHOICES, default="rw",
-        help="log reads and writes (rw, the default), reads only (r) or writes only (w)")
-    add("--len", dest="length", type=_length, default=1, metavar="{1,2,4,8}",
-        help="bytes to watch, default 1; ADDR must be aligned to it")
-    add("--log", metavar="PREFIX",
-        help="write PREFIX.jsonl, PREFIX.reads.log and PREFIX.writes.log")
-    add("--color", choices=COLOR_CHOICES, default="auto",
-        help="colour the terminal stream: auto (a terminal and NO_COLOR unset), always, never")
+    add(
+        "--access",
+        choices=ACCESS_CHOICES,
+        default="rw",
+        help="log reads and writes (rw, the default), reads only (r) or writes only (w)",
+    )
+    add(
+        "--len",
+        dest="length",
+        type=_length,
+        default=1,
+        metavar="{1,2,4,8}",
+        help="bytes to watch, default 1; ADDR must be aligned to it",
+    )
+    add(
+        "--log", metavar="PREFIX", help="write PREFIX.jsonl, PREFIX.reads.log and PREFIX.writes.log"
+    )
+    add(
+        "--color",
+        choices=COLOR_CHOICES,
+        default="auto",
+        help="colour the terminal stream: auto (a terminal and NO_COLOR unset), always, never",
+    )
     add("--count", type=_positive_int, metavar="N", help="stop after N logged accesses")
-    add("--duration", type=_positive_seconds, metavar="SECONDS",
-        help="stop after SECONDS of watching")
-    add("--bt-depth", type=_positive_int, default=DEFAULT_BT_DEPTH, metavar="N",
-        help=f"frames per backtrace, default {DEFAULT_BT_DEPTH}")
-    add("--stop", action="store_true",
-        help="stop the program after logging a hit, like a plain watchpoint")
+    add(
+        "--duration",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="stop after SECONDS of watching",
+    )
+    add(
+        "--bt-depth",
+        type=_positive_int,
+        default=DEFAULT_BT_DEPTH,
+        metavar="N",
+        help=f"frames per backtrace, default {DEFAULT_BT_DEPTH}",
+    )
+    add(
+        "--stop",
+        action="store_true",
+        help="stop the program after logging a hit, like a plain watchpoint",
+    )
     add("--args", action="store_true", help="show function arguments in backtraces (slower)")
     add("--quiet", action="store_true", help="no per-access stream on the terminal")
     add("--style", metavar="NAME", help="pygments style for colours")
-    add("--pid", type=_positive_int, metavar="PID",
-        help="whole-system (QEMU) mode: keep only hits made by or for PID")
-    add("--cr3", type=_hex_or_int, metavar="CR3",
-        help="whole-system mode without kernel symbols: the address space to keep")
-    add("--follow-exec", metavar="EXPR",
-        help="after the target calls exec, watch EXPR in the new program")
+    add(
+        "--pid",
+        type=_positive_int,
+        metavar="PID",
+        help="whole-system (QEMU) mode: keep only hits made by or for PID",
+    )
+    add(
+        "--cr3",
+        type=_hex_or_int,
+        metavar="CR3",
+        help="whole-system mode without kernel symbols: the address space to keep",
+    )
+    add(
+        "--follow-exec",
+        metavar="EXPR",
+        help="after the target calls exec, watch EXPR in the new program",
+    )
 
 
 class _RaisingParser(argparse.ArgumentParser):

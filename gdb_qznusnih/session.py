@@ -15,7 +15,7 @@ from . import classify, target
 from .backtrace import BacktraceCollector
 from .locate import InstructionLocator
 from .options import WatchOptions
-from .record import READ, WRITE, Frame, Record
+from .record import READ, Frame, Record
 from .sinks import SinkError, write_all
 from .summary import Summary
 

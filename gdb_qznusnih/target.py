@@ -103,9 +103,7 @@ def user_hardware_slots_in_use() -> int:
     Internal breakpoints (ours) have negative numbers and are counted by the caller.
     """
     return sum(
-        1
-        for bp in gdb.breakpoints()
-        if bp.number > 0 and bp.enabled and bp.type in _HARDWARE_KINDS
+        1 for bp in gdb.breakpoints() if bp.number > 0 and bp.enabled and bp.type in _HARDWARE_KINDS
     )
 
 

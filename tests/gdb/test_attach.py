@@ -49,8 +49,17 @@ def tester(build_c):
 
 
 def attach_command(pid: int, *watch_args: str) -> list[str]:
-    return ["gdb", "-nx", "-batch", "-p", str(pid), "-x", str(LOADER),
-            "-ex", "qzn-watch " + " ".join(watch_args)]
+    return [
+        "gdb",
+        "-nx",
+        "-batch",
+        "-p",
+        str(pid),
+        "-x",
+        str(LOADER),
+        "-ex",
+        "qzn-watch " + " ".join(watch_args),
+    ]
 
 
 def read_jsonl(path) -> list[dict]:
@@ -62,7 +71,10 @@ def test_batch_attach_logs_every_access_and_detaches(tester, tmp_path):
     prefix = tmp_path / "attach"
     gdb = subprocess.run(
         attach_command(t.pid, "--log", str(prefix), "--quiet", t.address),
-        capture_output=True, text=True, env=quiet_env(), timeout=120,
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+        timeout=120,
     )
     out = t.finish()
     assert gdb.returncode == 0, gdb.stderr
@@ -84,7 +96,10 @@ def test_signal_mid_run_detaches_and_the_target_finishes(tester, tmp_path, signu
     prefix = tmp_path / "sig"
     gdb = subprocess.Popen(
         attach_command(t.pid, "--log", str(prefix), "--quiet", t.address),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=quiet_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=quiet_env(),
     )
     jsonl = prefix.with_suffix(".jsonl")
     deadline = time.monotonic() + 30
@@ -108,7 +123,10 @@ def test_count_stops_and_detaches_leaving_the_target_running(tester, tmp_path):
     t = tester("--rounds", "500")
     gdb = subprocess.run(
         attach_command(t.pid, "--count", "10", "--color", "never", t.address),
-        capture_output=True, text=True, env=quiet_env(), timeout=120,
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+        timeout=120,
     )
     out = t.finish()
     assert gdb.returncode == 0
@@ -122,7 +140,10 @@ def test_duration_stops_an_idle_watch(tester, tmp_path):
     start = time.monotonic()
     gdb = subprocess.run(
         attach_command(t.pid, "--duration", "1", "--quiet", t.address),
-        capture_output=True, text=True, env=quiet_env(), timeout=120,
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+        timeout=120,
     )
     assert gdb.returncode == 0, gdb.stderr
     assert "--duration 1s reached" in gdb.stderr

@@ -19,7 +19,11 @@ def run_gdb(program, *commands: str, batch: bool = True, timeout: int = 120):
         cmd += ["-ex", command]
     cmd.append(str(program))
     return subprocess.run(
-        cmd, capture_output=True, text=True, env=quiet_env(), timeout=timeout,
+        cmd,
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
 
@@ -60,7 +64,11 @@ def test_unwatch_removes_the_watch(build_c, tmp_path):
 
 def test_stop_option_stops_at_the_first_hit(build_c, tmp_path):
     result = run_gdb(
-        build_c("mix"), "qzn-watch --stop &area[11]", "continue", "qzn-status", "info frame",
+        build_c("mix"),
+        "qzn-watch --stop &area[11]",
+        "continue",
+        "qzn-status",
+        "info frame",
         batch=False,
     )
     assert "watch 1:" in result.stdout and "0 reads, 1 writes" in result.stdout
@@ -109,8 +117,16 @@ def test_no_debug_register_left_is_refused_when_arming(build_c):
 
 
 def test_no_process_is_a_clear_error(build_c):
-    cmd = ["gdb", "-nx", "-batch", "-x", str(LOADER), "-ex", "qzn-watch &area[11]",
-           str(build_c("mix"))]
+    cmd = [
+        "gdb",
+        "-nx",
+        "-batch",
+        "-x",
+        str(LOADER),
+        "-ex",
+        "qzn-watch &area[11]",
+        str(build_c("mix")),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, env=quiet_env(), timeout=60)
     assert result.returncode != 0
     assert "no process to watch" in result.stderr

@@ -38,10 +38,12 @@ EXPECTED = [
 def watch_mix(program, tmp_path, *options: str):
     prefix = tmp_path / "mix"
     cmd = gdb_base_command() + [
-        "-ex", "tbreak ready",
-        "-ex", "run",
-        "-ex", " ".join(["qzn-watch", "--log", str(prefix), "--color", "never", *options,
-                         "&area[11]"]),
+        "-ex",
+        "tbreak ready",
+        "-ex",
+        "run",
+        "-ex",
+        " ".join(["qzn-watch", "--log", str(prefix), "--color", "never", *options, "&area[11]"]),
         str(program),
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, env=quiet_env(), timeout=120)
