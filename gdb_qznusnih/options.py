@@ -166,11 +166,20 @@ def build_watch_parser(prog: str = "qzn-watch") -> argparse.ArgumentParser:
     return parser
 
 
-def parse_watch_args(argv: list[str], prog: str = "qzn-watch") -> WatchOptions:
-    """Parse `qzn-watch` arguments; raise OptionError with a one-line message."""
+def parse_watch_args(
+    argv: list[str], prog: str = "qzn-watch", defaults: dict | None = None
+) -> WatchOptions:
+    """Parse `qzn-watch` arguments; raise OptionError with a one-line message.
+
+    `defaults` (WatchOptions field names) replace the built-in defaults, e.g.
+    from `set qzn ...` settings.
+    """
     if not argv:
         raise OptionError(f"{prog} needs an address, e.g. '{prog} &counter' or '{prog} 0x7ffd1234'")
-    namespace = build_watch_parser(prog).parse_args(argv)
+    parser = build_watch_parser(prog)
+    if defaults:
+        parser.set_defaults(**defaults)
+    namespace = parser.parse_args(argv)
     opts = options_from_namespace(namespace)
     opts.address = check_expression(" ".join(namespace.address))
     return opts

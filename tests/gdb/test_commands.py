@@ -131,3 +131,17 @@ def test_no_process_is_a_clear_error(build_c):
     assert result.returncode != 0
     assert "no process to watch" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_settings_are_defaults_for_qzn_watch(build_c, tmp_path):
+    prefix = tmp_path / "s"
+    result = run_gdb(
+        build_c("mix"),
+        "set qzn bt-depth 2",
+        f"set qzn log {prefix}",
+        "show qzn bt-depth",
+        "qzn-watch --count 3 &area[11]",
+    )
+    assert "qzn bt-depth is 2." in result.stdout
+    records = [json.loads(x) for x in prefix.with_suffix(".jsonl").read_text().splitlines()]
+    assert len(records) == 3 and all(len(r["frames"]) == 2 for r in records)
