@@ -18,8 +18,9 @@ setup(
     long_description=README.read_text() if README.exists() else "",
     long_description_content_type="text/markdown",
     packages=["gdb_qznusnih"],
-    python_requires=">=3.8",
+    python_requires=">=3.10",
     install_requires=["pygments"],
+    extras_require={"dev": ["pytest", "hypothesis", "ruff"]},
     entry_points={"console_scripts": ["qznusnih = gdb_qznusnih.cli:main"]},
     classifiers=[
         "Environment :: Console",
