@@ -170,6 +170,19 @@ class KernelView:
         self._return_address_cache.clear()
         self._frame_cache.clear()
 
+    def break_on_exit(self, on_exit=None) -> gdb.Breakpoint | None:
+        """A breakpoint that stops when the wanted process's main thread enters do_exit.
+
+        In whole-system mode the machine goes on after the program ends, so this is
+        how a watch learns that its target exited.  `on_exit()` runs inside stop()
+        first (it may not resume the target).  None in cr3 mode or without --pid.
+        Create it while the target is stopped (not from a stop() method); delete it
+        when the watch ends.
+        """
+        if self.method != TASK or self.want_pid is None:
+            return None
+        return _TaskExitBreakpoint(self, self.want_pid, on_exit)
+
     def describe(self) -> str:
         """One line for the output: what filters the hits, and how."""
         if self.method == TASK:
@@ -189,6 +202,13 @@ class KernelView:
 
     def hit_context(self) -> HitContext | None:
         """The context of the current hit; None to ignore it (early boot, other task)."""
+        context = self.hit_context_unfiltered()
+        if context is None or self.want_pid is None or context.pid == self.want_pid:
+            return context
+        return None
+
+    def hit_context_unfiltered(self) -> HitContext | None:
+        """Like hit_context, without the --pid filter (the cr3 filter still applies)."""
         frame = gdb.newest_frame()
         if not self._paging_on:
             # Before paging (early boot with -S) a virtual address means nothing.
@@ -205,8 +225,6 @@ class KernelView:
         if block is None:
             return None
         tgid, pid, comm = self._probe.task.decode(block)
-        if self.want_pid is not None and tgid != self.want_pid:
-            return None
         return HitContext(mode=mode, pid=tgid, tid=pid, comm=comm, task=task)
 
     def _cr3_context(self, frame: gdb.Frame, mode: str) -> HitContext | None:
@@ -382,6 +400,27 @@ class KernelView:
         if cached.level != level:
             cached = Frame(level, cached.pc, cached.func, cached.file, cached.line)
         return cached
+
+
+class _TaskExitBreakpoint(gdb.Breakpoint):
+    """do_exit of the process's main thread (tid == tgid)."""
+
+    def __init__(self, view: KernelView, pid: int, on_exit) -> None:
+        super().__init__("do_exit", type=gdb.BP_HARDWARE_BREAKPOINT, internal=True)
+        self.silent = True
+        self.view = view
+        self.pid = pid
+        self.on_exit = on_exit
+        self.hit = False
+
+    def stop(self) -> bool:
+        context = self.view.hit_context_unfiltered()
+        if context is None or context.pid != self.pid or context.tid != self.pid:
+            return False
+        self.hit = True
+        if self.on_exit is not None:
+            self.on_exit()
+        return True
 
 
 _SYMBOL_IN_ADDRESS = re.compile(r"<([^+>]+)(?:\+\d+)?>")

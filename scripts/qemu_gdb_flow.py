@@ -43,6 +43,7 @@ class ReadyPoint(gdb.Breakpoint):
 
     def __init__(self, spec: str, view: KernelView, comm: str) -> None:
         super().__init__(spec, type=gdb.BP_HARDWARE_BREAKPOINT, internal=True)
+        self.silent = True
         self.view = view
         self.comm = comm[:15]  # TASK_COMM_LEN - 1
         self.pid: int | None = None
@@ -55,30 +56,12 @@ class ReadyPoint(gdb.Breakpoint):
         return True
 
 
-class ExitPoint(gdb.Breakpoint):
-    """Stops when the main thread of `pid` enters do_exit."""
-
-    def __init__(self, view: KernelView, pid: int) -> None:
-        super().__init__("do_exit", type=gdb.BP_HARDWARE_BREAKPOINT, internal=True)
-        self.view = view
-        self.pid = pid
-        self.hit = False
-
-    def stop(self) -> bool:
-        context = self.view.hit_context()
-        if context is not None and context.pid == self.pid and context.tid == self.pid:
-            self.hit = True
-            return True
-        return False
-
-
 class ProbeWatch(gdb.Breakpoint):
     """A plain access watchpoint that logs KernelView's view of every hit."""
 
     def __init__(self, expression: str, view: KernelView, log_path: str, depth: int) -> None:
         super().__init__(expression, type=gdb.BP_WATCHPOINT, wp_class=gdb.WP_ACCESS, internal=True)
         self.view = view
-        self.unfiltered = KernelView.detect(None, None)  # to log what --pid dropped
         self.depth = depth
         self.log = open(log_path, "w", encoding="utf-8") if log_path else None
         self.hits = 0
@@ -173,7 +156,7 @@ class ProbeWatch(gdb.Breakpoint):
         return frames
 
     def _log_filtered(self) -> None:
-        context = self.unfiltered.hit_context()
+        context = self.view.hit_context_unfiltered()
         if context is None:
             return  # before paging
         note(f"filtered: {context.mode} pid {context.pid} {context.comm}")
@@ -220,6 +203,10 @@ def main() -> None:
     ready.delete()
     expression = os.environ.get("QZN_WATCH", "&qzn_byte")
     extra = shlex.split(os.environ.get("QZN_WATCH_OPTS", ""))
+    go = os.environ.get("QZN_GO", "qzn_go")
+    if go:
+        gdb.execute(f"set var {go} = 1")
+    exit_point = KernelView.detect(ready.pid, None).break_on_exit()
     probe = None
     if watcher == "probe":
         address = int(gdb.parse_and_eval(expression))
@@ -231,28 +218,22 @@ def main() -> None:
         )
         note(f"probe watch on {address:#x}; {probe.view.describe()}")
     else:
+        # In batch mode qzn-watch itself runs the target until the watch ends.
         gdb.execute(shlex.join(["qzn-watch", "--pid", str(ready.pid), *extra, expression]))
-    go = os.environ.get("QZN_GO", "qzn_go")
-    if go:
-        gdb.execute(f"set var {go} = 1")
-    exit_point = ExitPoint(view, ready.pid)
-    while not exit_point.hit:
-        if not resume():
-            break
-        if not exit_point.hit:
-            break  # stopped for something else: a watch's --count, --stop, Ctrl-C
+    while not exit_point.hit and gdb.selected_inferior().pid != 0:
+        if not resume() or not exit_point.hit:
+            break  # QEMU quit, or a stop for something else: --count, --stop, Ctrl-C
     if probe is not None:
         per_hit = probe.seconds / probe.hits * 1000 if probe.hits else 0.0
         note(f"probe: {probe.kept} hits kept of {probe.hits}, {per_hit:.3f} ms per hit")
         probe.delete()
     if exit_point.hit:
         note(f"pid {ready.pid} exited")
-        exit_point.delete()
-    if batch:
+    exit_point.delete()
+    if batch and gdb.selected_inferior().pid != 0:
         if watcher == "qzn":
             gdb.execute("qzn-unwatch all")
-        if gdb.selected_inferior().pid != 0:
-            gdb.execute("kill")
+        gdb.execute("kill")
 
 
 main()
