@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from qemu_support import ARCHES, BUILD_GUEST, QEMU, RUN_QEMU_GDB, TESTER_PID, quiet_env
+from qemu_support import ARCHES, BUILD_GUEST, QEMU, TESTER_PID, quiet_env, run_batch
 
 
 def pytest_configure(config):
@@ -161,17 +161,6 @@ class ProbeRun:
     @property
     def console(self) -> str:
         return self.stderr
-
-
-def run_batch(guest: Guest, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(RUN_QEMU_GDB), "--arch", guest.arch, "--batch", *args],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=quiet_env(),
-    )
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,3 +25,14 @@ def quiet_env(**extra: str) -> dict[str, str]:
 TESTER_PID = re.compile(r"guest_tester: pid (\d+) byte (0x[0-9a-f]+)")
 TESTER_DONE = re.compile(r"guest_tester: done: (.*)")
 TESTER_CHILD = re.compile(r"guest_tester: child (\d+) wrote the byte")
+
+
+def run_batch(guest, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(RUN_QEMU_GDB), "--arch", guest.arch, "--batch", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=quiet_env(),
+    )

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
 
-from qemu_support import RUN_QEMU_GDB, TESTER_CHILD, TESTER_DONE, TESTER_PID, quiet_env
+from qemu_support import (
+    RUN_QEMU_GDB,
+    TESTER_CHILD,
+    TESTER_DONE,
+    TESTER_PID,
+    quiet_env,
+    run_batch,
+)
 
 EXPECTED_DONE = "user writes 2, user reads 1, kernel writes 1, kernel reads 1, child writes 1"
 
@@ -167,3 +175,25 @@ def test_error_missing_qemu(guest, tmp_path):
 def test_help():
     done = _run("--help")
     assert done.returncode == 0 and "--batch" in done.stdout and "--yocto" in done.stdout
+
+
+def test_batch_qzn_watch_logs_every_access_with_mode(guest, tmp_path):
+    """End to end: run_qemu_gdb.sh --batch with qzn-watch --pid, its JSON Lines log."""
+    prefix = tmp_path / "guest"
+    done = run_batch(guest, "--", "--color", "never", "--quiet", "--log", str(prefix))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Traceback" not in done.stdout + done.stderr
+    pid = _tester_pid(done.stderr)
+    records = [json.loads(line) for line in (tmp_path / "guest.jsonl").read_text().splitlines()]
+    assert [(r["kind"], r["mode"]) for r in records] == [
+        ("write", "user"),
+        ("read", "user"),
+        ("write", "user"),  # same value
+        ("write", "kernel"),  # read() from /dev/zero
+        ("read", "kernel"),  # write() into a pipe
+    ]
+    assert all(r["pid"] == pid and r["comm"] == "guest_tester" for r in records)
+    kernel_write = [f["func"] for f in records[3]["frames"]]
+    assert "read_zero" in kernel_write and "fill_from_zero" in kernel_write, kernel_write
+    kernel_read = [f["func"] for f in records[4]["frames"]]
+    assert "pipe_write" in kernel_read, kernel_read
