@@ -1,0 +1,134 @@
+"""Helpers for driving the `qznusnih` launcher as a subprocess against the real tester."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+LOADER = REPO / "gdb_qznusnih" / "loader.py"
+
+
+def quiet_env(**extra: str) -> dict[str, str]:
+    """The environment for the launcher: no colour, nothing inherited from PYTHONPATH."""
+    env = dict(os.environ)
+    env["NO_COLOR"] = "1"
+    env.pop("PYTHONPATH", None)
+    env.update(extra)
+    return env
+
+
+def _qzn_watch_ready() -> bool:
+    """Whether this checkout's gdb extension provides qzn-watch (it is written in parallel)."""
+    try:
+        done = subprocess.run(
+            ["gdb", "-nx", "-batch", "-x", str(LOADER), "-ex", "help qzn-watch"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=quiet_env(),
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and "Traceback" not in done.stderr
+
+
+QZN_WATCH_READY = _qzn_watch_ready()
+needs_qzn_watch = pytest.mark.xfail(not QZN_WATCH_READY, reason="qzn-watch pending", strict=False)
+
+
+class Tester:
+    """A running user_space_tester: its process, PID and the address of its byte."""
+
+    def __init__(self, proc: subprocess.Popen, pid: int, addr: int) -> None:
+        self.proc, self.pid, self.addr = proc, pid, addr
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def tracer_pid(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("TracerPid:"):
+                return int(line.split()[1])
+        return 0
+
+    def maps(self) -> list[str]:
+        return Path(f"/proc/{self.pid}/maps").read_text().splitlines()
+
+    def finish(self, timeout: float = 60) -> tuple[int, str, str]:
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+
+def launcher_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gdb_qznusnih", *args]
+
+
+def run_launcher(*args: str, env: dict | None = None, timeout: float = 120):
+    return subprocess.run(
+        launcher_command(*args),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or quiet_env(),
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def start_launcher(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        launcher_command(*args),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env or quiet_env(),
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def assert_one_line_error(
+    done, *fragments: str, code: int | None = None, prefixed: bool = True
+) -> str:
+    """Non-zero exit, exactly one line on stderr holding every fragment, no traceback.
+
+    `prefixed=False` for errors that qzn-watch reports from inside gdb."""
+    assert done.returncode != 0, (done.stdout, done.stderr)
+    if code is not None:
+        assert done.returncode == code
+    assert "Traceback" not in done.stderr + done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("qznusnih: ") or not prefixed
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def wait_for(predicate, timeout: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def jsonl_lines(prefix: Path) -> int:
+    path = Path(str(prefix) + ".jsonl")
+    return path.read_text().count("\n") if path.exists() else 0
+
+
+def gdb_child_of(pid: int) -> int:
+    """The gdb the launcher started (its only child)."""
+    children: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        text = Path(f"/proc/{pid}/task/{task}/children").read_text()
+        children += [int(c) for c in text.split()]
+    assert len(children) == 1, children
+    return children[0]
