@@ -1,6 +1,8 @@
-"""gdb script run by scripts/run_qemu_gdb.sh after `target remote`: the watch flow.
+"""gdb script run by scripts/run_qemu_gdb.sh: connect to QEMU's gdbstub, then the watch flow.
 
 Settings come from the environment (run_qemu_gdb.sh sets them):
+  QZN_PORT         the gdbstub's port on 127.0.0.1
+  QZN_FLOW         "0": only connect and source the extension
   QZN_REPO         checkout holding gdb_qznusnih/
   QZN_READY        function where the program waits for the debugger (qzn_ready)
   QZN_COMM         the program's comm, to tell it from others at the same address
@@ -182,7 +184,24 @@ def resume() -> bool:
     return gdb.selected_inferior().pid != 0
 
 
+def connect(port: str) -> None:
+    """`target remote`, with one line and exit status 3 when the stub never answers."""
+    try:
+        gdb.execute(f"target remote 127.0.0.1:{port}")
+    except gdb.error as error:
+        print(
+            f"run_qemu_gdb.sh: QEMU's gdbstub on port {port} never answered ({error})",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(3)
+    gdb.execute(f"source {os.environ['QZN_REPO']}/gdb_qznusnih/loader.py")
+
+
 def main() -> None:
+    connect(os.environ["QZN_PORT"])
+    if os.environ.get("QZN_FLOW", "1") != "1":
+        return
     batch = os.environ.get("QZN_BATCH") == "1"
     watcher = os.environ.get("QZN_WATCHER", "qzn")
     comm = os.environ.get("QZN_COMM", "")

@@ -192,24 +192,24 @@ port_in_use "$PORT" || die "QEMU's gdbstub never answered on port $PORT"
 # --- gdb ----------------------------------------------------------------------
 GDB_ARGS=(-nx -q -iex "set pagination off" -iex "set confirm off"
           -iex "set auto-load safe-path /" -ex "set width 0"
-          -ex "file $VMLINUX" -ex "set remotetimeout 10")
+          -ex "file $VMLINUX" -ex "set remotetimeout ${QZN_REMOTE_TIMEOUT:-10}")
 [ -z "$SYMBOLS" ] || GDB_ARGS+=(-ex "add-symbol-file $SYMBOLS")
-GDB_ARGS+=(-ex "target remote 127.0.0.1:$PORT")
-GDB_ARGS+=(-ex "source $REPO/gdb_qznusnih/loader.py")
-if [ "$FLOW" = 1 ]; then
-    export QZN_REPO="$REPO" QZN_READY="$READY" QZN_COMM="$COMM" QZN_WATCH="$WATCH" QZN_GO="$GO"
-    export QZN_WATCHER="$WATCHER" QZN_PROBE_LOG="$PROBE_LOG" QZN_BATCH="$BATCH"
-    QZN_WATCH_OPTS="$(printf '%q ' "${WATCH_OPTS[@]}")"
-    export QZN_WATCH_OPTS
-    GDB_ARGS+=(-x "$HERE/qemu_gdb_flow.py")
-fi
+export QZN_REPO="$REPO" QZN_PORT="$PORT" QZN_FLOW="$FLOW" QZN_BATCH="$BATCH"
+export QZN_READY="$READY" QZN_COMM="$COMM" QZN_WATCH="$WATCH" QZN_GO="$GO"
+export QZN_WATCHER="$WATCHER" QZN_PROBE_LOG="$PROBE_LOG"
+QZN_WATCH_OPTS=""
+[ ${#WATCH_OPTS[@]} = 0 ] || QZN_WATCH_OPTS="$(printf '%q ' "${WATCH_OPTS[@]}")"
+export QZN_WATCH_OPTS
+GDB_ARGS+=(-x "$HERE/qemu_gdb_flow.py")
 echo "run_qemu_gdb.sh: $QEMU ($ACCEL) on port $PORT, kernel $KERNEL, symbols $VMLINUX" >&2
 status=0
 if [ "$BATCH" = 1 ]; then
     timeout --foreground -s TERM "$TIMEOUT" gdb -batch "${GDB_ARGS[@]}" </dev/null || status=$?
     [ "$status" != 124 ] || echo "run_qemu_gdb.sh: gave up after $TIMEOUT s (--timeout)" >&2
-    echo "run_qemu_gdb.sh: guest console ($SERIAL_LOG):" >&2
-    sed 's/^/  | /' "$SERIAL_LOG" | tail -n 40 >&2
+    if [ "$status" != 3 ]; then  # 3: the stub never answered, already said in one line
+        echo "run_qemu_gdb.sh: guest console ($SERIAL_LOG):" >&2
+        sed 's/^/  | /' "$SERIAL_LOG" | tail -n 40 >&2
+    fi
 else
     gdb "${GDB_ARGS[@]}" || status=$?
 fi

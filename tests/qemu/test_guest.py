@@ -197,3 +197,59 @@ def test_batch_qzn_watch_logs_every_access_with_mode(guest, tmp_path):
     assert "read_zero" in kernel_write and "fill_from_zero" in kernel_write, kernel_write
     kernel_read = [f["func"] for f in records[4]["frames"]]
     assert "pipe_write" in kernel_read, kernel_read
+
+
+FAKE_QEMU = """#!/usr/bin/python3
+# A QEMU whose gdbstub port accepts connections and never answers.
+import socket, sys
+port = int(sys.argv[sys.argv.index("-gdb") + 1].rsplit(":", 1)[1])
+server = socket.socket()
+server.bind(("127.0.0.1", port))
+server.listen()
+held = []
+while True:
+    held.append(server.accept()[0])
+"""
+
+
+def test_error_gdbstub_never_answers(guest, tmp_path):
+    fake = tmp_path / {"x86_64": "qemu-system-x86_64", "i386": "qemu-system-i386"}[guest.arch]
+    fake.write_text(FAKE_QEMU)
+    fake.chmod(0o755)
+    env = quiet_env(PATH=f"{tmp_path}:{quiet_env()['PATH']}", QZN_REMOTE_TIMEOUT="1")
+    done = _run("--arch", guest.arch, "--batch", env=env)
+    assert done.returncode == 3
+    assert "never answered" in done.stderr.strip().splitlines()[-1], done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_yocto_build_dir_layout(guest, tmp_path):
+    """--yocto finds bzImage, the initramfs and vmlinux where a Yocto build puts them."""
+    machine = {"x86_64": "qemux86-64", "i386": "qemux86"}[guest.arch]
+    deploy = tmp_path / "tmp" / "deploy" / "images" / machine
+    deploy.mkdir(parents=True)
+    (deploy / "bzImage").symlink_to(guest.bzimage)
+    (deploy / f"core-image-minimal-{machine}.cpio.gz").symlink_to(guest.initrd)
+    build = (
+        tmp_path
+        / "tmp"
+        / "work"
+        / f"{machine.replace('-', '_')}-poky-linux"
+        / "linux-yocto"
+        / "6.1.38+gitAUTOINC-r0"
+        / f"linux-{machine.replace('-', '_')}-standard-build"
+    )
+    build.mkdir(parents=True)
+    (build / "vmlinux").symlink_to(guest.vmlinux)
+    done = _run(
+        "--yocto",
+        str(tmp_path),
+        "--symbols",
+        str(guest.tester),
+        "--batch",
+        "--watcher",
+        "probe",
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"symbols {build / 'vmlinux'}" in done.stderr
+    assert "probe: 5 hits kept" in done.stdout, done.stdout[-2000:]
