@@ -112,13 +112,47 @@ def signal_sender_pid() -> int | None:
         return None
 
 
-def run_until_done(session) -> str:
-    """Resume the target until the watch is finished; returns why it ended."""
+class Catchpoints:
+    """`catch exec` and `catch fork`/`vfork` for the time of a batch watch."""
+
+    def __init__(self) -> None:
+        self.exec_bp = self._catch("exec")
+        self.fork_bps = [self._catch("fork"), self._catch("vfork")]
+
+    @staticmethod
+    def _catch(what: str):
+        before = {bp.number for bp in gdb.breakpoints()}
+        gdb.execute(f"catch {what}", to_string=True)
+        created = [bp for bp in gdb.breakpoints() if bp.number not in before]
+        return created[0] if created else None
+
+    def hit(self, stop, bp) -> bool:
+        return bp is not None and isinstance(stop, gdb.BreakpointEvent) and bp in stop.breakpoints
+
+    def delete(self) -> None:
+        for bp in [self.exec_bp, *self.fork_bps]:
+            if bp is not None and bp.is_valid():
+                bp.delete()
+
+
+class Outcome:
+    """How a batch watch ended: the reason, and the new program after an exec."""
+
+    def __init__(self, reason: str, exec_path: str | None = None) -> None:
+        self.reason = reason
+        self.exec_path = exec_path
+
+
+def run_until_done(session, note) -> Outcome:
+    """Resume the target until the watch is finished; `note(text)` reports events."""
     relay = StopRelay()
     tracker = StopTracker()
+    catch = Catchpoints()
     tracker.connect()
     relay.install(session.opts.duration)
     resume = "continue"
+    exec_path = None
+    forks_noted = False
     try:
         while session.finish_reason is None:
             tracker.last_stop = None
@@ -137,6 +171,15 @@ def run_until_done(session) -> str:
                 session.finish(_exit_reason(tracker))
                 break
             stop = tracker.last_stop
+            if catch.hit(stop, catch.exec_bp):
+                exec_path = gdb.current_progspace().filename
+                session.finish(f"target called exec({exec_path}); exec clears watches")
+                break
+            if any(catch.hit(stop, bp) for bp in catch.fork_bps):
+                if not forks_noted:
+                    note("the target forked; children are not watched (said once)")
+                    forks_noted = True
+                continue
             if isinstance(stop, gdb.SignalEvent):
                 if stop.stop_signal == "SIGINT" and signal_sender_pid() in (None, os.getpid()):
                     session.finish(_relay_reason(relay, session) or "interrupted (SIGINT)")
@@ -147,9 +190,10 @@ def run_until_done(session) -> str:
     finally:
         relay.uninstall()
         tracker.disconnect()
+        catch.delete()
     if session.finish_reason is None:
         session.finish(_exit_reason(tracker))
-    return session.finish_reason
+    return Outcome(session.finish_reason, exec_path)
 
 
 def _relay_reason(relay: StopRelay, session) -> str | None:

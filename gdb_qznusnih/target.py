@@ -111,3 +111,23 @@ def current_thread_ids() -> tuple[int, int]:
     """(pid, tid) of the thread that hit."""
     pid, lwp, _ = gdb.selected_thread().ptid
     return pid, lwp or pid
+
+
+class _Nudge(gdb.Breakpoint):
+    def stop(self) -> bool:
+        return False
+
+
+def refresh_debug_registers(address: int) -> None:
+    """Make gdb write the debug registers again after an exec.
+
+    gdb 13 keeps its mirror of the debug registers across exec, although the
+    kernel cleared them; a new watch equal to the old one then looks
+    "unchanged" and is never written.  A short-lived second watch changes
+    the mirror, so all registers are written at the next resume.
+    """
+    nudge = _Nudge(watch_spec(address ^ 0x40, 1), gdb.BP_WATCHPOINT, gdb.WP_ACCESS, internal=True)
+    try:
+        gdb.execute("stepi", to_string=True)
+    finally:
+        nudge.delete()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -89,16 +90,41 @@ class WatchRegistry:
             self.end(session, reason)
 
     def monitor(self, session: WatchSession) -> None:
-        """Batch mode: run the target under the watch, then detach it."""
+        """Batch mode: run the target under the watch, then detach it.
+
+        After an exec, `--follow-exec EXPR` arms a new watch on EXPR in the new program.
+        """
+        generation = 0
+        while session is not None:
+            try:
+                outcome = run_until_done(session, _note)
+            finally:
+                self.end(session)
+            opts = session.opts
+            session = None
+            if outcome.exec_path and opts.follow_exec:
+                generation += 1
+                session = self._arm_after_exec(opts, opts.follow_exec, generation)
+        if gdb.selected_inferior().pid != 0:
+            try:
+                gdb.execute("detach", to_string=True)
+            except gdb.error as error:
+                _note(f"detach failed: {error}")
+
+    def _arm_after_exec(self, opts, expression: str, generation: int):
+        """A new watch on `expression` in the program that exec loaded; None if it fails."""
+        opts = dataclasses.replace(
+            opts,
+            address=expression,
+            log=f"{opts.log}.exec{generation}" if opts.log else None,
+        )
         try:
-            run_until_done(session)
-        finally:
-            self.end(session)
-            if gdb.selected_inferior().pid != 0:
-                try:
-                    gdb.execute("detach", to_string=True)
-                except gdb.error as error:
-                    _note(f"detach failed: {error}")
+            session = self.arm(opts)
+            target.refresh_debug_registers(session.address)
+            return session
+        except (target.WatchError, gdb.error) as error:
+            _note(f"--follow-exec {expression}: {error}")
+            return None
 
     @staticmethod
     def wants_monitoring() -> bool:
