@@ -124,7 +124,10 @@ class Catchpoints:
         before = {bp.number for bp in gdb.breakpoints()}
         gdb.execute(f"catch {what}", to_string=True)
         created = [bp for bp in gdb.breakpoints() if bp.number not in before]
-        return created[0] if created else None
+        if not created:
+            return None
+        created[0].silent = True  # we say what happened, once
+        return created[0]
 
     def hit(self, stop, bp) -> bool:
         return bp is not None and isinstance(stop, gdb.BreakpointEvent) and bp in stop.breakpoints
