@@ -120,7 +120,8 @@ class KernelView:
         self._stack_layout: tuple[int, int] | None = None
         self._per_cpu_offsets: dict[int, int] = {}
         self._stacks: dict[int, int] = {}  # task_struct -> its kernel stack
-        self._return_address_cache: dict[int, bool] = {}
+        self._call_sites: dict[int, tuple[bool, int | None]] = {}
+        self._function_starts: dict[int, int | None] = {}
         self._frame_cache: dict[tuple[int, int], Frame] = {}
         self._inferior = gdb.selected_inferior()
         gdb.events.new_objfile.connect(self._on_new_objfile)
@@ -167,7 +168,8 @@ class KernelView:
         self._stack_layout = None
         self._per_cpu_offsets.clear()
         self._stacks.clear()
-        self._return_address_cache.clear()
+        self._call_sites.clear()
+        self._function_starts.clear()
         self._frame_cache.clear()
 
     def break_on_exit(self, on_exit=None) -> gdb.Breakpoint | None:
@@ -345,6 +347,8 @@ class KernelView:
             self._read_words,
             lambda value: self._is_return_address(value, sp),
             max_depth,
+            target_of=self._call_target,
+            function_start=self._function_start,
         )
         return [self._describe_pc(level, pc) for level, pc in enumerate(pcs)]
 
@@ -374,12 +378,32 @@ class KernelView:
     def _is_return_address(self, value: int, sp: int) -> bool:
         if not 0x1000 <= value < kl.USER_LIMIT[self.arch] or abs(value - sp) < (1 << 20):
             return False  # not user space, or a stack address
-        known = self._return_address_cache.get(value)
+        return self._call_site(value)[0]
+
+    def _call_site(self, ret: int) -> tuple[bool, int | None]:
+        """(ret follows a call, that call's direct target), cached per address."""
+        known = self._call_sites.get(ret)
         if known is None:
-            code = self._read(value - 7, 7)
-            known = code is not None and kl.follows_call(code)
-            self._return_address_cache[value] = known
+            code = self._read(ret - 7, 7)
+            if code is None or not kl.follows_call(code):
+                known = (False, None)
+            else:
+                known = (True, kl.call_target(ret, code))
+            self._call_sites[ret] = known
         return known
+
+    def _call_target(self, ret: int) -> int | None:
+        return self._call_site(ret)[1] if ret is not None else None
+
+    def _function_start(self, pc: int) -> int | None:
+        """Entry of the function holding pc, from symbols (debug or minimal)."""
+        if pc not in self._function_starts:
+            match = _SYMBOL_IN_ADDRESS.search(gdb.format_address(pc))
+            start = None
+            if match:
+                start = pc - int(match.group(2) or 0)
+            self._function_starts[pc] = start
+        return self._function_starts[pc]
 
     def _describe_pc(self, level: int, pc: int) -> Frame:
         cached = self._frame_cache.get((level > 0, pc))
@@ -423,7 +447,7 @@ class _TaskExitBreakpoint(gdb.Breakpoint):
         return True
 
 
-_SYMBOL_IN_ADDRESS = re.compile(r"<([^+>]+)(?:\+\d+)?>")
+_SYMBOL_IN_ADDRESS = re.compile(r"<([^+>]+)(?:\+(\d+))?>")
 
 
 def _function_name(pc: int) -> str | None:

@@ -148,6 +148,17 @@ def follows_call(code: bytes) -> bool:
     return False
 
 
+def call_target(return_address: int, code: bytes) -> int | None:
+    """Where the `call rel32` ending at return_address goes; None for other calls.
+
+    `code` is the 5 bytes before the return address.
+    """
+    if len(code) >= 5 and code[-5] == 0xE8:
+        (rel,) = struct.unpack_from("<i", code, len(code) - 4)
+        return return_address + rel
+    return None
+
+
 def walk_user_stack(
     ip: int,
     sp: int,
@@ -157,14 +168,19 @@ def walk_user_stack(
     is_return_address: Callable[[int], bool],
     max_depth: int,
     scan_words: int = 64,
+    target_of: Callable[[int], int | None] = lambda ret: None,
+    function_start: Callable[[int], int | None] = lambda pc: None,
 ) -> list[int]:
     """The pcs of a user stack, newest first, from its saved ip, sp and bp.
 
     Frame-pointer walk with one extension: stubs without a frame pointer (glibc's
     syscall wrappers, the i386 vDSO) are found by scanning from sp for return
-    addresses until the first frame record, i.e. a slot holding a higher stack
-    address and, above it, a return address.  read_words(addr, n) gives n words or
-    None when unreadable.
+    addresses up to the first frame record (a slot holding a higher stack address,
+    then a return address).  Stale return addresses left in that stretch are told
+    apart when `target_of(ret)` (the callee of a direct call) and
+    `function_start(pc)` are known: a real one calls the function of the frame
+    below it, and the scan ends at the function that owns the frame record.
+    read_words(addr, n) gives n words or None when unreadable.
     """
     pcs = [ip]
     if max_depth <= 1:
@@ -187,7 +203,18 @@ def walk_user_stack(
             and is_return_address(ret)
         )
 
-    record = bp if sp <= bp < sp + (1 << 20) and is_record(bp) else None
+    def calls_into(ret: int, pc: int) -> bool:
+        callee, start = target_of(ret), function_start(pc)
+        return callee is None or start is None or callee == start
+
+    # The first frame record is at bp (x86_64: syscall stubs leave rbp alone), or at
+    # the ebp that i386's vDSO pushed at [sp] before `mov %esp,%ebp; sysenter`.
+    record = None
+    for candidate in (bp, window[0] if window else None):
+        if candidate is not None and sp <= candidate < sp + (1 << 20) and is_record(candidate):
+            record = candidate
+            break
+    owner = target_of(word_at(record + word_size)) if record is not None else None
     for index, value in enumerate(window):
         slot = sp + index * word_size
         if record is not None and slot >= record:
@@ -195,10 +222,12 @@ def walk_user_stack(
         if record is None and is_record(slot):
             record = slot
             break
-        if is_return_address(value):
+        if is_return_address(value) and calls_into(value, pcs[-1]):
             pcs.append(value)
             if len(pcs) >= max_depth:
                 return pcs
+            if owner is not None and function_start(value) == owner:
+                break  # reached the function whose frame record is next
     while record and len(pcs) < max_depth:
         ret = word_at(record + word_size)
         if ret is None or not is_return_address(ret):

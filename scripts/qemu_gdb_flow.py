@@ -99,6 +99,8 @@ class ProbeWatch(gdb.Breakpoint):
             ]
         elapsed = time.perf_counter() - started
         self.seconds += elapsed
+        if context.mode == "kernel" and os.environ.get("QZN_PROBE_DUMP"):
+            self._dump_user_stack(context)
         if context.mode == "kernel" and self.bench_rounds and not self.bench:
             self.bench = self._bench(self.bench_rounds, context)
             note("bench (ms per call): " + json.dumps(self.bench))
@@ -156,6 +158,18 @@ class ProbeWatch(gdb.Breakpoint):
             frames.append(Frame(len(frames), frame.pc(), frame.name()))
             frame = frame.older()
         return frames
+
+    def _dump_user_stack(self, context) -> None:
+        """Debug aid: the saved user registers and the stack words above sp."""
+        regs = self.view.user_regs(context)
+        if regs is None:
+            note("dump: no user registers")
+            return
+        ip, sp, bp = regs
+        note(f"dump: ip={ip:#x} sp={sp:#x} bp={bp:#x}")
+        words = self.view._read_words(sp, 48) or []
+        for index, word in enumerate(words):
+            note(f"dump:   {sp + index * self.view._word:#x}: {gdb.format_address(word)}")
 
     def _log_filtered(self) -> None:
         context = self.view.hit_context_unfiltered()

@@ -77,8 +77,9 @@ def test_kernel_write_from_read_of_dev_zero(probe_run):
         assert name in funcs, funcs
     assert funcs.index("read_zero") < funcs.index("vfs_read") < funcs.index("ksys_read")
     user = _funcs(hit["user_frames"])
-    assert user[1:4] == ["fill_from_zero", "kernel_accesses", "main"], hit["user_frames"]
-    assert user[0] in ("read", "__libc_read", "__read", "__kernel_vsyscall", None)
+    at = user.index("fill_from_zero") if "fill_from_zero" in user else -1
+    assert at > 0 and user[at : at + 3] == ["fill_from_zero", "kernel_accesses", "main"], user
+    assert user[at - 1] in ("read", "__libc_read"), user  # the syscall stub, then the vDSO
     assert any(f["file"] and f["file"].endswith("guest_tester.c") for f in hit["user_frames"])
 
 
@@ -87,7 +88,9 @@ def test_kernel_read_from_write_to_a_pipe(probe_run):
     funcs = _funcs(hit["frames"])
     assert "pipe_write" in funcs and "vfs_write" in funcs, funcs
     user = _funcs(hit["user_frames"])
-    assert "send_to_pipe" in user and "kernel_accesses" in user and "main" in user, user
+    at = user.index("send_to_pipe") if "send_to_pipe" in user else -1
+    assert at > 0 and user[at : at + 3] == ["send_to_pipe", "kernel_accesses", "main"], user
+    assert user[at - 1] in ("write", "__libc_write"), user
 
 
 def test_cost_per_hit(probe_run):

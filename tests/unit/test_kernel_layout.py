@@ -151,3 +151,55 @@ def test_kernel_entry_index():
     assert kl.kernel_entry_index(names) == 3
     assert kl.kernel_entry_index(["pipe_write", "entry_SYSENTER_32", "x"]) == 1
     assert kl.kernel_entry_index(["pipe_write", "vfs_write", None]) is None
+
+
+def test_call_target():
+    # e8 rel32 at 0x8049744, returning to 0x8049749: target 0x8049749 + 0x2c367.
+    assert kl.call_target(0x8049749, bytes([0xE8, 0x67, 0xC3, 0x02, 0x00])) == 0x8075AB0
+    assert kl.call_target(0x401200, bytes([0xE8, 0xFB, 0xFF, 0xFF, 0xFF])) == 0x4011FB
+    assert kl.call_target(0x8075AE3, bytes([0x65, 0xFF, 0x15, 0x10, 0x00])) is None
+
+
+def test_walk_skips_stale_return_addresses_with_call_targets():
+    # The i386 dump seen under QEMU: between the real return addresses (into read,
+    # into fill_from_zero) lie stale ones from earlier calls (setbuf, printf).
+    sp, record = 0xBFA04290, 0xBFA042E8
+    read, fill, kernel_accesses, main = 0x8075AB0, 0x80497AD, 0x80498B6, 0x804994B
+    rets = {
+        0x8075AE3: (read, None),  # read+51, `call *%gs:0x10` into the vDSO
+        0x805B817: (0x805B810, 0x8075000),  # stale: setbuf calling something else
+        0x80497E0: (fill, read),  # fill_from_zero+51: call read
+        0x8052B05: (0x8052AE0, 0x8050000),  # stale: printf
+        0x80497A7: (0x8049785, 0x80522E0),  # stale: user_accesses calling printf
+        0x80498C1: (kernel_accesses, fill),  # kernel_accesses+11: call fill_from_zero
+        0x80499CF: (main, kernel_accesses),
+    }
+    stack = FakeStack(
+        4,
+        {
+            sp: record,
+            sp + 4: 1,
+            sp + 8: 0x80EF080,
+            sp + 12: 0x8075AE3,
+            sp + 16: 0x805B817,
+            sp + 44: 0x80497E0,
+            sp + 60: 0x8052B05,
+            sp + 80: 0x80497A7,
+            record: 0xBFA042F8,
+            record + 4: 0x80498C1,
+            0xBFA042F8: 0,
+            0xBFA042FC: 0x80499CF,
+        },
+    )
+    pcs = kl.walk_user_stack(
+        0xB7FF4545,
+        sp,
+        record,
+        4,
+        stack.read_words,
+        rets.__contains__,
+        16,
+        target_of=lambda ret: rets.get(ret, (None, None))[1],
+        function_start=lambda pc: rets[pc][0] if pc in rets else None,
+    )
+    assert pcs == [0xB7FF4545, 0x8075AE3, 0x80497E0, 0x80498C1, 0x80499CF]
