@@ -6,6 +6,7 @@
  *
  * Kernel command line (unknown parameters reach init as environment):
  *   qzn_wait=N   passed to the tester: wait up to N s for the debugger's go flag
+ *   qzn_rounds=N passed to the tester: N more rounds of accesses, timed
  *   qzn_shell=1  run /bin/sh (busybox, x86_64 only) after the tester
  */
 #include <stdio.h>
@@ -34,8 +35,10 @@ static void run(const char *path, char *const argv[])
 int main(void)
 {
 	const char *wait = getenv("qzn_wait");
+	const char *rounds = getenv("qzn_rounds");
 	const char *shell = getenv("qzn_shell");
-	char *tester[] = { "/bin/guest_tester", (char *)(wait ? wait : "0"), NULL };
+	char *tester[] = { "/bin/guest_tester", (char *)(wait ? wait : "0"),
+			   (char *)(rounds ? rounds : "0"), NULL };
 	char *sh[] = { "/bin/sh", NULL };
 
 	mkdir("/proc", 0755);

@@ -11,6 +11,10 @@
  *   write() of the byte into a pipe:      KERNEL read (main > kernel_accesses > send_to_pipe)
  *   a forked child writes the same virtual address    (must be filtered out by --pid)
  *
+ * With ROUNDS (argv[2]) > 0 it then repeats, ROUNDS times, a user write, a user
+ * read, a kernel write and a kernel read (4 hits a round), for measuring the cost
+ * per hit, and prints how long that took.
+ *
  * Built static and non-PIE so its symbols load at fixed addresses in gdb.
  * Nothing else in this program touches the byte.
  */
@@ -112,9 +116,27 @@ __attribute__((noinline)) static void child_access(void)
 	printf("guest_tester: child %d wrote the byte\n", (int)child);
 }
 
+__attribute__((noinline)) static void bench_rounds(int rounds)
+{
+	struct timespec start, end;
+	int i;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (i = 0; i < rounds; i++) {
+		poke_byte((unsigned char)i);
+		peek_byte();
+		fill_from_zero();
+		send_to_pipe();
+	}
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	printf("guest_tester: bench: %d rounds, %d hits in %.3f s\n", rounds, rounds * 4,
+	       (end.tv_sec - start.tv_sec) + (end.tv_nsec - start.tv_nsec) / 1e9);
+}
+
 int main(int argc, char **argv)
 {
 	int wait_seconds = argc > 1 ? atoi(argv[1]) : 0;
+	int rounds = argc > 2 ? atoi(argv[2]) : 0;
 
 	setvbuf(stdout, NULL, _IONBF, 0);
 	printf("guest_tester: pid %d byte %p\n", (int)getpid(), (void *)&qzn_byte);
@@ -126,5 +148,7 @@ int main(int argc, char **argv)
 	printf("guest_tester: done: user writes %d, user reads %d, kernel writes %d, "
 	       "kernel reads %d, child writes %d\n",
 	       user_writes, user_reads, kernel_writes, kernel_reads, child_writes);
+	if (rounds > 0)
+		bench_rounds(rounds);
 	return 0;
 }
