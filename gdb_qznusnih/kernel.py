@@ -205,12 +205,20 @@ class KernelView:
     def hit_context(self) -> HitContext | None:
         """The context of the current hit; None to ignore it (early boot, other task)."""
         context = self.hit_context_unfiltered()
-        if context is None or self.want_pid is None or context.pid == self.want_pid:
+        if context is None:
+            return None
+        if self.method == CR3:
+            if self.want_cr3 is None:
+                if context.mode != "user":
+                    return None
+                self.want_cr3 = context.cr3  # the first user-mode hit's space
+            return context if context.cr3 == self.want_cr3 else None
+        if self.want_pid is None or context.pid == self.want_pid:
             return context
         return None
 
     def hit_context_unfiltered(self) -> HitContext | None:
-        """Like hit_context, without the --pid filter (the cr3 filter still applies)."""
+        """Like hit_context, without the --pid or cr3 filter; None only before paging."""
         frame = gdb.newest_frame()
         if not self._paging_on:
             # Before paging (early boot with -S) a virtual address means nothing.
@@ -219,7 +227,8 @@ class KernelView:
             self._paging_on = True
         mode = kl.privilege_mode(int(frame.read_register("cs")))
         if self.method == CR3:
-            return self._cr3_context(frame, mode)
+            space = kl.address_space_id(int(frame.read_register("cr3")), self.arch)
+            return HitContext(mode=mode, pid=None, tid=None, comm=None, cr3=space)
         task = self._current_task(frame, mode)
         if task is None:
             return None
@@ -228,16 +237,6 @@ class KernelView:
             return None
         tgid, pid, comm = self._probe.task.decode(block)
         return HitContext(mode=mode, pid=tgid, tid=pid, comm=comm, task=task)
-
-    def _cr3_context(self, frame: gdb.Frame, mode: str) -> HitContext | None:
-        space = kl.address_space_id(int(frame.read_register("cr3")), self.arch)
-        if self.want_cr3 is None:
-            if mode != "user":
-                return None
-            self.want_cr3 = space
-        if space != self.want_cr3:
-            return None
-        return HitContext(mode=mode, pid=None, tid=None, comm=None, cr3=space)
 
     def _learn_cr3_now(self) -> None:
         """Stopped in user mode (e.g. at the program's ready point): that is its space."""

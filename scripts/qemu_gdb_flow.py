@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import struct
 import sys
 import time
 
@@ -40,21 +41,71 @@ def note(text: str) -> None:
     print(f"qzn-qemu: {text}", flush=True)
 
 
-class ReadyPoint(gdb.Breakpoint):
-    """Stops at the program's ready function, only in the program itself."""
+def elf_bytes(path: str, address: int, length: int) -> bytes | None:
+    """The bytes a static ELF file loads at `address` (from its PT_LOAD segments)."""
+    with open(path, "rb") as elf:
+        head = elf.read(64)
+        if head[:4] != b"\x7fELF":
+            return None
+        wide = head[4] == 2
+        if wide:
+            phoff, phentsize, phnum = (
+                struct.unpack_from("<Q", head, 32)[0],
+                *struct.unpack_from("<HH", head, 54),
+            )
+        else:
+            phoff, phentsize, phnum = (
+                struct.unpack_from("<I", head, 28)[0],
+                *struct.unpack_from("<HH", head, 42),
+            )
+        for index in range(phnum):
+            elf.seek(phoff + index * phentsize)
+            entry = elf.read(phentsize)
+            if wide:
+                kind, _, offset, vaddr, _, filesz = struct.unpack_from("<IIQQQQ", entry)
+            else:
+                kind, offset, vaddr, _, filesz = struct.unpack_from("<IIIII", entry)
+            if kind == 1 and vaddr <= address and address + length <= vaddr + filesz:
+                elf.seek(offset + address - vaddr)
+                return elf.read(length)
+    return None
 
-    def __init__(self, spec: str, view: KernelView, comm: str) -> None:
+
+class ReadyPoint(gdb.Breakpoint):
+    """Stops at the program's ready function, only in the program itself.
+
+    With kernel symbols the comm tells; without them (cr3 mode) the code at the
+    address must be the program's own, since other static programs run other code
+    at the same virtual address.
+    """
+
+    def __init__(self, spec: str, view: KernelView, comm: str, program: str) -> None:
         super().__init__(spec, type=gdb.BP_HARDWARE_BREAKPOINT, internal=True)
         self.silent = True
         self.view = view
         self.comm = comm[:15]  # TASK_COMM_LEN - 1
+        self.expected = None
+        if view.method == "cr3" and program:
+            address = int(self.locations[0].address) if self.locations else None
+            if address is not None:
+                self.expected = (address, elf_bytes(program, address, 16))
         self.pid: int | None = None
+        self.found = False
 
     def stop(self) -> bool:
-        context = self.view.hit_context()
-        if context is None or context.mode != "user" or context.comm != self.comm:
+        context = self.view.hit_context_unfiltered()
+        if context is None or context.mode != "user":
+            return False
+        if self.view.method == "cr3":
+            if self.expected is None or self.expected[1] is None:
+                return False
+            address, code = self.expected
+            if bytes(gdb.selected_inferior().read_memory(address, len(code))) != code:
+                return False  # another program's code at the same virtual address
+        elif context.comm != self.comm:
             return False  # another program runs code at the same virtual address
         self.pid = context.pid
+        self.found = True
         return True
 
 
@@ -212,6 +263,12 @@ def connect(port: str) -> None:
     gdb.execute(f"source {os.environ['QZN_REPO']}/gdb_qznusnih/loader.py")
 
 
+def fail(message: str) -> None:
+    """One line on stderr and exit status 1 (QEMU is stopped by run_qemu_gdb.sh)."""
+    print(message, file=sys.stderr, flush=True)
+    os._exit(1)
+
+
 def main() -> None:
     connect(os.environ["QZN_PORT"])
     if os.environ.get("QZN_FLOW", "1") != "1":
@@ -221,24 +278,28 @@ def main() -> None:
     comm = os.environ.get("QZN_COMM", "")
     view = KernelView.detect(None, None)
     if view is None:
-        raise gdb.GdbError("qzn-qemu: not connected to a whole-system target")
+        fail("qzn-qemu: not connected to a whole-system target")
     ready_spec = os.environ.get("QZN_READY", "qzn_ready")
     try:
-        ready = ReadyPoint(ready_spec, view, comm)
+        ready = ReadyPoint(ready_spec, view, comm, os.environ.get("QZN_SYMBOLS", ""))
     except gdb.error as error:
-        raise gdb.GdbError(f"qzn-qemu: cannot break at '{ready_spec}': {error}") from None
+        fail(f"qzn-qemu: cannot break at '{ready_spec}': {error}")
     note(f"booting; waiting for {comm} to reach {ready_spec}")
     started = time.monotonic()
-    while ready.pid is None:
+    while not ready.found:
         if not resume():
-            raise gdb.GdbError(f"qzn-qemu: the guest ended before {comm} reached {ready_spec}")
-    note(f"{comm} is pid {ready.pid}, at {ready_spec} after {time.monotonic() - started:.1f} s")
+            fail(f"qzn-qemu: the guest ended before {comm} reached {ready_spec}")
+    who = (
+        f"pid {ready.pid}" if ready.pid is not None else "running (no kernel symbols: pid unknown)"
+    )
+    note(f"{comm} is {who}, at {ready_spec} after {time.monotonic() - started:.1f} s")
     ready.delete()
     expression = os.environ.get("QZN_WATCH", "&qzn_byte")
     extra = shlex.split(os.environ.get("QZN_WATCH_OPTS", ""))
     go = os.environ.get("QZN_GO", "qzn_go")
     if go:
         gdb.execute(f"set var {go} = 1")
+    # Without kernel symbols (cr3 mode) the space of the program, stopped here, is learned.
     exit_point = KernelView.detect(ready.pid, None).break_on_exit()
     probe = None
     if watcher == "probe":
@@ -252,17 +313,19 @@ def main() -> None:
         note(f"probe watch on {address:#x}; {probe.view.describe()}")
     else:
         # In batch mode qzn-watch itself runs the target until the watch ends.
-        gdb.execute(shlex.join(["qzn-watch", "--pid", str(ready.pid), *extra, expression]))
-    while not exit_point.hit and gdb.selected_inferior().pid != 0:
-        if not resume() or not exit_point.hit:
+        pid = ["--pid", str(ready.pid)] if ready.pid is not None else []
+        gdb.execute(shlex.join(["qzn-watch", *pid, *extra, expression]))
+    while gdb.selected_inferior().pid != 0 and not (exit_point and exit_point.hit):
+        if not resume() or not (exit_point and exit_point.hit):
             break  # QEMU quit, or a stop for something else: --count, --stop, Ctrl-C
     if probe is not None:
         per_hit = probe.seconds / probe.hits * 1000 if probe.hits else 0.0
         note(f"probe: {probe.kept} hits kept of {probe.hits}, {per_hit:.3f} ms per hit")
         probe.delete()
-    if exit_point.hit:
-        note(f"pid {ready.pid} exited")
-    exit_point.delete()
+    if exit_point is not None:
+        if exit_point.hit:
+            note(f"pid {ready.pid} exited")
+        exit_point.delete()
     if batch and gdb.selected_inferior().pid != 0:
         if watcher == "qzn":
             gdb.execute("qzn-unwatch all")

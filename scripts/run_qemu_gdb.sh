@@ -28,6 +28,8 @@
 #   --watch EXPR           what to watch (default &qzn_byte)
 #   --go VAR               set VAR=1 once armed, "" for none (default qzn_go)
 #   --no-flow              only connect; no ready breakpoint, no watch
+#   --no-kernel-symbols    do not load vmlinux: hits are then told apart by address
+#                          space (cr3) instead of by task (for testing that fallback)
 # Running:
 #   --batch                non-interactive: run until the program exits or a stop
 #                          condition (qzn-watch --count/--duration), print the summary,
@@ -53,7 +55,7 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 ARCH="" KERNEL="" INITRD="" ROOTFS="" VMLINUX="" YOCTO="" MACHINE="" APPEND=""
 SYMBOLS="" COMM="" READY=qzn_ready WATCH='&qzn_byte' GO=qzn_go FLOW=1
-BATCH=0 WATCHER=qzn PROBE_LOG="" SERIAL_LOG="" PORT="" TIMEOUT=600 ACCEL=tcg
+KSYMS=1 BATCH=0 WATCHER=qzn PROBE_LOG="" SERIAL_LOG="" PORT="" TIMEOUT=600 ACCEL=tcg
 QEMU_EXTRA=() WATCH_OPTS=()
 need() { [ $# -ge 2 ] || die "$1 needs a value (see --help)"; }
 while [ $# -gt 0 ]; do
@@ -72,6 +74,7 @@ while [ $# -gt 0 ]; do
         --watch) need "$@"; WATCH="$2"; shift 2 ;;
         --go) need "$@"; GO="$2"; shift 2 ;;
         --no-flow) FLOW=0; shift ;;
+        --no-kernel-symbols) KSYMS=0; shift ;;
         --batch) BATCH=1; shift ;;
         --watcher) need "$@"; WATCHER="$2"; shift 2 ;;
         --probe-log) need "$@"; PROBE_LOG="$2"; shift 2 ;;
@@ -192,11 +195,16 @@ port_in_use "$PORT" || die "QEMU's gdbstub never answered on port $PORT"
 # --- gdb ----------------------------------------------------------------------
 GDB_ARGS=(-nx -q -iex "set pagination off" -iex "set confirm off"
           -iex "set auto-load safe-path /" -ex "set width 0"
-          -ex "file $VMLINUX" -ex "set remotetimeout ${QZN_REMOTE_TIMEOUT:-10}")
-[ -z "$SYMBOLS" ] || GDB_ARGS+=(-ex "add-symbol-file $SYMBOLS")
+          -ex "set remotetimeout ${QZN_REMOTE_TIMEOUT:-10}")
+if [ "$KSYMS" = 1 ]; then
+    GDB_ARGS+=(-ex "file $VMLINUX")
+    [ -z "$SYMBOLS" ] || GDB_ARGS+=(-ex "add-symbol-file $SYMBOLS")
+else
+    [ -z "$SYMBOLS" ] || GDB_ARGS+=(-ex "file $SYMBOLS")
+fi
 export QZN_REPO="$REPO" QZN_PORT="$PORT" QZN_FLOW="$FLOW" QZN_BATCH="$BATCH"
 export QZN_READY="$READY" QZN_COMM="$COMM" QZN_WATCH="$WATCH" QZN_GO="$GO"
-export QZN_WATCHER="$WATCHER" QZN_PROBE_LOG="$PROBE_LOG"
+export QZN_WATCHER="$WATCHER" QZN_PROBE_LOG="$PROBE_LOG" QZN_SYMBOLS="$SYMBOLS"
 QZN_WATCH_OPTS=""
 [ ${#WATCH_OPTS[@]} = 0 ] || QZN_WATCH_OPTS="$(printf '%q ' "${WATCH_OPTS[@]}")"
 export QZN_WATCH_OPTS

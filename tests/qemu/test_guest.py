@@ -256,3 +256,15 @@ def test_yocto_build_dir_layout(guest, tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert f"symbols {build / 'vmlinux'}" in done.stderr
     assert "probe: 5 hits kept" in done.stdout, done.stdout[-2000:]
+
+
+def test_cr3_fallback_without_kernel_symbols(guest, tmp_path):
+    """No vmlinux: hits are kept by address space, learned at the ready point."""
+    log = tmp_path / "probe.jsonl"
+    done = run_batch(guest, "--no-kernel-symbols", "--watcher", "probe", "--probe-log", str(log))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert re.search(r"filtering by address space cr3=0x[0-9a-f]+ learned at arming", done.stdout)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    kept = [r for r in records if not r.get("filtered")]
+    assert [r["mode"] for r in kept] == ["user", "user", "user", "kernel", "kernel"]
+    assert "probe: 5 hits kept of 6" in done.stdout  # the child's write, another space
