@@ -63,7 +63,7 @@ class WatchSession:
         self._word = target.word_size()
         self._regs_names = _register_names(self._word)
         self._locator = InstructionLocator(gdb.selected_frame().architecture())
-        self._backtrace = BacktraceCollector(opts.bt_depth, opts.args)
+        self._backtrace = BacktraceCollector(opts.bt_depth, self._word, opts.args)
         self._decoded: dict[int, _Decoded] = {}
         self._static_kinds: dict[int, list[str] | None] = {}
         self._shadow = target.read_value(address, self.length)
