@@ -1,0 +1,181 @@
+"""The launcher end to end: watch, run, stop signals, and gdb dying under it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from launcher_helpers import (
+    gdb_child_of,
+    jsonl_lines,
+    needs_qzn_watch,
+    quiet_env,
+    run_launcher,
+    start_launcher,
+    wait_for,
+)
+
+from gdb_qznusnih.ptrace_cleanup import clear_debug_registers
+
+pytestmark = pytest.mark.gdb
+
+
+def records(prefix: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(str(prefix) + ".jsonl").read_text().splitlines()]
+
+
+def assert_tester_completed(tester, rounds: int) -> None:
+    code, out, err = tester.finish()
+    assert code == 0, f"tester exit {code}: {out} {err}"
+    assert f"tester: {rounds} writes, {rounds} reads" in out
+
+
+@needs_qzn_watch
+def test_watch_logs_every_access(start_tester, tmp_path):
+    tester = start_tester("--rounds", "5")
+    prefix = tmp_path / "w"
+    bare_hex = f"{tester.addr:x}"  # the original's "ADDR PID", 0x optional
+    done = run_launcher("watch", bare_hex, str(tester.pid), "--log", str(prefix), "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert_tester_completed(tester, 5)
+    logged = records(prefix)
+    assert [r["kind"] for r in logged] == ["write", "read"] * 5
+    assert all(r["addr"] == hex(tester.addr) and r["pid"] == tester.pid for r in logged)
+    funcs = [f["func"] for f in logged[0]["frames"][:3]]
+    assert funcs == ["write_byte", "do_round", "main"]
+
+
+@needs_qzn_watch
+def test_run_starts_the_program_and_watches_from_main(tester_bin, tmp_path):
+    prefix = tmp_path / "r"
+    done = run_launcher(
+        "run",
+        "--watch",
+        "&the_data",
+        "--log",
+        str(prefix),
+        "--quiet",
+        "--",
+        str(tester_bin),
+        "--no-wait",
+        "--rounds",
+        "4",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "tester: 4 writes, 4 reads" in done.stdout
+    assert [r["kind"] for r in records(prefix)] == ["write", "read"] * 4
+
+
+@needs_qzn_watch
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_stop_signal_detaches_and_exits_0(start_tester, tmp_path, signum):
+    rounds = 300
+    tester = start_tester("--rounds", str(rounds), "--interval-ms", "10")
+    prefix = tmp_path / "s"
+    launcher = start_launcher("watch", hex(tester.addr), str(tester.pid), "--log", str(prefix))
+    try:
+        wait_for(lambda: jsonl_lines(prefix) >= 4, what="the first hits")
+        launcher.send_signal(signum)
+        out, err = launcher.communicate(timeout=30)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 0, err
+    assert "Traceback" not in err
+    assert "summary" in out.lower()
+    assert_tester_completed(tester, rounds)
+    assert tester.proc.returncode == 0
+
+
+@needs_qzn_watch
+def test_sigkill_of_gdb_clears_the_debug_registers(start_tester, tmp_path):
+    rounds = 100
+    tester = start_tester("--rounds", str(rounds), "--interval-ms", "30")
+    prefix = tmp_path / "k"
+    launcher = start_launcher(
+        "watch", hex(tester.addr), str(tester.pid), "--log", str(prefix), "--quiet"
+    )
+    try:
+        wait_for(lambda: jsonl_lines(prefix) >= 2, what="the watch to be armed")
+        gdb = gdb_child_of(launcher.pid)
+        subprocess.run(["kill", "-KILL", str(gdb)], check=True)
+        out, err = launcher.communicate(timeout=30)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 1
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("qznusnih: ")]
+    assert len(lines) == 1, err
+    assert "killed by SIGKILL" in lines[0]
+    assert f"cleared the hardware watchpoints of process {tester.pid}" in lines[0]
+    assert_tester_completed(tester, rounds)
+
+
+# Without the launcher: plain gdb with an armed access watchpoint, killed with SIGKILL.
+# The first test shows what the cleanup is for (the target dies of SIGTRAP, exit 133);
+# the second that clear_debug_registers saves it.
+
+PLAIN_WATCH = """\
+awatch *(char *){addr:#x}
+commands
+silent
+printf "hit\\n"
+continue
+end
+continue
+"""
+
+
+def kill_plain_gdb_after_a_hit(tester, tmp_path) -> None:
+    script = tmp_path / "watch.gdb"
+    script.write_text(PLAIN_WATCH.format(addr=tester.addr))
+    gdb = subprocess.Popen(
+        ["gdb", "-nx", "-batch", "-p", str(tester.pid), "-x", str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=quiet_env(),
+    )
+    hits = 0
+    for line in gdb.stdout:
+        hits += line.strip() == "hit"
+        if hits == 2:  # a round's write and read: the target now sleeps for a while
+            break
+    time.sleep(0.05)  # gdb resumes it; killing gdb while it holds a trap stop is fatal anyway
+    gdb.kill()
+    gdb.wait()
+
+
+def test_plain_gdb_killed_leaves_the_watchpoint_armed(start_tester, tmp_path):
+    tester = start_tester("--rounds", "10", "--interval-ms", "300")
+    kill_plain_gdb_after_a_hit(tester, tmp_path)
+    code, _out, _err = tester.finish()
+    assert code == -signal.SIGTRAP  # the shell would say 133
+
+
+def test_clear_debug_registers_saves_the_target(start_tester, tmp_path):
+    tester = start_tester("--rounds", "10", "--interval-ms", "300")
+    kill_plain_gdb_after_a_hit(tester, tmp_path)
+    report = clear_debug_registers(tester.pid, resume_if_stopped=True)
+    assert (report.threads, report.cleared, report.failed) == (1, 1, [])
+    assert_tester_completed(tester, 10)
+
+
+def test_clear_debug_registers_on_an_unwatched_process_is_harmless(start_tester):
+    tester = start_tester("--rounds", "3", "--no-wait", "--interval-ms", "200")
+    report = clear_debug_registers(tester.pid)
+    assert (report.threads, report.cleared, report.redelivered, report.failed) == (1, 0, [], [])
+    assert_tester_completed(tester, 3)
+
+
+def test_clear_debug_registers_skips_a_reused_pid(start_tester):
+    tester = start_tester("--rounds", "1", "--no-wait")
+    report = clear_debug_registers(tester.pid, expected_start_time="1")
+    assert report.gone
