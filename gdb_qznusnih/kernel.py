@@ -52,6 +52,8 @@ class _TaskProbe:
     stack_offset: int  # task_struct.stack
     pt_regs_size: int
     pt_regs_fields: dict[str, int]  # ip, sp, bp, cs -> offset
+    init_task: int | None  # &init_task, the head of the process list
+    tasks_offset: int | None  # task_struct.tasks
 
 
 def _symbol_address(expression: str) -> int | None:
@@ -88,6 +90,11 @@ def _probe_task() -> _TaskProbe | None:
     except gdb.error:
         return None
     per_cpu_offset = _symbol_address("&__per_cpu_offset[0]")  # absent on UP kernels
+    init_task = _symbol_address("&init_task")
+    try:
+        tasks_offset = offset("struct task_struct", "tasks")
+    except gdb.error:
+        tasks_offset = None
     return _TaskProbe(
         current_addr=current,
         source=source,
@@ -97,6 +104,8 @@ def _probe_task() -> _TaskProbe | None:
         stack_offset=stack_offset,
         pt_regs_size=pt_regs_size,
         pt_regs_fields=pt_regs_fields,
+        init_task=init_task,
+        tasks_offset=tasks_offset,
     )
 
 
@@ -151,7 +160,40 @@ class KernelView:
         view = cls(arch, probe, want_pid, want_cr3)
         if view.method == CR3 and view.want_cr3 is None:
             view._learn_cr3_now()
+        if view.method == TASK and want_pid is not None:
+            found = view.find_process(want_pid)
+            if found is False:
+                view.close()
+                raise WatchError(
+                    f"no process with pid {want_pid} in the guest; "
+                    "check the pid (ps in the guest) and arm again"
+                )
         return view
+
+    def find_process(self, pid: int) -> str | bool | None:
+        """The comm of process `pid` (a thread-group leader) in the kernel's task list;
+        False when it is not there; None when the list cannot be read (early boot)."""
+        probe = self._probe
+        if probe.init_task is None or probe.tasks_offset is None:
+            return None
+        head = probe.init_task + probe.tasks_offset
+        node = head
+        for _ in range(100_000):
+            raw = self._read(node, self._word)
+            if raw is None:
+                return None
+            node = struct.unpack(self._ptr_fmt, raw)[0]
+            if node == head:
+                return False
+            if node == 0:
+                return None
+            block = self._read(node - probe.tasks_offset + probe.task.start, probe.task.length)
+            if block is None:
+                return None
+            tgid, _, comm = probe.task.decode(block)
+            if tgid == pid:
+                return comm
+        return None
 
     def close(self) -> None:
         """Stop listening to gdb events (the watch ended)."""

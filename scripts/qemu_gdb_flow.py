@@ -13,6 +13,9 @@ Settings come from the environment (run_qemu_gdb.sh sets them):
                    KernelView's context and frames; no read/write split)
   QZN_PROBE_LOG    probe watcher: JSON Lines output file
   QZN_BT_DEPTH     probe watcher: frames per backtrace (default 16)
+  QZN_PROBE_WORK   probe watcher: all (default), context (hit_context only) or none
+  QZN_PROBE_BENCH  probe watcher: time N calls of each per-hit step at a kernel hit
+  QZN_PROBE_DUMP   probe watcher: print the user stack at kernel hits
   QZN_BATCH        "1": quit (killing QEMU) when the program exits
 
 Flow: a breakpoint at QZN_READY that stops only for QZN_COMM in user mode gives the
@@ -120,13 +123,19 @@ class ProbeWatch(gdb.Breakpoint):
         self.hits = 0
         self.kept = 0
         self.bench_rounds = int(os.environ.get("QZN_PROBE_BENCH", "0"))
+        self.work = os.environ.get("QZN_PROBE_WORK", "all")  # all | context | none
         self.bench: dict[str, float] = {}
         self.seconds = 0.0
 
     def stop(self) -> bool:
         started = time.perf_counter()
         self.hits += 1
+        if self.work == "none":  # gdb's own floor per hit
+            return False
         context = self.view.hit_context()
+        if self.work == "context":  # the floor plus hit_context()
+            self.kept += context is not None
+            return False
         if context is None:
             self.seconds += time.perf_counter() - started
             self._log_filtered()
@@ -314,7 +323,10 @@ def main() -> None:
     else:
         # In batch mode qzn-watch itself runs the target until the watch ends.
         pid = ["--pid", str(ready.pid)] if ready.pid is not None else []
-        gdb.execute(shlex.join(["qzn-watch", *pid, *extra, expression]))
+        try:
+            gdb.execute(shlex.join(["qzn-watch", *pid, *extra, expression]))
+        except gdb.error as error:
+            fail(f"qzn-watch: {error}")
     while gdb.selected_inferior().pid != 0 and not (exit_point and exit_point.hit):
         if not resume() or not (exit_point and exit_point.hit):
             break  # QEMU quit, or a stop for something else: --count, --stop, Ctrl-C

@@ -268,3 +268,10 @@ def test_cr3_fallback_without_kernel_symbols(guest, tmp_path):
     kept = [r for r in records if not r.get("filtered")]
     assert [r["mode"] for r in kept] == ["user", "user", "user", "kernel", "kernel"]
     assert "probe: 5 hits kept of 6" in done.stdout  # the child's write, another space
+
+
+def test_error_no_such_pid_in_the_guest(guest):
+    done = run_batch(guest, "--", "--pid", "9999")  # the last --pid wins over the flow's
+    assert done.returncode == 1
+    assert "no process with pid 9999 in the guest" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stdout + done.stderr
