@@ -118,7 +118,9 @@ class KernelView:
         self, arch: str, probe: _TaskProbe | None, want_pid: int | None, want_cr3: int | None
     ) -> None:
         self.arch = arch
-        self.method = TASK if probe is not None else CR3
+        # An explicit --cr3 without --pid asks for address-space filtering.
+        by_cr3 = probe is None or (want_cr3 is not None and want_pid is None)
+        self.method = CR3 if by_cr3 else TASK
         self.want_pid = want_pid
         self.want_cr3 = kl.address_space_id(want_cr3, arch) if want_cr3 is not None else None
         self.cr3_learned = False
