@@ -17,6 +17,7 @@ from .locate import InstructionLocator
 from .options import WatchOptions
 from .record import READ, Frame, Record
 from .sinks import SinkError, write_all
+from .status_line import StatusLine
 from .summary import Summary
 
 
@@ -47,12 +48,15 @@ class _Decoded:
 class WatchSession:
     """An armed watch on `length` bytes at `address` of the selected inferior."""
 
-    def __init__(self, number: int, opts: WatchOptions, address: int, sinks, kernel=None):
+    def __init__(
+        self, number: int, opts: WatchOptions, address: int, sinks, kernel=None, status=None
+    ):
         self.number = number
         self.opts = opts
         self.address = address
         self.length = opts.length
         self.sinks = sinks
+        self.status = status if status is not None else StatusLine(enabled=False)
         self.kernel = kernel
         self.started = time.time()
         self.summary = Summary(start=self.started)
@@ -178,6 +182,7 @@ class WatchSession:
             self.summary.add(record)
             try:
                 self.sinks.emit(record)
+                self.status.update(record)
             except SinkError as error:  # the disk is full or the log is gone
                 self.sink_error = str(error)
                 self.finish("log failure")

@@ -14,6 +14,7 @@ from .options import WatchOptions
 from .render import check_style, resolve_color
 from .session import WatchSession, write_out
 from .sinks import LogSinks, SinkError, write_all
+from .status_line import StatusLine
 
 
 class WatchRegistry:
@@ -34,6 +35,7 @@ class WatchRegistry:
         target.check_address(address, opts.length, whole_system)
         if not whole_system:
             self._check_capacity(address, opts.length)
+        status = StatusLine(enabled=in_batch_mode() and os.isatty(2))
         try:
             check_style(opts.style)
             sinks = LogSinks(
@@ -44,13 +46,14 @@ class WatchRegistry:
                 quiet=opts.quiet,
                 show_args=opts.args,
                 private=_owned_by_other_user(inferior.pid),
+                writer=status.terminal_writer() if status.enabled else None,
             )
             sinks.open()
         except (ValueError, SinkError) as error:
             raise target.WatchError(str(error)) from None
         number = self._next_number
         try:
-            session = WatchSession(number, opts, address, sinks, kernel)
+            session = WatchSession(number, opts, address, sinks, kernel, status)
         except Exception:
             sinks.close()
             raise
@@ -79,6 +82,7 @@ class WatchRegistry:
         if reason is not None:
             session.finish(reason)
         session.summary.end = time.time()
+        session.status.clear()
         session.remove()
         write_out(session.summary.format(session.sinks.colorizer))
         if session.sink_error:

@@ -1,0 +1,57 @@
+"""The live status line: counts, rate, and in-place redraws on a pseudo-terminal."""
+
+from __future__ import annotations
+
+import os
+import pty
+
+from gdb_qznusnih.record import Frame, Record
+from gdb_qznusnih.status_line import StatusLine
+
+
+def record(kind: str, func: str = "parse_header") -> Record:
+    return Record(
+        seq=1, kind=kind, addr=0x1000, length=1, old=None, value=1, pid=1, tid=1, pc=0x10,
+        insn="movb $0x1,(%rax)", time=0.0, frames=(Frame(0, 0x10, func, "a.c", 3),),
+    )  # fmt: skip
+
+
+def test_counts_and_text():
+    status = StatusLine(fd=1, enabled=False)
+    for kind in ("read", "write", "write"):
+        status.update(record(kind))
+    assert (status.reads, status.writes) == (1, 2)
+    text = status.text(record("write"), 1930.4)
+    assert text == "reads 1  writes 2  1,930 hits/s  last: WRITE in parse_header()"
+
+
+def test_nothing_is_printed_when_not_a_terminal(tmp_path):
+    path = tmp_path / "err"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        status = StatusLine(fd=fd, interval=0.0)
+        status.update(record("read"))
+        status.clear()
+    finally:
+        os.close(fd)
+    assert not status.enabled
+    assert path.read_bytes() == b""
+
+
+def test_redraws_in_place_on_a_terminal_and_clears_before_blocks():
+    master, slave = pty.openpty()
+    out_r, out_w = os.pipe()
+    try:
+        status = StatusLine(fd=slave, interval=0.0)
+        assert status.enabled
+        status.update(record("write"))
+        status.update(record("read", "check"))
+        status.terminal_writer(out_w)("[3] READ ...\n")
+        shown = os.read(master, 4096)
+        assert shown.count(b"\r\x1b[K") == 3  # two draws, one clear
+        assert b"last: READ in check()" in shown
+        assert os.read(out_r, 100) == b"[3] READ ...\n"
+        assert not status.visible
+    finally:
+        for fd in (master, slave, out_r, out_w):
+            os.close(fd)
