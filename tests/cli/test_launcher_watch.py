@@ -94,14 +94,17 @@ def test_stop_signal_detaches_and_exits_0(start_tester, tmp_path, signum):
 
 @needs_qzn_watch
 def test_sigkill_of_gdb_clears_the_debug_registers(start_tester, tmp_path):
-    rounds = 100
-    tester = start_tester("--rounds", str(rounds), "--interval-ms", "30")
+    # Low rate, killed just after a round's read: gdb's death resumes the target at once, so a
+    # kill during the write's stop would let the read trap before anyone could clear DR7.
+    rounds = 10
+    tester = start_tester("--rounds", str(rounds), "--interval-ms", "300")
     prefix = tmp_path / "k"
     launcher = start_launcher(
         "watch", hex(tester.addr), str(tester.pid), "--log", str(prefix), "--quiet"
     )
     try:
         wait_for(lambda: jsonl_lines(prefix) >= 2, what="the watch to be armed")
+        time.sleep(0.05)
         gdb = gdb_child_of(launcher.pid)
         subprocess.run(["kill", "-KILL", str(gdb)], check=True)
         out, err = launcher.communicate(timeout=30)
