@@ -206,14 +206,20 @@ def qzn_watch_command(options: WatchOptions) -> str:
     return " ".join(["qzn-watch"] + [gdb_quote(arg) for arg in argv])
 
 
+def pygments_home() -> str | None:
+    """The directory holding the pygments this Python would import, if any."""
+    spec = importlib.util.find_spec("pygments")
+    if spec is None or not spec.origin:
+        return None
+    return os.path.dirname(os.path.dirname(os.path.abspath(spec.origin)))
+
+
 def extension_paths() -> list[str]:
     """Directories gdb's Python needs: our package's parent and the home of our pygments."""
     paths = [os.path.dirname(PACKAGE_DIR)]
-    spec = importlib.util.find_spec("pygments")
-    if spec is not None and spec.origin:
-        pygments_home = os.path.dirname(os.path.dirname(os.path.abspath(spec.origin)))
-        if pygments_home not in paths:
-            paths.append(pygments_home)
+    home = pygments_home()
+    if home is not None and home not in paths:
+        paths.append(home)
     for path in paths:
         _check_text("a package path", path)
     return paths
@@ -291,9 +297,10 @@ def probe_gdb(gdb: str) -> list[str]:
 def gdbinit_lines(gdb_sys_path: list[str]) -> list[str]:
     """The ~/.gdbinit lines for this copy: our pygments when gdb lacks it, then the loader."""
     lines = [f"# gdb-qznusnih {__version__}: qzn-watch, qzn-unwatch, qzn-status"]
-    extra = [p for p in extension_paths()[1:] if p not in gdb_sys_path]
-    if extra:
-        lines.append(python_path_command(extra))
+    home = pygments_home()  # the loader puts the package itself on sys.path
+    if home is not None and home not in gdb_sys_path:
+        _check_text("a package path", home)
+        lines.append(python_path_command([home]))
     lines.append(f"source {LOADER}")
     return lines
 
