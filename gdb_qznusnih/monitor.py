@@ -173,6 +173,9 @@ def run_until_done(session, note) -> Outcome:
             if tracker.exited or gdb.selected_inferior().pid == 0:
                 session.finish(_exit_reason(tracker))
                 break
+            if session.interrupted:
+                session.finish(_relay_reason(relay, session) or "interrupted (SIGINT)")
+                break
             stop = tracker.last_stop
             if catch.hit(stop, catch.exec_bp):
                 exec_path = gdb.current_progspace().filename
@@ -194,9 +197,39 @@ def run_until_done(session, note) -> Outcome:
         relay.uninstall()
         tracker.disconnect()
         catch.delete()
+    if session.finish_reason is not None and not tracker.exited:
+        _consume_pending_interrupt(session)
     if session.finish_reason is None:
         session.finish(_exit_reason(tracker))
     return Outcome(session.finish_reason, exec_path)
+
+
+def _sigint_pending(pid: int) -> bool:
+    """Whether a SIGINT (e.g. gdb's own interrupt) waits to be delivered to `pid`."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            fields = dict(line.split(":", 1) for line in status if ":" in line)
+        masks = [fields.get("ShdPnd", "0"), fields.get("SigPnd", "0")]
+        return any(int(mask.strip(), 16) & (1 << (signal.SIGINT - 1)) for mask in masks)
+    except (OSError, ValueError):
+        return False
+
+
+def _consume_pending_interrupt(session) -> None:
+    """Take back a SIGINT that gdb sent the target to interrupt it, before detaching.
+
+    When a hit stops the target first, gdb's SIGINT stays pending and would kill
+    the target once detached.  With the watch removed, one more resume lets gdb
+    take the signal (it does not pass SIGINT by default).
+    """
+    pid = gdb.selected_inferior().pid
+    if not pid or not _sigint_pending(pid):
+        return
+    session.remove()
+    try:
+        gdb.execute("continue", to_string=True)
+    except (gdb.error, KeyboardInterrupt):
+        pass
 
 
 def _relay_reason(relay: StopRelay, session) -> str | None:

@@ -30,7 +30,12 @@ class AccessWatchpoint(gdb.Breakpoint):
         self.silent = True
 
     def stop(self) -> bool:
-        return self.session.on_hit()
+        try:
+            return self.session.on_hit()
+        except KeyboardInterrupt:
+            # gdb turns a SIGINT that lands while Python runs into this: stop now.
+            self.session.interrupted = True
+            return True
 
 
 class _Decoded:
@@ -63,6 +68,7 @@ class WatchSession:
         self.seq = 0
         self.hits = 0
         self.finish_reason: str | None = None
+        self.interrupted = False  # a SIGINT reached gdb during a hit
         self._deadline = time.monotonic() + opts.duration if opts.duration else None
         self._word = target.word_size()
         self._regs_names = _register_names(self._word)
