@@ -1,0 +1,197 @@
+"""The HTML report: one self-contained page, inline CSS, no script, no external URL.  Pure.
+
+Backtraces are coloured by pygments' HtmlFormatter with the terminal's backtrace lexer (its
+CSS inlined from `get_style_defs`); without pygments they are plain.  Everything taken from
+the log is escaped: C++ function names hold `<`, `>` and `&`.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from .record import READ, WRITE, Record
+from .render import ARROW, format_backtrace, format_header, format_insn
+from .report import Report, clock, describe_log, hex_value, writers
+
+DEFAULT_STYLE = "default"  # pygments' own: dark text on a light page
+
+PAGE_CSS = """
+:root { --read: #0e7490; --write: #b91c1c; --line: #d4d4d8; }
+body { font: 15px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px;
+       padding: 0 1em; color: #18181b; background: #fafafa; }
+h1 { font-size: 1.5em; margin: 0 0 .2em; }
+h2 { font-size: 1.2em; margin: 0 0 .5em; }
+section { margin: 1.2em 0; padding: .8em 1em; background: #fff; border: 1px solid var(--line);
+          border-left: 6px solid #71717a; border-radius: 4px; }
+section.read { border-left-color: var(--read); }
+section.write { border-left-color: var(--write); }
+.read h2, span.read, td.read { color: var(--read); }
+.write h2, span.write, td.write { color: var(--write); }
+span.read, span.write, td.read, td.write { font-weight: 600; }
+table { border-collapse: collapse; margin: .3em 0 .8em; }
+th, td { text-align: left; padding: .2em .7em; border-bottom: 1px solid var(--line);
+         vertical-align: top; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+code, pre { font: 13px/1.35 ui-monospace, "DejaVu Sans Mono", monospace; }
+pre.hl { margin: 0; padding: .4em .6em; border-radius: 3px; overflow-x: auto; }
+.muted { color: #52525b; }
+"""
+
+
+class _Highlighter:
+    """Backtraces and instructions as HTML spans, in a pygments style, escaped."""
+
+    def __init__(self, style: str | None) -> None:
+        self.css = ""
+        self._highlight = None
+        try:
+            from pygments import highlight
+            from pygments.formatters import HtmlFormatter
+            from pygments.lexers import GasLexer
+
+            from .lexer import backtrace_lexer
+        except ImportError:
+            return
+        self._highlight = highlight
+        self._formatter = HtmlFormatter(style=style or DEFAULT_STYLE, nowrap=True)
+        self._bt_lexer = backtrace_lexer()
+        self._gas_lexer = GasLexer(stripnl=False, ensurenl=True)
+        self.css = HtmlFormatter(style=style or DEFAULT_STYLE).get_style_defs(".hl")
+
+    def _lex(self, text: str, lexer_name: str) -> str:
+        if self._highlight is None or not text:
+            return escape(text)
+        return self._highlight(text, getattr(self, lexer_name), self._formatter)
+
+    def block(self, record: Record) -> str:
+        """A record as in the stream: header, backtrace and instruction, in one <pre>."""
+        insn = format_insn(record.insn)
+        body = self._lex(format_backtrace(record.frames), "_bt_lexer")
+        if insn:
+            body += "    " + self._lex(insn[4:], "_gas_lexer")
+        header = f'<span class="{escape(record.kind)}">{escape(format_header(record))}</span>'
+        return f'<pre class="hl">{header}\n{body}</pre>'
+
+
+def _kind_span(kind: str, text: str) -> str:
+    return f'<span class="{escape(kind)}">{escape(text)}</span>'
+
+
+def _summary_section(report: Report) -> str:
+    summary = report.summary
+    rate, duration = summary.rate, summary.duration
+    rows = [
+        f'<tr><th>reads</th><td class="num read" id="total-reads">{summary.reads:,}</td></tr>',
+        f'<tr><th>writes</th><td class="num write" id="total-writes">{summary.writes:,}</td></tr>',
+        f'<tr><th>total</th><td class="num" id="total-all">{summary.total:,}</td></tr>',
+    ]
+    if duration is not None and summary.total:
+        rows.append(f'<tr><th>span</th><td class="num">{duration:.6f} s</td></tr>')
+    if rate is not None:
+        rows.append(f'<tr><th>rate</th><td class="num">{rate:,.0f} hits/s</td></tr>')
+    threads = "".join(
+        f'<tr><td class="num">{tid}</td><td class="num read">{r:,}</td>'
+        f'<td class="num write">{w:,}</td></tr>'
+        for tid, r, w in summary.threads()
+    )
+    parts = [
+        '<section id="summary"><h2>Summary</h2>',
+        f'<table id="totals">{"".join(rows)}</table>',
+        '<table id="threads"><tr><th class="num">thread</th><th class="num">reads</th>'
+        f'<th class="num">writes</th></tr>{threads}</table>',
+    ]
+    modes = summary.modes()
+    if modes:
+        cells = "".join(
+            f"<tr><th>{escape(m)}</th><td class='num'>{n:,}</td></tr>" for m, n in modes.items()
+        )
+        parts.append(f'<table id="modes">{cells}</table>')
+    return "".join(parts) + "</section>"
+
+
+def _sites_section(report: Report, kind: str, highlighter: _Highlighter) -> str:
+    summary = report.summary
+    count = summary.reads if kind == READ else summary.writes
+    noun = "Reads" if kind == READ else "Writes"
+    section_id = "reads" if kind == READ else "writes"
+    rows = []
+    for rank, (site, sample) in enumerate(report.sites(kind), 1):
+        where = "" if site.file is None else f"{site.file}:{site.line}"
+        if site.file is None and site.pc is not None:
+            where = f"0x{site.pc:x}"
+        rows.append(
+            f'<tr class="site"><td class="num">{rank}</td>'
+            f'<td class="num count">{site.count:,}</td>'
+            f'<td class="num">{100 * site.count / count:.1f}%</td>'
+            f"<td><code>{escape(site.func or '??')}</code><br>"
+            f'<span class="muted">{escape(where)}</span></td>'
+            f"<td>{highlighter.block(sample)}</td></tr>"
+        )
+    table = (
+        '<table class="sites"><tr><th class="num">#</th><th class="num">count</th>'
+        '<th class="num">share</th><th>call site</th><th>sample backtrace</th></tr>'
+        + "".join(rows)
+        + "</table>"
+        if rows
+        else '<p class="muted">none</p>'
+    )
+    return (
+        f'<section id="{section_id}" class="{kind}">'
+        f'<h2>{noun}: <span class="total">{count:,}</span> '
+        f'<span class="muted">(top call sites, innermost frame with source)</span></h2>'
+        f"{table}</section>"
+    )
+
+
+def _writers_section(report: Report, highlighter: _Highlighter) -> str:
+    parts = ['<section id="writers" class="write"><h2>First and last writer</h2>']
+    for title, record in writers(report):
+        parts.append(f"<h3>{title}</h3>{highlighter.block(record)}")
+    if report.first_writer is None:
+        parts.append('<p class="muted">no writes</p>')
+    return "".join(parts) + "</section>"
+
+
+def _timeline_section(report: Report) -> str:
+    start = report.log_start or 0.0
+    rows = "".join(
+        f'<tr class="change"><td class="num">{c.seq}</td><td>{clock(c.time)}</td>'
+        f'<td class="num">+{c.time - start:.6f} s</td><td class="num">{c.tid}</td>'
+        f"<td><code>{hex_value(c.old, c.length)} {ARROW} "
+        f"<b>{hex_value(c.value, c.length)}</b></code></td>"
+        f"<td><code>{escape(c.where)}</code></td></tr>"
+        for c in report.changes
+    )
+    return (
+        '<section id="timeline" class="write"><h2>Value changes: '
+        f'<span class="total">{len(report.changes):,}</span> of {report.summary.writes:,} '
+        "writes</h2><table><tr><th class='num'>seq</th><th>time (UTC)</th>"
+        "<th class='num'>since first record</th><th class='num'>thread</th>"
+        f"<th>old {ARROW} new</th><th>where</th></tr>{rows}</table></section>"
+    )
+
+
+def render_html(report: Report, style: str | None = None) -> str:
+    """The whole page for `report`; `style` is a pygments style name (default: light)."""
+    highlighter = _Highlighter(style)
+    filters = report.filters.describe()
+    head = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>qznusnih report: {escape(report.path)}</title>"
+        f"<style>{PAGE_CSS}{highlighter.css}</style></head>\n<body>"
+    )
+    header = (
+        f'<header><h1>qznusnih report</h1><p id="log">{escape(describe_log(report))}</p>'
+        + (f'<p id="filters">filters: <code>{escape(filters)}</code></p>' if filters else "")
+        + f"<p>{_kind_span(READ, 'reads')} and {_kind_span(WRITE, 'writes')} of the watched "
+        "bytes, each call site with the first backtrace that reached it.</p></header>"
+    )
+    sections = [
+        _summary_section(report),
+        _sites_section(report, READ, highlighter),
+        _sites_section(report, WRITE, highlighter),
+        _writers_section(report, highlighter),
+        _timeline_section(report),
+    ]
+    return head + header + "\n".join(sections) + "\n</body></html>\n"
