@@ -474,9 +474,9 @@ def _tid(text: str) -> int:
     return int(text)
 
 
-def build_parser() -> _Parser:
+def build_parser(prog: str = PROG) -> _Parser:
     parser = _Parser(
-        prog=PROG,
+        prog=prog,
         description="Summarise a qzn-watch JSON Lines log: totals by kind, thread and mode, the "
         "top call sites per kind with a sample backtrace, the first and last writer, and every "
         "write that changed the value.",
@@ -511,9 +511,9 @@ def build_parser() -> _Parser:
     return parser
 
 
-def parse_args(argv: list[str], out=None) -> argparse.Namespace | None:
+def parse_args(argv: list[str], out=None, prog: str = PROG) -> argparse.Namespace | None:
     """The options, checked; None when --help was printed.  UsageError on a bad option."""
-    parser = build_parser()
+    parser = build_parser(prog)
     parser.out = out
     try:
         args = parser.parse_args(argv)
@@ -534,13 +534,17 @@ def parse_args(argv: list[str], out=None) -> argparse.Namespace | None:
     return args
 
 
-def run(argv: list[str], out=None, out_is_tty: bool = False, environ=None) -> None:
+def run(
+    argv: list[str], out=None, out_is_tty: bool = False, environ=None, prog: str = PROG
+) -> None:
     """`qznusnih report ARGS`, writing to `out` (default stdout) unless --output is given.
 
-    Raises UsageError for bad options and ReportError for an unreadable log or output.
+    `out_is_tty` and `environ` (default os.environ) decide `--color auto`; `prog` names the
+    command in help and errors.  Raises UsageError for bad options and ReportError for an
+    unreadable log or an unwritable output.
     """
     out = sys.stdout if out is None else out
-    args = parse_args(argv, out)
+    args = parse_args(argv, out, prog)
     if args is None:
         return
     filters = Filters(args.kind, tuple(args.tid), args.since, args.until, args.func)

@@ -34,7 +34,7 @@ th, td { text-align: left; padding: .2em .7em; border-bottom: 1px solid var(--li
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 code, pre { font: 13px/1.35 ui-monospace, "DejaVu Sans Mono", monospace; }
 pre.hl { margin: 0; padding: .4em .6em; border-radius: 3px; overflow-x: auto; }
-.muted { color: #52525b; }
+.muted { color: #52525b; font-weight: normal; }
 """
 
 
@@ -69,7 +69,9 @@ class _Highlighter:
         body = self._lex(format_backtrace(record.frames), "_bt_lexer")
         if insn:
             body += "    " + self._lex(insn[4:], "_gas_lexer")
-        header = f'<span class="{escape(record.kind)}">{escape(format_header(record))}</span>'
+        header = (
+            f'<span class="{escape(record.kind)}">{escape(format_header(record).rstrip())}</span>'
+        )
         return f'<pre class="hl">{header}\n{body}</pre>'
 
 
