@@ -1,0 +1,319 @@
+"""`qznusnih report`: decoding, filters, times, the timeline, text/JSON/HTML, errors."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gdb_qznusnih import report
+from gdb_qznusnih.record import Frame, JsonLineEncoder, Record, record_from_json
+from gdb_qznusnih.report import Filters, LogDecoder, UsageError, build_report, parse_time_bound
+
+ANSI = re.compile(r"\x1b\[")
+T0 = 1795662800.123456  # 2026-11-26T03:13:20.123456Z
+
+MAIN = Frame(2, 0x5555555552A0, "main", "prog.c", 61)
+VIA_A = Frame(1, 0x555555555180, "via_a", "prog.c", 8)
+VIA_B = Frame(1, 0x555555555190, "via_b", "prog.c", 9)
+CPP = Frame(0, 0x555555555100, "ns::f<int, std::less<int>>&", "prog.cc", 7)
+MEMCPY = Frame(0, 0x7FFFF7F2A100, "__memmove_avx_unaligned_erms", None, None)
+
+
+def make(seq, kind, value, old=None, tid=100, t=0.0, frames=(CPP, VIA_A, MAIN), **more):
+    return Record(
+        seq=seq,
+        kind=kind,
+        addr=0x55555555808B,
+        length=1,
+        old=old if kind == "write" else None,
+        value=value,
+        pid=100,
+        tid=tid,
+        pc=frames[0].pc if frames else 0x401000,
+        insn="movb $0x1,(%rax)",
+        time=T0 + t,
+        frames=tuple(frames),
+        **more,
+    )
+
+
+# Written the way qzn-watch writes them; values 0 -> 1 -> 1 -> 2, one read, two threads.
+RECORDS = [
+    make(1, "write", 1, old=0, t=0.0),
+    make(2, "read", 1, t=0.5, frames=(MEMCPY, VIA_B, MAIN)),
+    make(3, "write", 1, old=1, t=1.0, frames=(CPP, VIA_B, MAIN)),
+    make(4, "write", 2, old=1, tid=101, t=2.0, frames=(VIA_B, MAIN)),
+    make(5, "read", 2, tid=101, t=3.0, frames=(CPP, VIA_A, MAIN)),
+]
+
+
+def write_log(path, records=RECORDS):
+    encoder = JsonLineEncoder()
+    path.write_text("".join(encoder.encode(r) for r in records))
+    return str(path)
+
+
+@pytest.fixture
+def log(tmp_path):
+    return write_log(tmp_path / "w.jsonl")
+
+
+def run_main(capsys, *argv):
+    status = report.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+# ---------------------------------------------------------------- decoding
+
+names = st.one_of(st.none(), st.text(max_size=12))
+frames = st.builds(
+    Frame,
+    level=st.integers(0, 40),
+    pc=st.integers(0, 2**64 - 1),
+    func=names,
+    file=names,
+    line=st.one_of(st.none(), st.integers(0, 10**6)),
+)
+records = st.builds(
+    Record,
+    seq=st.integers(1, 10**9),
+    kind=st.sampled_from(["read", "write"]),
+    addr=st.integers(0, 2**64 - 1),
+    length=st.sampled_from([1, 2, 4, 8]),
+    old=st.one_of(st.none(), st.integers(0, 255)),
+    value=st.integers(0, 2**64 - 1),
+    pid=st.integers(1, 2**22),
+    tid=st.integers(1, 2**22),
+    pc=st.integers(0, 2**64 - 1),
+    insn=st.one_of(st.none(), st.text(max_size=30)),
+    time=st.floats(0, 4e9),
+    frames=st.lists(frames, max_size=4).map(tuple),
+    kind_from=st.sampled_from(["insn", "value"]),
+    mode=st.sampled_from([None, "user", "kernel"]),
+    comm=st.one_of(st.none(), st.text(max_size=8)),
+    extra=st.dictionaries(st.sampled_from(["cr3", "cpu"]), st.integers(0, 99), max_size=2),
+)
+
+
+@given(records)
+def test_decoder_agrees_with_record_from_json(record):
+    line = JsonLineEncoder().encode(record)
+    assert LogDecoder().decode(line) == record_from_json(json.loads(line))
+
+
+def test_decoder_takes_other_key_orders_and_reuses_frames():
+    doc = RECORDS[0].to_json()
+    shuffled = json.dumps(dict(reversed(list(doc.items()))))
+    decoder = LogDecoder()
+    assert decoder.decode(shuffled) == record_from_json(doc)
+    first = decoder.decode(json.dumps(doc))
+    again = decoder.decode(json.dumps(RECORDS[4].to_json() | {"seq": 9}))
+    assert first.frames is not again.frames or first.frames == again.frames
+    assert decoder.decode(json.dumps(doc)).frames is first.frames
+
+
+@pytest.mark.parametrize(
+    "line, why",
+    [
+        ('{"seq": 1, "kind": "read"', "not JSON"),
+        ('{"seq": 1, "frames": [], "kind_from": "insn"}', "missing key"),
+        ("[1, 2]", "malformed"),
+        ('{"seq": 1, "frames": [], "kind_from": "insn"} trailing', "not one JSON object"),
+    ],
+)
+def test_a_malformed_line_is_one_line_naming_its_number(tmp_path, capsys, line, why):
+    path = tmp_path / "bad.jsonl"
+    good = JsonLineEncoder().encode(RECORDS[0])
+    path.write_text(good + "\n" + line + "\n")
+    status, out, err = run_main(capsys, path)
+    assert status == 1 and out == ""
+    assert err.startswith(f"qznusnih report: {path}:3: malformed record") and why in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_missing_file_is_one_line_and_exit_1(tmp_path, capsys):
+    status, out, err = run_main(capsys, tmp_path / "none.jsonl")
+    assert (status, out) == (1, "")
+    assert err == f"qznusnih report: cannot read {tmp_path}/none.jsonl: No such file or directory\n"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "required: LOG.jsonl"),
+        (["x", "--kind", "both"], "invalid choice"),
+        (["x", "--since", "yesterday"], "--since: bad time 'yesterday'"),
+        (["x", "--func", "(", "--top", "2"], "is not a regular expression"),
+        (["x", "--top", "-1"], "not a count"),
+        (["x", "--style", "no-such-style"], "unknown style"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(capsys, argv, message):
+    status, out, err = run_main(capsys, *argv)
+    assert status == 2 and out == "" and message in err and err.count("\n") == 1
+
+
+def test_help_exits_0_and_documents_the_times(capsys):
+    status, out, _ = run_main(capsys, "--help")
+    assert status == 0
+    assert "+1.5" in out and "03:13:20.5" in out and "malformed" in out
+
+
+# ---------------------------------------------------------------- times and filters
+
+
+def test_time_bounds():
+    assert parse_time_bound("+1.5", T0) == T0 + 1.5
+    assert parse_time_bound("2026-11-26T03:13:20.5Z", T0) == pytest.approx(T0 - 0.123456 + 0.5)
+    assert parse_time_bound("2026-11-26T03:13:21", T0) == int(T0) + 1
+    assert parse_time_bound("03:13:22.25", T0) == pytest.approx(int(T0) + 2.25)
+    for bad in ["1.5", "+", "3:13:20", "2026-11-26 03:13:20", "+1e3"]:
+        with pytest.raises(UsageError):
+            parse_time_bound(bad, T0)
+
+
+@pytest.mark.parametrize(
+    "filters, seqs",
+    [
+        (Filters(), [1, 2, 3, 4, 5]),
+        (Filters(kind="read"), [2, 5]),
+        (Filters(tids=(101,)), [4, 5]),
+        (Filters(since="+1", until="+2.0"), [3, 4]),
+        (Filters(until="03:13:20.623456"), [1, 2]),
+        (Filters(func=re.compile(r"^via_b$")), [2, 3, 4]),
+        (Filters(kind="write", func=re.compile("ns::f<int")), [1, 3]),
+    ],
+)
+def test_filters(log, filters, seqs):
+    matches = filters.matcher(RECORDS[0].time)
+    assert [r.seq for r in RECORDS if matches(r)] == seqs
+    built = build_report(log, filters)
+    assert built.records == 5 and built.summary.total == len(seqs)
+    assert built.summary.writes == sum(r.kind == "write" for r in RECORDS if r.seq in seqs)
+
+
+# ---------------------------------------------------------------- the report
+
+
+def test_sites_group_by_innermost_frame_with_source_and_keep_the_first_sample(log):
+    built = build_report(log)
+    writes = built.sites("write")
+    assert [(s.func, s.line, s.count) for s, _ in writes] == [
+        ("ns::f<int, std::less<int>>&", 7, 2),
+        ("via_b", 9, 1),
+    ]
+    assert writes[0][1].seq == 1, "the sample is the site's first record"
+    reads = built.sites("read")
+    assert [(s.func, s.count) for s, _ in reads] == [
+        ("ns::f<int, std::less<int>>&", 1),
+        ("via_b", 1),
+    ]
+    assert [s.func for s, _ in build_report(log, top=1).sites("read")] == [reads[0][0].func]
+
+
+def test_timeline_lists_only_value_changes_and_the_writers(log):
+    built = build_report(log)
+    assert [(c.seq, c.old, c.value) for c in built.changes] == [(1, 0, 1), (4, 1, 2)]
+    assert built.first_writer.seq == 1 and built.last_writer.seq == 4
+
+
+def test_a_write_without_old_value_compares_with_the_value_before(tmp_path):
+    records = [
+        make(1, "read", 5),
+        make(2, "write", 5, kind_from="value"),
+        make(3, "write", 6, kind_from="value"),
+    ]
+    built = build_report(write_log(tmp_path / "v.jsonl", records))
+    assert [(c.seq, c.old, c.value) for c in built.changes] == [(3, 5, 6)]
+
+
+def test_text_report(log, capsys):
+    status, out, _ = run_main(capsys, log, "--color", "never")
+    assert status == 0 and not ANSI.search(out)
+    assert "5 of 5 records" in out
+    assert "summary: 5 accesses: 2 reads, 3 writes" in out
+    assert "WRITE call sites (3 writes):" in out and "READ call sites (2 reads):" in out
+    assert "  1. ns::f<int, std::less<int>>& at prog.cc:7  2 (66.7%)" in out
+    assert "first writer:\n    [1] WRITE" in out and "last writer:\n    [4] WRITE" in out
+    assert "value changes: 2 of 3 writes" in out
+    assert "  [4] 03:13:22.123456  +2.000000 s  tid 101  0x01 → 0x02  via_b at prog.c:9" in out
+
+
+@pytest.mark.parametrize(
+    "argv, tty, environ, coloured",
+    [
+        (["--color", "always"], False, {"NO_COLOR": "1"}, True),
+        (["--color", "never"], True, {}, False),
+        ([], True, {"NO_COLOR": ""}, False),
+        ([], True, {}, True),
+        ([], False, {}, False),
+        (["--output", "FILE"], True, {}, False),
+    ],
+)
+def test_colour_follows_color_no_color_and_the_terminal(
+    log, tmp_path, argv, tty, environ, coloured
+):
+    class Out:
+        text = ""
+
+        def write(self, text):
+            self.text += text
+
+    out = Out()
+    target = tmp_path / "out.txt"
+    argv = [str(target) if a == "FILE" else a for a in argv]
+    report.run([log, *argv], out, out_is_tty=tty, environ=environ)
+    text = target.read_text() if "--output" in argv else out.text
+    assert bool(ANSI.search(text)) is coloured
+    assert "value changes" in text
+
+
+def test_json_report(log, capsys):
+    status, out, _ = run_main(capsys, log, "--format", "json", "--kind", "write")
+    doc = json.loads(out)
+    assert status == 0 and (doc["records"], doc["matched"]) == (5, 3)
+    assert doc["filters"] == "--kind write"
+    assert doc["summary"]["writes"] == 3 and doc["summary"]["reads"] == 0
+    assert [s["count"] for s in doc["sites"]["write"]] == [2, 1]
+    assert doc["sites"]["write"][0]["sample"]["seq"] == 1
+    assert doc["first_writer"]["seq"] == 1 and doc["last_writer"]["seq"] == 4
+    assert [c["seq"] for c in doc["changes"]] == [1, 4]
+
+
+def test_an_empty_log_gives_an_empty_report(tmp_path, capsys):
+    path = tmp_path / "empty.jsonl"
+    path.write_text("\n")
+    status, out, _ = run_main(capsys, path)
+    assert status == 0 and "0 of 0 records" in out and "value changes: 0 of 0 writes" in out
+
+
+# ---------------------------------------------------------------- HTML
+
+
+def test_html_is_self_contained_and_escapes_the_log(log, tmp_path):
+    html_path = tmp_path / "w.html"
+    report.write_html_report(log, str(html_path))
+    page = html_path.read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert not re.search(r"https?:|src=|href=|@import|url\(|<script|<link", page, re.I)
+    assert "ns::f<int" not in page and "ns::f&lt;int, std::less&lt;int&gt;&gt;&amp;" in page
+    for section in ("summary", "reads", "writes", "writers", "timeline"):
+        assert f'id="{section}"' in page
+    assert 'id="total-reads">2<' in page and 'id="total-writes">3<' in page
+    assert page.count('<tr class="change">') == 2
+    assert ".hl .nf" in page, "the pygments style is inlined"
+
+
+def test_html_with_a_style_and_to_stdout(log, capsys):
+    status, out, _ = run_main(capsys, log, "--format", "html", "--style", "monokai")
+    assert status == 0 and out.startswith("<!DOCTYPE html>") and "#272822" in out
+
+
+def test_write_html_report_to_a_bad_path_is_one_line(log, tmp_path):
+    with pytest.raises(report.ReportError, match=r"^cannot write .*/no/dir/w.html: No such file"):
+        report.write_html_report(log, str(tmp_path / "no" / "dir" / "w.html"))
