@@ -1,0 +1,90 @@
+"""Fixtures for the report tests: logs recorded by a real gdb on real programs, chromium.
+
+The `browser` marker is for tests that need headless chromium.  They skip when it is missing,
+except under CI=true, where they fail: CI must install it (scripts/setup.sh --dev).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, gdb_base_command, quiet_env
+
+ARTIFACTS = Path(os.environ.get("QZN_ARTIFACTS", REPO / "artifacts"))  # gitignored
+_kept: list[Path] = []
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "browser: renders a page in headless chromium")
+
+
+def pytest_terminal_summary(terminalreporter):
+    for path in _kept:
+        terminalreporter.write_line(f"report artifact: {path}")
+
+
+def keep_artifact(path: Path) -> Path:
+    """Note `path` for the end-of-run summary (and print it for `-s` runs)."""
+    _kept.append(path)
+    print(f"report artifact: {path}")
+    return path
+
+
+class RecordedLog:
+    """A PREFIX.jsonl written by qzn-watch, and its records as parsed JSON."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.docs = [json.loads(line) for line in path.read_text().splitlines()]
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+def record_log(program: Path, prefix: Path, stop_at: str, expression: str) -> RecordedLog:
+    """Run `program` under a real gdb, watch `expression` from `stop_at` on, log to `prefix`."""
+    watch = f"qzn-watch --quiet --color never --log {prefix} {expression}"
+    cmd = gdb_base_command() + ["-ex", f"tbreak {stop_at}", "-ex", "run", "-ex", watch]
+    result = subprocess.run(
+        cmd + [str(program)], capture_output=True, text=True, env=quiet_env(), timeout=120
+    )
+    jsonl = prefix.with_suffix(".jsonl")
+    assert jsonl.exists() and "Traceback" not in result.stderr, result.stdout + result.stderr
+    return RecordedLog(jsonl)
+
+
+@pytest.fixture(scope="session")
+def mix_log(build_c, tmp_path_factory) -> RecordedLog:
+    """tests/c/mix.c: 19 accesses of all kinds from two threads."""
+    prefix = tmp_path_factory.mktemp("mixlog") / "mix"
+    log = record_log(build_c("mix"), prefix, "ready", "&area[11]")
+    assert len(log.docs) == 19, log.docs
+    return log
+
+
+@pytest.fixture(scope="session")
+def callers_log(build_c, tmp_path_factory) -> RecordedLog:
+    """tests/c/callers.c: 20 stores by touch(), reached through via_a and via_b in turn."""
+    prefix = tmp_path_factory.mktemp("callerslog") / "callers"
+    log = record_log(build_c("callers"), prefix, "main", "&the_data")
+    assert len(log.docs) == 20, log.docs
+    return log
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The headless browser's path; skip without it, or fail under CI=true."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    message = "chromium is missing: install it with 'apt-get install chromium'"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
