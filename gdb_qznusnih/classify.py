@@ -145,13 +145,21 @@ def parse_instruction(text: str) -> Instruction | None:
     return Instruction(text, tuple(words[:i]), mnemonic, tuple(operands))
 
 
+def _number(text: str) -> int:
+    """gdb's numbers: hex with 0x, else decimal (which may have leading zeros)."""
+    negative = text.startswith("-")
+    digits = text.lstrip("-")
+    value = int(digits, 16) if digits.lower().startswith("0x") else int(digits, 10)
+    return -value if negative else value
+
+
 def parse_mem_operand(operand: str) -> MemOperand | None:
     """Parse `%fs:0x28`, `-0x10(%rbp)`, `0x0(,%rax,8)`, `*0x8(%rax)`, `(%rdi){%k1}`."""
     op = _DECORATION_RE.sub("", operand.strip().lower().lstrip("*"))
     m = _MEM_RE.fullmatch(op)
     if not m or not (m["disp"] or m["paren"]):
         return None
-    disp = int(m["disp"], 0) if m["disp"] else 0
+    disp = _number(m["disp"]) if m["disp"] else 0
     return MemOperand(
         m["seg"],
         disp,
@@ -298,7 +306,7 @@ def _stack_access(insn: Instruction, base: str, word: int, slot: int) -> Access 
     size = slot * 2 if base in ("lcall", "lret") else slot  # far: offset and selector
     offset = -size if kind == READ else 0
     if base == "ret" and insn.operands and _IMM_RE.fullmatch(insn.operands[0]):
-        offset -= int(insn.operands[0][1:], 0)  # ret $imm releases imm more bytes
+        offset -= _number(insn.operands[0][1:])  # ret $imm releases imm more bytes
     return Access(kind, "stack", sp, size, offset)
 
 

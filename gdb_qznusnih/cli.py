@@ -32,6 +32,7 @@ from gdb_qznusnih.options import (
     watch_options_to_argv,
 )
 from gdb_qznusnih.ptrace_cleanup import CleanupError, clear_debug_registers
+from gdb_qznusnih.status_line import STATUS_FD_ENV
 
 PROG = "qznusnih"
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -370,6 +371,14 @@ def _write_stderr(text: str) -> None:
 # ---------------------------------------------------------------- supervision
 
 
+def _status_terminal(pipe_stderr: bool) -> tuple[tuple[int, ...], dict | None]:
+    """Hand gdb our terminal for the live status line, since its stderr is a pipe."""
+    if not pipe_stderr or not sys.stderr.isatty():
+        return (), None
+    fd = os.dup(sys.stderr.fileno())
+    return (fd,), dict(os.environ, **{STATUS_FD_ENV: str(fd)})
+
+
 class Supervisor:
     """Runs gdb in its own session and turns our stop signals into one SIGINT for it."""
 
@@ -421,12 +430,15 @@ class Supervisor:
         try:
             if self.stop_signal is not None:
                 return EXIT_OK  # stopped before gdb started: nothing was touched
+            status_fds, env = _status_terminal(self.pipe_stderr)
             try:
                 self.proc = subprocess.Popen(
                     self.argv,
                     stdin=self.stdin,
                     start_new_session=True,
                     stderr=subprocess.PIPE if self.pipe_stderr else None,
+                    pass_fds=status_fds,
+                    env=env,
                 )
             except OSError as error:
                 raise LauncherError(f"cannot start {self.argv[0]}: {error.strerror}") from None

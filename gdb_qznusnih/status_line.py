@@ -14,6 +14,17 @@ import time
 from .record import WRITE, Record
 from .sinks import write_all
 
+# The launcher pipes gdb's stderr, so it passes its terminal as this fd instead.
+STATUS_FD_ENV = "QZNUSNIH_STATUS_FD"
+
+
+def status_fd(environ) -> int:
+    """The fd for the status line: the launcher's terminal, else stderr."""
+    try:
+        return int(environ.get(STATUS_FD_ENV, "2"))
+    except ValueError:
+        return 2
+
 
 class StatusLine:
     """Live counts on `fd` (stderr); does nothing unless `fd` is a terminal."""
@@ -21,7 +32,7 @@ class StatusLine:
     def __init__(self, fd: int = 2, interval: float = 0.25, enabled: bool | None = None) -> None:
         self.fd = fd
         self.interval = interval
-        self.enabled = os.isatty(fd) if enabled is None else enabled
+        self.enabled = _is_terminal(fd) if enabled is None else enabled
         self.visible = False
         self.reads = 0
         self.writes = 0
@@ -69,3 +80,10 @@ class StatusLine:
             write_all(out_fd, text.encode("utf-8", "replace"))
 
         return write
+
+
+def _is_terminal(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False

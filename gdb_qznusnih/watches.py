@@ -14,7 +14,7 @@ from .options import WatchOptions
 from .render import check_style, resolve_color
 from .session import WatchSession, write_out
 from .sinks import LogSinks, SinkError, write_all
-from .status_line import StatusLine
+from .status_line import StatusLine, status_fd
 
 
 class WatchRegistry:
@@ -35,7 +35,8 @@ class WatchRegistry:
         target.check_address(address, opts.length, whole_system)
         if not whole_system:
             self._check_capacity(address, opts.length)
-        status = StatusLine(enabled=in_batch_mode() and os.isatty(2))
+        fd = status_fd(os.environ)
+        status = StatusLine(fd, enabled=in_batch_mode() and os.isatty(fd))
         try:
             check_style(opts.style)
             sinks = LogSinks(
