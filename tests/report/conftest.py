@@ -29,11 +29,19 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"report artifact: {path}")
 
 
-def keep_artifact(path: Path) -> Path:
-    """Note `path` for the end-of-run summary (and print it for `-s` runs)."""
-    _kept.append(path)
-    print(f"report artifact: {path}")
-    return path
+@pytest.fixture
+def artifact():
+    """artifact("name.png") -> a fresh path under artifacts/, listed at the end of the run."""
+
+    def path_for(name: str) -> Path:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / name
+        path.unlink(missing_ok=True)
+        _kept.append(path)
+        print(f"report artifact: {path}")
+        return path
+
+    return path_for
 
 
 class RecordedLog:
