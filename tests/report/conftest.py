@@ -67,22 +67,22 @@ def record_log(program: Path, prefix: Path, stop_at: str, expression: str) -> Re
     return RecordedLog(jsonl)
 
 
+def _recorded(build_c, tmp_path_factory, name, stop_at, expression, count) -> RecordedLog:
+    log = record_log(build_c(name), tmp_path_factory.mktemp(name) / name, stop_at, expression)
+    assert len(log.docs) == count, log.docs
+    return log
+
+
 @pytest.fixture(scope="session")
 def mix_log(build_c, tmp_path_factory) -> RecordedLog:
     """tests/c/mix.c: 19 accesses of all kinds from two threads."""
-    prefix = tmp_path_factory.mktemp("mixlog") / "mix"
-    log = record_log(build_c("mix"), prefix, "ready", "&area[11]")
-    assert len(log.docs) == 19, log.docs
-    return log
+    return _recorded(build_c, tmp_path_factory, "mix", "ready", "&area[11]", 19)
 
 
 @pytest.fixture(scope="session")
 def callers_log(build_c, tmp_path_factory) -> RecordedLog:
     """tests/c/callers.c: 20 stores by touch(), reached through via_a and via_b in turn."""
-    prefix = tmp_path_factory.mktemp("callerslog") / "callers"
-    log = record_log(build_c("callers"), prefix, "main", "&the_data")
-    assert len(log.docs) == 20, log.docs
-    return log
+    return _recorded(build_c, tmp_path_factory, "callers", "main", "&the_data", 20)
 
 
 @pytest.fixture(scope="session")

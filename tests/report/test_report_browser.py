@@ -101,7 +101,7 @@ def test_the_html_report_renders_in_chromium(chromium, mix_log, tmp_path, artifa
     assert re.search(r"19 of 19 records", dom.text["log"])
 
     shot = artifact("report-mix.png")
-    args = ["--hide-scrollbars", f"--screenshot={shot}", "--window-size=1280,2000"]
+    args = ["--hide-scrollbars", f"--screenshot={shot}", "--window-size=1280,3200"]
     result = chromium_run(chromium, *args, html_path.as_uri())
     assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
