@@ -311,3 +311,16 @@ def test_html_with_a_style_and_to_stdout(log, capsys):
 def test_write_html_report_to_a_bad_path_is_one_line(log, tmp_path):
     with pytest.raises(report.ReportError, match=r"^cannot write .*/no/dir/w.html: No such file"):
         report.write_html_report(log, str(tmp_path / "no" / "dir" / "w.html"))
+
+
+def test_whole_system_modes_in_text_and_html(tmp_path, capsys):
+    records = [
+        make(1, "write", 1, old=0, mode="kernel", comm="cat"),
+        make(2, "read", 1, mode="user", comm="cat"),
+        make(3, "read", 1, mode="user", comm="cat"),
+    ]
+    log = write_log(tmp_path / "qemu.jsonl", records)
+    status, out, _ = run_main(capsys, log)
+    assert status == 0 and "  by mode: kernel 1, user 2" in out
+    status, out, _ = run_main(capsys, log, "--format", "html")
+    assert '<table id="modes">' in out and "<th>kernel</th><td class='num'>1</td>" in out
