@@ -60,6 +60,8 @@ class WatchCommand(gdb.Command):
             raise _one_line(error) from None
         if self.registry.wants_monitoring():
             self.registry.monitor(session)
+            if session.sink_error:
+                raise gdb.GdbError(session.sink_error)
 
 
 class UnwatchCommand(gdb.Command):

@@ -86,8 +86,8 @@ class WatchRegistry:
         session.status.clear()
         session.remove()
         write_out(session.summary.format(session.sinks.colorizer))
-        if session.sink_error:
-            _note(f"error: {session.sink_error}")
+        if session.sink_error and not in_batch_mode():
+            _note(f"error: {session.sink_error}")  # in batch, qzn-watch fails with it
         _note(f"watch {session.number} ended: {session.finish_reason}")
 
     def end_all(self, reason: str) -> None:

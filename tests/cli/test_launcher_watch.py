@@ -118,6 +118,9 @@ def test_sigkill_of_gdb_clears_the_debug_registers(start_tester, tmp_path):
     assert "killed by SIGKILL" in lines[0]
     assert f"cleared the hardware watchpoints of process {tester.pid}" in lines[0]
     assert_tester_completed(tester, rounds)
+    # Every record logged before the kill is whole: the first round's write and read.
+    records = [json.loads(line) for line in prefix.with_suffix(".jsonl").read_text().splitlines()]
+    assert [(r["seq"], r["kind"]) for r in records] == [(1, "write"), (2, "read")]
 
 
 # Without the launcher: plain gdb with an armed access watchpoint, killed with SIGKILL.

@@ -1,0 +1,87 @@
+"""Nothing is lost and the target survives: exact accounting, a full log disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import quiet_env
+from tests.gdb.test_attach import (
+    attach_command,
+    read_jsonl,
+    tester,  # noqa: F401 (fixture)
+)
+
+pytestmark = pytest.mark.gdb
+
+
+def watch_tester(tester, tmp_path, *tester_args, extra=()):  # noqa: F811
+    t = tester(*tester_args)
+    prefix = tmp_path / "w"
+    gdb = subprocess.run(
+        attach_command(t.pid, "--log", str(prefix), "--quiet", *extra, t.address),
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+        timeout=300,
+    )
+    return t, t.finish(timeout=300), gdb, prefix
+
+
+@pytest.mark.parametrize("rounds", [1, 8, 64])
+def test_log_matches_the_testers_own_count(tester, tmp_path, rounds):  # noqa: F811
+    t, out, gdb, prefix = watch_tester(tester, tmp_path, "--rounds", str(rounds))
+    assert f"tester: {rounds} writes, {rounds} reads" in out
+    records = read_jsonl(prefix.with_suffix(".jsonl"))
+    assert sum(r["kind"] == "write" for r in records) == rounds
+    assert sum(r["kind"] == "read" for r in records) == rounds
+    assert f"summary: {2 * rounds:,} accesses" in gdb.stdout
+
+
+def test_soak_60_seconds_loses_nothing(tester, tmp_path):  # noqa: F811
+    """A minute of steady hits: the log still matches the tester's count exactly."""
+    start = time.monotonic()
+    t, out, gdb, prefix = watch_tester(tester, tmp_path, "--rounds", "60000", "--interval-ms", "1")
+    assert time.monotonic() - start >= 60
+    writes = int(out.split("tester: ")[1].split()[0])
+    records = read_jsonl(prefix.with_suffix(".jsonl"))
+    assert writes == 60000
+    assert sum(r["kind"] == "write" for r in records) == writes
+    assert sum(r["kind"] == "read" for r in records) == writes
+    print(f"soak: {len(records)} records in {time.monotonic() - start:.1f} s")
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)])
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)])
+
+
+def test_full_log_disk_is_one_line_and_the_target_lives(tester, tiny_disk):  # noqa: F811
+    t = tester("--rounds", "3000")
+    prefix = tiny_disk / "w"
+    gdb = subprocess.run(
+        attach_command(t.pid, "--log", str(prefix), "--quiet", t.address),
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+        timeout=300,
+    )
+    out = t.finish()
+    assert gdb.returncode == 1
+    assert "Traceback" not in gdb.stderr
+    errors = [line for line in gdb.stderr.splitlines() if "No space left on device" in line]
+    assert len(errors) == 1, gdb.stderr
+    assert "tester: 3000 writes, 3000 reads" in out, "the target runs on after the error"
+    for line in prefix.with_suffix(".jsonl").read_text().splitlines():
+        json.loads(line)  # whole lines only
+    assert os.path.getsize(prefix.with_suffix(".jsonl")) > 0
