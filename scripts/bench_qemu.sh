@@ -1,11 +1,12 @@
 #!/bin/bash
-# Cost per hit in whole-system mode, measured by the guest itself: the tester runs
-# ROUNDS rounds of 4 watched accesses (user write, user read, kernel write, kernel
-# read) and times them; each run below watches them differently.
+# Cost per hit in whole-system mode: the tester runs ROUNDS rounds of 4 watched
+# accesses (user write, user read, kernel write, kernel read); the host times each
+# run from arming the watch to the tester's exit (the guest's own clock stops while
+# gdb holds the machine, so it cannot tell); each run watches differently.
 #
 # Usage: scripts/bench_qemu.sh [--arch x86_64|i386] [--rounds N]
 #
-#   unwatched   no watch: the guest's own speed under TCG
+#   unwatched   no watch: the guest's own speed under TCG (its own clock)
 #   floor       a watchpoint whose stop() returns False at once: gdb + gdbstub cost
 #   context     ... plus KernelView.hit_context() (mode, pid, comm, --pid filter)
 #   probe       ... plus gdb's kernel frames, cut at the entry, and the user frames
@@ -24,15 +25,13 @@ done
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 
-report() {  # NAME
-    local name="$1" log="$TMP/$1.console" line
-    line="$(grep -o 'bench: [0-9]* rounds, [0-9]* hits in [0-9.]* s' "$log" | tail -1 || true)"
-    if [ -z "$line" ]; then
-        printf '%-10s failed (see %s)\n' "$name" "$TMP/$name.out"
+report() {  # NAME SECONDS
+    local name="$1" seconds="$2" hits=$((ROUNDS * 4 + 6))
+    if [ -z "$seconds" ]; then
+        printf '%-10s failed\n' "$name"
         return
     fi
-    set -- $line
-    awk -v n="$name" -v hits="$4" -v s="$7" \
+    awk -v n="$name" -v hits="$hits" -v s="$seconds" \
         'BEGIN { printf "%-10s %6d hits in %7.3f s: %7.3f ms per hit\n", n, hits, s, s * 1000 / hits }'
 }
 
@@ -41,7 +40,7 @@ run() {  # NAME [run_qemu_gdb.sh args...]
     shift
     "$HERE/run_qemu_gdb.sh" --arch "$ARCH" --batch --timeout 1800 --serial-log "$TMP/$name.console" \
         --append "qzn_rounds=$ROUNDS" "$@" >"$TMP/$name.out" 2>&1 || true
-    report "$name"
+    report "$name" "$(sed -n 's/.*exited \([0-9.]*\) s after arming.*/\1/p' "$TMP/$name.out" | tail -1)"
 }
 
 unwatched() {
@@ -51,7 +50,7 @@ unwatched() {
         -accel tcg -no-reboot -kernel "$guest/bzImage" -initrd "$guest/initramfs.cpio.gz" \
         -append "console=ttyS0 nokaslr panic=-1 qzn_rounds=$ROUNDS" \
         -serial "file:$TMP/unwatched.console" </dev/null >/dev/null 2>&1 || true
-    report unwatched
+    report unwatched "$(sed -n 's/.*bench: .* hits in \([0-9.]*\) s.*/\1/p' "$TMP/unwatched.console")"
 }
 
 echo "bench_qemu.sh: $ARCH, $ROUNDS rounds of 4 hits"

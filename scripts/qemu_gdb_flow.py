@@ -135,6 +135,7 @@ class ProbeWatch(gdb.Breakpoint):
         context = self.view.hit_context()
         if self.work == "context":  # the floor plus hit_context()
             self.kept += context is not None
+            self.seconds += time.perf_counter() - started
             return False
         if context is None:
             self.seconds += time.perf_counter() - started
@@ -204,8 +205,20 @@ class ProbeWatch(gdb.Breakpoint):
                 frame.name()
                 frame, depth = frame.older(), depth + 1
 
+        def fresh(call):
+            def run():
+                gdb.invalidate_cached_frames()
+                call()
+
+            return run
+
         return {
             "hit_context": timed(self.view.hit_context),
+            "invalidate_only": timed(gdb.invalidate_cached_frames),
+            "fresh_newest_frame": timed(fresh(gdb.newest_frame)),
+            "fresh_eval_cs": timed(fresh(lambda: int(gdb.parse_and_eval("$cs")))),
+            "fresh_hit_context": timed(fresh(self.view.hit_context)),
+            "fresh_frame_pc": timed(fresh(lambda: gdb.newest_frame().pc())),
             "kernel_frames": timed(walk),
             "user_frames": timed(lambda: self.view.user_frames(self.depth, context)),
             "stitched": timed(lambda: self.view.stitch(self._gdb_frames(), self.depth, context)),
@@ -309,8 +322,12 @@ def main() -> None:
     if go:
         gdb.execute(f"set var {go} = 1")
     # Without kernel symbols (cr3 mode) the space of the program, stopped here, is learned.
-    exit_point = KernelView.detect(ready.pid, None).break_on_exit()
+    ended: list[float] = []
+    exit_point = KernelView.detect(ready.pid, None).break_on_exit(
+        lambda: ended.append(time.monotonic())
+    )
     probe = None
+    armed_at = time.monotonic()
     if watcher == "probe":
         address = int(gdb.parse_and_eval(expression))
         probe = ProbeWatch(
@@ -336,7 +353,7 @@ def main() -> None:
         probe.delete()
     if exit_point is not None:
         if exit_point.hit:
-            note(f"pid {ready.pid} exited")
+            note(f"pid {ready.pid} exited {ended[0] - armed_at:.3f} s after arming")
         exit_point.delete()
     if batch and gdb.selected_inferior().pid != 0:
         if watcher == "qzn":
