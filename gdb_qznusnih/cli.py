@@ -54,6 +54,7 @@ examples:
   qznusnih watch 55d0c3a0b04b 4242 --log /tmp/w --count 100
   qznusnih watch '&counter' 4242 --access w --len 4
   qznusnih run --watch '&counter' -- ./myprog arg1 arg2
+  qznusnih report /tmp/w.jsonl --format html --output /tmp/w.html
   echo "$(qznusnih gdbinit)" >> ~/.gdbinit     then 'qzn-watch ADDR' inside gdb
 
 ADDR is a hex address (0x optional, as in the original) or any gdb expression giving an
@@ -130,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "gdbinit", help="print the lines for ~/.gdbinit for this installed copy", allow_abbrev=False
     )
+    # Listed for --help only: main() hands `report` to report.main with its own parser.
+    commands.add_parser("report", help="summarise a PREFIX.jsonl log (text, JSON or HTML)")
     return parser
 
 
@@ -538,6 +541,10 @@ def _gdbinit() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["report"]:
+        from gdb_qznusnih import report  # only this subcommand needs it
+
+        return report.main(argv[1:])
     try:
         request = parse_request(argv)
     except OptionError as error:

@@ -12,6 +12,7 @@ from . import target
 from .monitor import in_batch_mode, run_until_done
 from .options import WatchOptions
 from .render import check_style, resolve_color
+from .report import ReportError, write_html_report
 from .session import WatchSession, write_out
 from .sinks import LogSinks, SinkError, write_all
 from .status_line import StatusLine, status_fd
@@ -85,10 +86,13 @@ class WatchRegistry:
         session.summary.end = time.time()
         session.status.clear()
         session.remove()
+        html = _write_html_report(session)
         write_out(session.summary.format(session.sinks.colorizer))
         if session.sink_error and not in_batch_mode():
             _note(f"error: {session.sink_error}")  # in batch, qzn-watch fails with it
         _note(f"watch {session.number} ended: {session.finish_reason}")
+        if html:
+            _note(f"report: {html}")
 
     def end_all(self, reason: str) -> None:
         for session in list(self.sessions.values()):
@@ -151,6 +155,19 @@ class WatchRegistry:
     def _on_exit(self, event) -> None:
         code = getattr(event, "exit_code", None)
         self.end_all("target exited" + (f" with code {code}" if code is not None else ""))
+
+
+def _write_html_report(session: WatchSession) -> str | None:
+    """PREFIX.html from the finished log, when there is one; its path."""
+    if not session.opts.log or session.sink_error:
+        return None
+    html = session.opts.log + ".html"
+    try:
+        write_html_report(session.opts.log + ".jsonl", html, style=session.opts.style)
+    except ReportError as error:
+        _note(f"no HTML report: {error}")
+        return None
+    return html
 
 
 def _kernel_view(opts: WatchOptions):
