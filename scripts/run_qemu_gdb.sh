@@ -44,6 +44,7 @@
 #   --kvm                  use KVM instead of TCG: faster, but only 4 watchpoints and no
 #                          read-only ones; it does not work inside these VMs
 #   --qemu-arg ARG         pass ARG to QEMU (repeatable)
+#   --gdb-ex CMD           run gdb command CMD after connecting, before the flow (repeatable)
 #   -h, --help
 # Words after `--` go to qzn-watch (e.g. -- --count 10 --log /tmp/guest).
 set -euo pipefail
@@ -56,7 +57,7 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 ARCH="" KERNEL="" INITRD="" ROOTFS="" VMLINUX="" YOCTO="" MACHINE="" APPEND=""
 SYMBOLS="" COMM="" READY=qzn_ready WATCH='&qzn_byte' GO=qzn_go FLOW=1
 KSYMS=1 BATCH=0 WATCHER=qzn PROBE_LOG="" SERIAL_LOG="" PORT="" TIMEOUT=600 ACCEL=tcg
-QEMU_EXTRA=() WATCH_OPTS=()
+QEMU_EXTRA=() WATCH_OPTS=() GDB_EXTRA=()
 need() { [ $# -ge 2 ] || die "$1 needs a value (see --help)"; }
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -83,6 +84,7 @@ while [ $# -gt 0 ]; do
         --timeout) need "$@"; TIMEOUT="$2"; shift 2 ;;
         --kvm) ACCEL=kvm; shift ;;
         --qemu-arg) need "$@"; QEMU_EXTRA+=("$2"); shift 2 ;;
+        --gdb-ex) need "$@"; GDB_EXTRA+=(-ex "$2"); shift 2 ;;
         -h|--help) usage; exit 0 ;;
         --) shift; WATCH_OPTS=("$@"); break ;;
         *) die "unknown argument '$1' (see --help)" ;;
@@ -208,7 +210,7 @@ export QZN_WATCHER="$WATCHER" QZN_PROBE_LOG="$PROBE_LOG" QZN_SYMBOLS="$SYMBOLS"
 QZN_WATCH_OPTS=""
 [ ${#WATCH_OPTS[@]} = 0 ] || QZN_WATCH_OPTS="$(printf '%q ' "${WATCH_OPTS[@]}")"
 export QZN_WATCH_OPTS
-GDB_ARGS+=(-x "$HERE/qemu_gdb_flow.py")
+GDB_ARGS+=("${GDB_EXTRA[@]}" -x "$HERE/qemu_gdb_flow.py")
 echo "run_qemu_gdb.sh: $QEMU ($ACCEL) on port $PORT, kernel $KERNEL, symbols $VMLINUX" >&2
 status=0
 if [ "$BATCH" = 1 ]; then
