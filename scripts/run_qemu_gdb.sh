@@ -43,6 +43,7 @@
 #   --timeout SECONDS      batch: give up after SECONDS (default 600)
 #   --kvm                  use KVM instead of TCG: faster, but only 4 watchpoints and no
 #                          read-only ones; it does not work inside these VMs
+#   --smp N                virtual CPUs (default 1)
 #   --qemu-arg ARG         pass ARG to QEMU (repeatable)
 #   --gdb-ex CMD           run gdb command CMD after connecting, before the flow (repeatable)
 #   -h, --help
@@ -56,7 +57,7 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 ARCH="" KERNEL="" INITRD="" ROOTFS="" VMLINUX="" YOCTO="" MACHINE="" APPEND=""
 SYMBOLS="" COMM="" READY=qzn_ready WATCH='&qzn_byte' GO=qzn_go FLOW=1
-KSYMS=1 BATCH=0 WATCHER=qzn PROBE_LOG="" SERIAL_LOG="" PORT="" TIMEOUT=600 ACCEL=tcg
+KSYMS=1 SMP=1 BATCH=0 WATCHER=qzn PROBE_LOG="" SERIAL_LOG="" PORT="" TIMEOUT=600 ACCEL=tcg
 QEMU_EXTRA=() WATCH_OPTS=() GDB_EXTRA=()
 need() { [ $# -ge 2 ] || die "$1 needs a value (see --help)"; }
 while [ $# -gt 0 ]; do
@@ -83,6 +84,7 @@ while [ $# -gt 0 ]; do
         --port) need "$@"; PORT="$2"; shift 2 ;;
         --timeout) need "$@"; TIMEOUT="$2"; shift 2 ;;
         --kvm) ACCEL=kvm; shift ;;
+        --smp) need "$@"; SMP="$2"; shift 2 ;;
         --qemu-arg) need "$@"; QEMU_EXTRA+=("$2"); shift 2 ;;
         --gdb-ex) need "$@"; GDB_EXTRA+=(-ex "$2"); shift 2 ;;
         -h|--help) usage; exit 0 ;;
@@ -166,7 +168,7 @@ trap 'exit 143' TERM
 
 if [ -z "$SERIAL_LOG" ] && [ "$BATCH" = 1 ]; then SERIAL_LOG="$TMP/console.log"; fi
 CMDLINE="console=ttyS0 nokaslr panic=-1 qzn_wait=0 $APPEND"
-QEMU_ARGS=(-nodefaults -no-user-config -nographic -monitor none -m 256M -smp 1
+QEMU_ARGS=(-nodefaults -no-user-config -nographic -monitor none -m 256M -smp "$SMP"
            -accel "$ACCEL" -kernel "$KERNEL" -no-reboot -S -gdb "tcp:127.0.0.1:$PORT")
 [ -z "$INITRD" ] || QEMU_ARGS+=(-initrd "$INITRD")
 if [ -n "$ROOTFS" ]; then
