@@ -15,6 +15,7 @@ from __future__ import annotations
 import gdb
 
 from .record import Frame
+from .target import register
 
 # Stacks deeper than this are always walked.
 _MAX_SNAPSHOT = 64 * 1024
@@ -37,13 +38,13 @@ class BacktraceCollector:
         self._frames.clear()
         self._stacks.clear()
 
-    def collect(self, frame: gdb.Frame, insn_pc: int) -> tuple[Frame, ...]:
-        """Frames from `frame` (the newest) outwards."""
+    def collect(self, insn_pc: int, trap_pc: int) -> tuple[Frame, ...]:
+        """Frames from the newest outwards."""
         if self.with_args:
-            return self._walk(frame, insn_pc)[0]
+            return self._walk(gdb.newest_frame(), insn_pc)[0]
         try:
-            sp = int(frame.read_register(self._sp))
-            key = (insn_pc, frame.pc(), sp, int(frame.read_register(self._fp)))
+            sp = register(self._sp)
+            key = (insn_pc, trap_pc, sp, register(self._fp))
             known = self._stacks.get(key)
             inferior = gdb.selected_inferior()
             if known is not None:
@@ -52,8 +53,8 @@ class BacktraceCollector:
                 if b"".join(stack[o : o + self._slot] for o in slots) == expected:
                     return frames
         except (gdb.error, gdb.MemoryError):
-            return self._walk(frame, insn_pc)[0]
-        frames, caller_sps = self._walk(frame, insn_pc)
+            return self._walk(gdb.newest_frame(), insn_pc)[0]
+        frames, caller_sps = self._walk(gdb.newest_frame(), insn_pc)
         slots = [caller_sp - sp - self._slot for caller_sp in caller_sps]
         size = caller_sps[-1] - sp if caller_sps else 0
         if all(o >= 0 for o in slots) and 0 < size <= _MAX_SNAPSHOT:

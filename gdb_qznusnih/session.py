@@ -71,7 +71,7 @@ class WatchSession:
         self.interrupted = False  # a SIGINT reached gdb during a hit
         self._deadline = time.monotonic() + opts.duration if opts.duration else None
         self._word = target.word_size()
-        self._regs_names = _register_names(self._word)
+        self._pc_name = "rip" if self._word == 8 else "eip"
         self._locator = InstructionLocator(gdb.selected_frame().architecture())
         self._backtrace = BacktraceCollector(opts.bt_depth, self._word, opts.args)
         self._decoded: dict[int, _Decoded] = {}
@@ -92,24 +92,25 @@ class WatchSession:
             if context is None:
                 return False
         self.hits += 1
-        frame = gdb.newest_frame()
-        pc = frame.pc()
+        # Registers through expressions: a gdb.Frame would make gdb compute the
+        # frame's id (its CFA), which is most of the cost of a hit.
+        pc = target.register(self._pc_name)
         decoded = self._decoded.get(pc)
         if decoded is None:
             decoded = self._decode(pc)
             self._decoded[pc] = decoded
         value = target.read_value(self.address, self.length)
-        insn_pc, text, kinds, kind_from = self._classify(pc, decoded, frame, value)
-        frames = self._backtrace.collect(frame, insn_pc)
+        insn_pc, text, kinds, kind_from = self._classify(pc, decoded, value)
+        frames = self._backtrace.collect(insn_pc, pc)
         if context is not None and context.mode == "kernel" and self.kernel is not None:
             frames = frames + _renumber(self.kernel.user_frames(self.opts.bt_depth), len(frames))
         self._emit(kinds, kind_from, value, insn_pc, text, frames, context)
         self._shadow = value
         return self._should_stop()
 
-    def _classify(self, pc, decoded, frame, value):
+    def _classify(self, pc, decoded, value):
         """(insn_pc, text, kinds, kind_from) for this hit."""
-        reg = _RegisterReader(frame, self._regs_names)
+        reg = _RegisterReader()
         if decoded.in_progress is not None:
             start, text, insn = decoded.in_progress
             if classify.string_access_near(insn, self.address, self.length, reg, self._word):
@@ -231,23 +232,14 @@ class WatchSession:
 class _RegisterReader:
     """reg(name) for the classifier; remembers whether it was needed."""
 
-    __slots__ = ("frame", "names", "used")
+    __slots__ = ("used",)
 
-    def __init__(self, frame: gdb.Frame, names: dict[str, str]) -> None:
-        self.frame = frame
-        self.names = names
+    def __init__(self) -> None:
         self.used = False
 
     def __call__(self, name: str) -> int:
         self.used = True
-        return int(self.frame.read_register(self.names.get(name, name))) & ((1 << 64) - 1)
-
-
-def _register_names(word: int) -> dict[str, str]:
-    """gdb's names for registers the classifier may ask for."""
-    if word == 8:
-        return {"rip": "pc"}
-    return {"eip": "pc", "rip": "pc"}
+        return target.register(name)
 
 
 def _tidy(text: str) -> str:

@@ -84,6 +84,11 @@ def _is_kernel_address(address: int) -> bool:
     return address >= 0xC000_0000
 
 
+def register(name: str) -> int:
+    """A register of the selected (newest) frame, unsigned, without making a gdb.Frame."""
+    return int(gdb.parse_and_eval("$" + name)) & 0xFFFF_FFFF_FFFF_FFFF
+
+
 def read_value(address: int, length: int) -> int:
     return int.from_bytes(gdb.selected_inferior().read_memory(address, length), "little")
 
