@@ -15,7 +15,7 @@ from __future__ import annotations
 import gdb
 
 from .record import Frame
-from .target import register
+from .target import function_block, register
 
 # Stacks deeper than this are always walked.
 _MAX_SNAPSHOT = 64 * 1024
@@ -117,12 +117,7 @@ class BacktraceCollector:
 
 
 def _function_name(pc: int) -> str | None:
-    try:
-        block = gdb.current_progspace().block_for_pc(pc)
-    except RuntimeError:
-        return None
-    while block is not None and block.function is None:
-        block = block.superblock
+    block = function_block(pc)
     return block.function.print_name if block is not None else None
 
 

@@ -14,6 +14,8 @@ from collections import Counter
 
 import gdb
 
+from .target import function_block
+
 # How far back to start decoding when the function start is unknown.
 _SWEEP_BYTES = 48
 # Functions longer than this are decoded from the sweep window instead.
@@ -98,10 +100,5 @@ class InstructionLocator:
 
 def _function_start(pc: int) -> int | None:
     """Start of the function holding pc, from debug info; None without it."""
-    try:
-        block = gdb.current_progspace().block_for_pc(pc)
-    except RuntimeError:
-        return None
-    while block is not None and block.function is None:
-        block = block.superblock
+    block = function_block(pc)
     return block.start if block is not None else None

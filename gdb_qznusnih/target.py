@@ -84,6 +84,17 @@ def _is_kernel_address(address: int) -> bool:
     return address >= 0xC000_0000
 
 
+def function_block(pc: int):
+    """The gdb.Block of the function holding pc, from debug info; None without it."""
+    try:
+        block = gdb.current_progspace().block_for_pc(pc)
+    except RuntimeError:
+        return None
+    while block is not None and block.function is None:
+        block = block.superblock
+    return block
+
+
 def register(name: str) -> int:
     """A register of the selected (newest) frame, unsigned, without making a gdb.Frame."""
     return int(gdb.parse_and_eval("$" + name)) & 0xFFFF_FFFF_FFFF_FFFF
