@@ -62,6 +62,17 @@ def attach_command(pid: int, *watch_args: str) -> list[str]:
     ]
 
 
+def run_attached(t: RunningTester, *watch_args: str, timeout: int = 300):
+    """gdb -p on the tester with `qzn-watch WATCH_ARGS ADDR`, to its end."""
+    return subprocess.run(
+        attach_command(t.pid, *watch_args, t.address),
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+        timeout=timeout,
+    )
+
+
 def read_jsonl(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -69,13 +80,7 @@ def read_jsonl(path) -> list[dict]:
 def test_batch_attach_logs_every_access_and_detaches(tester, tmp_path):
     t = tester("--rounds", "300")
     prefix = tmp_path / "attach"
-    gdb = subprocess.run(
-        attach_command(t.pid, "--log", str(prefix), "--quiet", t.address),
-        capture_output=True,
-        text=True,
-        env=quiet_env(),
-        timeout=120,
-    )
+    gdb = run_attached(t, "--log", str(prefix), "--quiet")
     out = t.finish()
     assert gdb.returncode == 0, gdb.stderr
     assert "Traceback" not in gdb.stderr
@@ -121,13 +126,7 @@ def test_signal_mid_run_detaches_and_the_target_finishes(tester, tmp_path, signu
 
 def test_count_stops_and_detaches_leaving_the_target_running(tester, tmp_path):
     t = tester("--rounds", "500")
-    gdb = subprocess.run(
-        attach_command(t.pid, "--count", "10", "--color", "never", t.address),
-        capture_output=True,
-        text=True,
-        env=quiet_env(),
-        timeout=120,
-    )
+    gdb = run_attached(t, "--count", "10", "--color", "never")
     out = t.finish()
     assert gdb.returncode == 0
     assert gdb.stdout.count("WRITE") + gdb.stdout.count("READ ") >= 10
@@ -138,13 +137,7 @@ def test_count_stops_and_detaches_leaving_the_target_running(tester, tmp_path):
 def test_duration_stops_an_idle_watch(tester, tmp_path):
     t = tester("--rounds", "3", "--interval-ms", "3000")
     start = time.monotonic()
-    gdb = subprocess.run(
-        attach_command(t.pid, "--duration", "1", "--quiet", t.address),
-        capture_output=True,
-        text=True,
-        env=quiet_env(),
-        timeout=120,
-    )
+    gdb = run_attached(t, "--duration", "1", "--quiet")
     assert gdb.returncode == 0, gdb.stderr
     assert "--duration 1s reached" in gdb.stderr
     assert time.monotonic() - start < 8

@@ -9,10 +9,9 @@ import time
 
 import pytest
 
-from tests.conftest import quiet_env
 from tests.gdb.test_attach import (
-    attach_command,
     read_jsonl,
+    run_attached,
     tester,  # noqa: F401 (fixture)
 )
 
@@ -22,13 +21,7 @@ pytestmark = pytest.mark.gdb
 def watch_tester(tester, tmp_path, *tester_args, extra=()):  # noqa: F811
     t = tester(*tester_args)
     prefix = tmp_path / "w"
-    gdb = subprocess.run(
-        attach_command(t.pid, "--log", str(prefix), "--quiet", *extra, t.address),
-        capture_output=True,
-        text=True,
-        env=quiet_env(),
-        timeout=300,
-    )
+    gdb = run_attached(t, "--log", str(prefix), "--quiet", *extra)
     return t, t.finish(timeout=300), gdb, prefix
 
 
@@ -69,13 +62,7 @@ def tiny_disk(tmp_path):
 def test_full_log_disk_is_one_line_and_the_target_lives(tester, tiny_disk):  # noqa: F811
     t = tester("--rounds", "3000")
     prefix = tiny_disk / "w"
-    gdb = subprocess.run(
-        attach_command(t.pid, "--log", str(prefix), "--quiet", t.address),
-        capture_output=True,
-        text=True,
-        env=quiet_env(),
-        timeout=300,
-    )
+    gdb = run_attached(t, "--log", str(prefix), "--quiet")
     out = t.finish()
     assert gdb.returncode == 1
     assert "Traceback" not in gdb.stderr
