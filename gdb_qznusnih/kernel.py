@@ -133,6 +133,7 @@ class KernelView:
         self._probe = probe
         self._word = kl.WORD_SIZE[arch]
         self._ptr_fmt = "<Q" if self._word == 8 else "<I"
+        self._address_mask = (1 << (8 * self._word)) - 1
         self._paging_on = False
         self._stack_layout: tuple[int, int] | None = None
         self._per_cpu_offsets: dict[int, int] = {}
@@ -308,7 +309,7 @@ class KernelView:
             if base is None:
                 return None
         else:
-            base = _register(source)
+            base = _register(source) & self._address_mask  # gdb shows it signed
         raw = self._read(base + probe.current_addr, self._word)
         if raw is None:
             return None
@@ -328,7 +329,7 @@ class KernelView:
 
     def _read(self, address: int, length: int) -> bytes | None:
         try:
-            return bytes(self._inferior.read_memory(address, length))
+            return bytes(self._inferior.read_memory(address & self._address_mask, length))
         except (gdb.MemoryError, gdb.error):
             return None
 
