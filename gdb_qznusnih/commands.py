@@ -35,7 +35,8 @@ class WatchCommand(gdb.Command):
           --color auto|always|never
           --count N              end the watch after N logged accesses
           --duration SECONDS     end the watch after SECONDS
-          --bt-depth N           frames per backtrace (default 16)
+          --bt-depth N           frames per backtrace (default 16; whole-system mode:
+                         N kernel frames, then N user frames)
           --args                 show function arguments in backtraces (slower)
           --stop                 stop the program after logging each hit
 

@@ -15,7 +15,7 @@ from . import classify, target
 from .backtrace import BacktraceCollector
 from .locate import InstructionLocator
 from .options import WatchOptions
-from .record import READ, Frame, Record
+from .record import READ, Record
 from .sinks import SinkError, write_all
 from .status_line import StatusLine
 from .summary import Summary
@@ -78,6 +78,12 @@ class WatchSession:
         self._static_kinds: dict[int, list[str] | None] = {}
         self._shadow = target.read_value(address, self.length)
         self.watchpoint = AccessWatchpoint(self, target.watch_spec(address, self.length))
+        # Whole-system mode: the machine runs on after the program, so watch for its exit.
+        self.exit_breakpoint = None
+        if kernel is not None:
+            self.exit_breakpoint = kernel.break_on_exit(
+                lambda: self.finish(f"process {kernel.want_pid} exited")
+            )
         self.sink_error: str | None = None
 
     # -- the hot path -------------------------------------------------------
@@ -102,8 +108,9 @@ class WatchSession:
         value = target.read_value(self.address, self.length)
         insn_pc, text, kinds, kind_from = self._classify(pc, decoded, value)
         frames = self._backtrace.collect(insn_pc, pc)
-        if context is not None and context.mode == "kernel" and self.kernel is not None:
-            frames = frames + _renumber(self.kernel.user_frames(self.opts.bt_depth), len(frames))
+        if context is not None and context.mode == "kernel":
+            # Kernel frames up to the system call entry, then up to as many user frames.
+            frames = tuple(self.kernel.stitch(frames, 2 * self.opts.bt_depth, context))
         self._emit(kinds, kind_from, value, insn_pc, text, frames, context)
         self._shadow = value
         return self._should_stop()
@@ -155,8 +162,9 @@ class WatchSession:
         mode = comm = None
         if context is not None:
             mode, comm = context.mode, context.comm
-            pid = context.pid if context.pid is not None else pid
-            tid = context.tid if context.tid is not None else tid
+            # Without kernel symbols (cr3 mode) the task is unknown: the wanted pid, if any.
+            pid = context.pid if context.pid is not None else self.kernel.want_pid
+            tid = context.tid if context.tid is not None else pid
         now = time.time()
         old = self._shadow
         for kind in kinds:
@@ -214,11 +222,16 @@ class WatchSession:
             self.finish_reason = reason
 
     def remove(self) -> None:
-        """Remove the hardware watchpoint and close the logs (idempotent)."""
-        if self.watchpoint is not None:
-            if self.watchpoint.is_valid():
-                self.watchpoint.delete()
-            self.watchpoint = None
+        """Remove the hardware watchpoint (and the exit breakpoint) and close the logs.
+
+        Idempotent.
+        """
+        for bp in (self.watchpoint, self.exit_breakpoint):
+            if bp is not None and bp.is_valid():
+                bp.delete()
+        self.watchpoint = self.exit_breakpoint = None
+        if self.kernel is not None:
+            self.kernel.close()
         self.sinks.close()
 
     @property
@@ -245,12 +258,6 @@ class _RegisterReader:
 def _tidy(text: str) -> str:
     """`movb   $0x1,(%rax)` -> `movb $0x1,(%rax)`; comments kept."""
     return " ".join(text.split())
-
-
-def _renumber(frames: list[Frame], first_level: int) -> tuple[Frame, ...]:
-    return tuple(
-        Frame(first_level + i, f.pc, f.func, f.file, f.line, f.args) for i, f in enumerate(frames)
-    )
 
 
 def write_out(text: str) -> None:

@@ -62,7 +62,8 @@ class WatchRegistry:
         self._next_number += 1
         self.sessions[number] = session
         self._connect()
-        _note(_armed_message(session, inferior.pid, kernel))
+        pid = kernel.want_pid if kernel is not None and kernel.want_pid else inferior.pid
+        _note(_armed_message(session, pid, kernel))
         return session
 
     def _check_capacity(self, address: int, length: int) -> None:

@@ -199,7 +199,8 @@ def test_batch_qzn_watch_logs_every_access_with_mode(guest, tmp_path):
     kernel_write = [f["func"] for f in records[3]["frames"]]
     assert "read_zero" in kernel_write and "fill_from_zero" in kernel_write, kernel_write
     kernel_read = [f["func"] for f in records[4]["frames"]]
-    assert "pipe_write" in kernel_read, kernel_read
+    assert "pipe_write" in kernel_read and "send_to_pipe" in kernel_read, kernel_read
+    assert kernel_read.index("pipe_write") < kernel_read.index("send_to_pipe")
 
 
 FAKE_QEMU = """#!/usr/bin/python3
