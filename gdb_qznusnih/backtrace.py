@@ -25,11 +25,13 @@ _MAX_STACKS = 4096
 class BacktraceCollector:
     """Collects up to `depth` frames; frame 0 is described by the accessing pc."""
 
-    def __init__(self, depth: int, word_size: int, with_args: bool = False) -> None:
+    def __init__(self, depth: int, word_size: int, with_args: bool = False, outermost=None) -> None:
         self.depth = depth
         self.with_args = with_args
+        # outermost(frame) -> True ends the walk there (e.g. at the kernel's entry).
+        self.outermost = outermost
         self._sp, self._fp = ("rsp", "rbp") if word_size == 8 else ("esp", "ebp")
-        self._slot = 2 * word_size  # a return address and the saved frame pointer below it
+        self._word = word_size
         self._frames: dict[tuple[int, int, int], Frame] = {}  # (level, pc, inline depth)
         # (insn pc, trap pc, sp, fp) -> (frames, bytes to read, slot offsets, slot contents)
         self._stacks: dict[tuple, tuple] = {}
@@ -43,35 +45,60 @@ class BacktraceCollector:
         if self.with_args:
             return self._walk(gdb.newest_frame(), insn_pc)[0]
         try:
-            sp = register(self._sp)
-            key = (insn_pc, trap_pc, sp, register(self._fp))
+            sp = register(self._sp, self._word)
+            key = (insn_pc, trap_pc, sp, register(self._fp, self._word))
             known = self._stacks.get(key)
             inferior = gdb.selected_inferior()
             if known is not None:
                 frames, size, slots, expected = known
                 stack = inferior.read_memory(sp, size).tobytes()
-                if b"".join(stack[o : o + self._slot] for o in slots) == expected:
+                if b"".join(stack[a:b] for a, b in slots) == expected:
                     return frames
         except (gdb.error, gdb.MemoryError):
             return self._walk(gdb.newest_frame(), insn_pc)[0]
-        frames, caller_sps = self._walk(gdb.newest_frame(), insn_pc)
-        slots = [caller_sp - sp - self._slot for caller_sp in caller_sps]
-        size = caller_sps[-1] - sp if caller_sps else 0
-        if all(o >= 0 for o in slots) and 0 < size <= _MAX_SNAPSHOT:
+        frames, callers = self._walk(gdb.newest_frame(), insn_pc)
+        size = callers[-1][0] - sp if callers else 0
+        if 0 < size <= _MAX_SNAPSHOT and all(
+            caller_sp - sp >= self._word for caller_sp, _ in callers
+        ):
             if len(self._stacks) >= _MAX_STACKS:
                 self._stacks.clear()
             try:
                 stack = inferior.read_memory(sp, size).tobytes()
             except gdb.MemoryError:
                 return frames
-            expected = b"".join(stack[o : o + self._slot] for o in slots)
+            slots = self._slots(stack, sp, callers)
+            expected = b"".join(stack[a:b] for a, b in slots)
             self._stacks[key] = (frames, size, slots, expected)
         return frames
 
-    def _walk(self, frame: gdb.Frame, insn_pc: int) -> tuple[tuple[Frame, ...], list[int]]:
-        """Unwind with gdb; also each caller's stack pointer (frames 1 and up)."""
+    def _unsigned(self, frame: gdb.Frame, register_name: str) -> int:
+        return int(frame.read_register(register_name)) & ((1 << (8 * self._word)) - 1)
+
+    def _slots(self, stack: bytes, sp: int, callers) -> list[tuple[int, int]]:
+        """The byte ranges of `stack` (read from sp) that the unwinding depended on.
+
+        Each caller's return address lies just below its stack pointer; a caller
+        that keeps a frame pointer had it saved just below that (the standard
+        prologue), which shows as the word there equalling the caller's unwound
+        frame pointer.  Other words below a return address are the callee's own
+        data, which may change without changing the backtrace.
+        """
+        word = self._word
+        slots = []
+        for caller_sp, caller_fp in callers:
+            end = caller_sp - sp
+            start = end - word
+            saved = stack[start - word : start] if start >= word else b""
+            if saved == caller_fp.to_bytes(word, "little"):
+                start -= word
+            slots.append((start, end))
+        return slots
+
+    def _walk(self, frame: gdb.Frame, insn_pc: int):
+        """Unwind with gdb: the frames, and each caller's (stack pointer, frame pointer)."""
         frames = []
-        caller_sps = []
+        callers = []
         level = 0
         last_pc = None
         inline_depth = 0
@@ -89,13 +116,15 @@ class BacktraceCollector:
                     self._frames[key] = cached
             frames.append(cached)
             if level > 0 and not self.with_args:
-                caller_sps.append(int(frame.read_register(self._sp)))
+                callers.append((self._unsigned(frame, self._sp), self._unsigned(frame, self._fp)))
             level += 1
+            if self.outermost is not None and self.outermost(cached):
+                break
             try:
                 frame = frame.older()
             except gdb.error:
                 break
-        return tuple(frames), caller_sps
+        return tuple(frames), callers
 
     def _describe(self, frame: gdb.Frame, level: int, pc: int) -> Frame:
         func = frame.name()

@@ -236,6 +236,11 @@ class KernelView:
             return None
         return _TaskExitBreakpoint(self, self.want_pid, on_exit)
 
+    @staticmethod
+    def is_entry_frame(frame: Frame) -> bool:
+        """The kernel's system call or exception entry: gdb's unwinding is garbage past it."""
+        return kl.kernel_entry_index([frame.func]) == 0
+
     def describe(self) -> str:
         """One line for the output: what filters the hits, and how."""
         if self.method == TASK:

@@ -73,7 +73,9 @@ class WatchSession:
         self._word = target.word_size()
         self._pc_name = "rip" if self._word == 8 else "eip"
         self._locator = InstructionLocator(gdb.selected_frame().architecture())
-        self._backtrace = BacktraceCollector(opts.bt_depth, self._word, opts.args)
+        self._backtrace = BacktraceCollector(
+            opts.bt_depth, self._word, opts.args, kernel.is_entry_frame if kernel else None
+        )
         self._decoded: dict[int, _Decoded] = {}
         self._static_kinds: dict[int, list[str] | None] = {}
         self._shadow = target.read_value(address, self.length)
@@ -100,7 +102,7 @@ class WatchSession:
         self.hits += 1
         # Registers through expressions: a gdb.Frame would make gdb compute the
         # frame's id (its CFA), which is most of the cost of a hit.
-        pc = target.register(self._pc_name)
+        pc = target.register(self._pc_name, self._word)
         decoded = self._decoded.get(pc)
         if decoded is None:
             decoded = self._decode(pc)

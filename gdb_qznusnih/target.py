@@ -95,9 +95,12 @@ def function_block(pc: int):
     return block
 
 
-def register(name: str) -> int:
-    """A register of the selected (newest) frame, unsigned, without making a gdb.Frame."""
-    return int(gdb.parse_and_eval("$" + name)) & 0xFFFF_FFFF_FFFF_FFFF
+def register(name: str, word: int = 8) -> int:
+    """A register of the selected (newest) frame, without making a gdb.Frame.
+
+    Unsigned at the word size: gdb gives pointer registers as signed numbers.
+    """
+    return int(gdb.parse_and_eval("$" + name)) & ((1 << (8 * word)) - 1)
 
 
 def read_value(address: int, length: int) -> int:
