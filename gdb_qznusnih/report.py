@@ -432,18 +432,26 @@ def report_to_json(report: Report) -> dict:
 # ---------------------------------------------------------------- entry points
 
 
-def write_html_report(jsonl_path: str, html_path: str, style: str | None = None) -> Report:
-    """Write the HTML report of a whole log (the end of a run with --log); ReportError if not."""
+def write_html_report(
+    jsonl_path: str, html_path: str, style: str | None = None, private: bool = False
+) -> Report:
+    """Write the HTML report of a whole log (the end of a run with --log); ReportError if not.
+
+    `private`: mode 0600, as for the logs of another user's process.
+    """
     from .report_html import render_html
 
     report = build_report(jsonl_path)
-    _write_file(html_path, render_html(report, style))
+    _write_file(html_path, render_html(report, style), private)
     return report
 
 
-def _write_file(path: str, text: str) -> None:
+def _write_file(path: str, text: str, private: bool = False) -> None:
     try:
-        with open(path, "w", encoding="utf-8", errors="surrogateescape") as out:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o666)
+        if private:
+            os.fchmod(fd, 0o600)  # it may have existed with a wider mode
+        with open(fd, "w", encoding="utf-8", errors="surrogateescape") as out:
             out.write(text)
     except OSError as error:
         raise ReportError(f"cannot write {path}: {error.strerror or error}") from None

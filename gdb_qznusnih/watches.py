@@ -164,7 +164,12 @@ def _write_html_report(session: WatchSession) -> str | None:
         return None
     html = session.opts.log + ".html"
     try:
-        write_html_report(session.opts.log + ".jsonl", html, style=session.opts.style)
+        write_html_report(
+            session.opts.log + ".jsonl",
+            html,
+            style=session.opts.style,
+            private=session.sinks.private,
+        )
     except ReportError as error:
         _note(f"no HTML report: {error}")
         return None

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import stat
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import LOADER, quiet_env
 from tests.gdb.test_attach import (
     read_jsonl,
     run_attached,
@@ -72,3 +77,37 @@ def test_full_log_disk_is_one_line_and_the_target_lives(tester, tiny_disk):  # n
     for line in prefix.with_suffix(".jsonl").read_text().splitlines():
         json.loads(line)  # whole lines only
     assert os.path.getsize(prefix.with_suffix(".jsonl")) > 0
+
+
+def test_logs_are_private_when_the_target_is_another_users(build_c, tmp_path):
+    """Root watching somebody else's process must not leak its memory into 0644 files."""
+    if os.getuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv")
+    shared = Path(tempfile.mkdtemp(prefix="qzn-other-"))
+    shared.chmod(0o755)
+    program = shared / "user_space_tester"
+    shutil.copy(build_c("user_space_tester"), program)
+    program.chmod(0o755)
+    proc = subprocess.Popen(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(program)],
+        stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        words = proc.stdout.readline().split()
+        pid, address = int(words[1]), words[3]
+        prefix = tmp_path / "private"
+        gdb = subprocess.run(
+            ["gdb", "-nx", "-batch", "-p", str(pid), "-x", str(LOADER),
+             "-ex", f"qzn-watch --quiet --log {prefix} {address}"],
+            capture_output=True, text=True, env=quiet_env(), timeout=120,
+        )  # fmt: skip
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        shutil.rmtree(shared, ignore_errors=True)
+    assert gdb.returncode == 0, gdb.stderr
+    assert "tester: 1 writes, 1 reads" in out
+    for suffix in (".jsonl", ".reads.log", ".writes.log", ".html"):
+        mode = stat.S_IMODE(os.stat(f"{prefix}{suffix}").st_mode)
+        assert mode == 0o600, f"{suffix}: {oct(mode)}"
