@@ -10,17 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-LOADER = REPO / "gdb_qznusnih" / "loader.py"
-
-
-def quiet_env(**extra: str) -> dict[str, str]:
-    """The environment for the launcher: no colour, nothing inherited from PYTHONPATH."""
-    env = dict(os.environ)
-    env["NO_COLOR"] = "1"
-    env.pop("PYTHONPATH", None)
-    env.update(extra)
-    return env
+from tests.conftest import LOADER, REPO, quiet_env  # noqa: F401 (re-exported)
 
 
 def _qzn_watch_ready() -> bool:

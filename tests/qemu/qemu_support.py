@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO, quiet_env  # noqa: F401 (re-exported)
+
 BUILD_GUEST = REPO / "scripts" / "build_guest.sh"
 RUN_QEMU_GDB = REPO / "scripts" / "run_qemu_gdb.sh"
 ARCHES = ("x86_64", "i386")
 QEMU = {"x86_64": "qemu-system-x86_64", "i386": "qemu-system-i386"}
-
-
-def quiet_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["NO_COLOR"] = "1"
-    env.pop("PYTHONPATH", None)
-    env.update(extra)
-    return env
 
 
 TESTER_PID = re.compile(r"guest_tester: pid (\d+) byte (0x[0-9a-f]+)")
