@@ -32,6 +32,7 @@ class BacktraceCollector:
         self.outermost = outermost
         self._sp, self._fp = ("rsp", "rbp") if word_size == 8 else ("esp", "ebp")
         self._word = word_size
+        self._inferior = gdb.selected_inferior()  # one watch, one process
         self._frames: dict[tuple[int, int, int], Frame] = {}  # (level, pc, inline depth)
         # (insn pc, trap pc, sp, fp) -> (frames, bytes to read, slot offsets, slot contents)
         self._stacks: dict[tuple, tuple] = {}
@@ -48,7 +49,7 @@ class BacktraceCollector:
             sp = register(self._sp, self._word)
             key = (insn_pc, trap_pc, sp, register(self._fp, self._word))
             known = self._stacks.get(key)
-            inferior = gdb.selected_inferior()
+            inferior = self._inferior
             if known is not None:
                 frames, size, slots, expected = known
                 stack = inferior.read_memory(sp, size).tobytes()

@@ -20,32 +20,33 @@ def _one_line(error: Exception) -> gdb.GdbError:
 class WatchCommand(gdb.Command):
     """Log every read and write of memory at ADDR, with backtraces.
 
-        Usage: qzn-watch [OPTIONS] ADDR
+          Usage: qzn-watch [OPTIONS] ADDR
 
-        ADDR is any expression giving an address: 0x7ffd1234, &buf[3], $rsp+8.
-        One hardware debug register is used per watch; a hit never stops the
-        program unless --stop is given.  In `gdb -batch` the command keeps the
-        target running under the watch until it exits, a stop condition is met, or
-        gdb gets SIGINT/SIGTERM/SIGHUP; then it detaches and prints a summary.
+          ADDR is any expression giving an address: 0x7ffd1234, &buf[3], $rsp+8.
+          One hardware debug register is used per watch; a hit never stops the
+          program unless --stop is given.  In `gdb -batch` the command keeps the
+          target running under the watch until it exits, a stop condition is met, or
+          gdb gets SIGINT/SIGTERM/SIGHUP; then it detaches and prints a summary.
 
-        Options:
-          --access rw|r|w        log reads and writes (default), reads, or writes
-          --len 1|2|4|8          bytes to watch (default 1); ADDR aligned to it
-          --log PREFIX           write PREFIX.jsonl, PREFIX.reads.log, PREFIX.writes.log
-          --color auto|always|never
-          --count N              end the watch after N logged accesses
-          --duration SECONDS     end the watch after SECONDS
-          --bt-depth N           frames per backtrace (default 16; whole-system mode:
-                         N kernel frames, then N user frames)
-          --args                 show function arguments in backtraces (slower)
-          --stop                 stop the program after logging each hit
+          Options:
+            --access rw|r|w        log reads and writes (default), reads, or writes
+            --len 1|2|4|8          bytes to watch (default 1); ADDR aligned to it
+            --log PREFIX           write PREFIX.jsonl, PREFIX.reads.log, PREFIX.writes.log
+            --color auto|always|never
+            --count N              end the watch after N logged accesses
+            --duration SECONDS     end the watch after SECONDS
+            --bt-depth N           frames per backtrace (default 16; whole-system mode:
+                           N kernel frames, then N user frames)
+            --args                 show function arguments in backtraces (slower)
+            --stop                 stop the program after logging each hit
 
-    Defaults for --color, --bt-depth, --style, --args and --log can be set with
-    `set qzn color|bt-depth|style|args|log VALUE`.
-          --quiet                no per-access stream on the terminal
-          --style NAME           pygments style for colours
-          --pid PID, --cr3 CR3   whole-system (QEMU) mode: keep one process's hits
-          --follow-exec EXPR     after exec, watch EXPR in the new program"""
+      Defaults for --color, --bt-depth, --style, --args and --log can be set with
+      `set qzn color|bt-depth|style|args|log VALUE`.
+            --quiet                no per-access stream on the terminal
+    --no-html              with --log, skip PREFIX.html at the end
+            --style NAME           pygments style for colours
+            --pid PID, --cr3 CR3   whole-system (QEMU) mode: keep one process's hits
+            --follow-exec EXPR     after exec, watch EXPR in the new program"""
 
     def __init__(self, registry: WatchRegistry, settings: Settings) -> None:
         super().__init__("qzn-watch", gdb.COMMAND_BREAKPOINTS, gdb.COMPLETE_EXPRESSION)

@@ -31,6 +31,7 @@ class WatchOptions:
     stop: bool = False
     args: bool = False
     quiet: bool = False
+    no_html: bool = False
     style: str | None = None
     pid: int | None = None
     cr3: int | None = None
@@ -129,6 +130,11 @@ def add_watch_options(parser: argparse.ArgumentParser) -> None:
     )
     add("--args", action="store_true", help="show function arguments in backtraces (slower)")
     add("--quiet", action="store_true", help="no per-access stream on the terminal")
+    add(
+        "--no-html",
+        action="store_true",
+        help="with --log, skip PREFIX.html at the end (it re-reads the whole log)",
+    )
     add("--style", metavar="NAME", help="pygments style for colours")
     add(
         "--pid",

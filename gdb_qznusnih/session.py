@@ -71,6 +71,7 @@ class WatchSession:
         self.interrupted = False  # a SIGINT reached gdb during a hit
         self._deadline = time.monotonic() + opts.duration if opts.duration else None
         self._word = target.word_size()
+        self._inferior = gdb.selected_inferior()
         self._pc_name = "rip" if self._word == 8 else "eip"
         self._locator = InstructionLocator(gdb.selected_frame().architecture())
         self._backtrace = BacktraceCollector(
@@ -107,7 +108,7 @@ class WatchSession:
         if decoded is None:
             decoded = self._decode(pc)
             self._decoded[pc] = decoded
-        value = target.read_value(self.address, self.length)
+        value = int.from_bytes(self._inferior.read_memory(self.address, self.length), "little")
         insn_pc, text, kinds, kind_from = self._classify(pc, decoded, value)
         frames = self._backtrace.collect(insn_pc, pc)
         if context is not None and context.mode == "kernel":

@@ -160,7 +160,7 @@ class WatchRegistry:
 
 def _write_html_report(session: WatchSession) -> str | None:
     """PREFIX.html from the finished log, when there is one; its path."""
-    if not session.opts.log or session.sink_error:
+    if not session.opts.log or session.sink_error or session.opts.no_html:
         return None
     html = session.opts.log + ".html"
     try:
