@@ -145,3 +145,16 @@ def test_settings_are_defaults_for_qzn_watch(build_c, tmp_path):
     assert "qzn bt-depth is 2." in result.stdout
     records = [json.loads(x) for x in prefix.with_suffix(".jsonl").read_text().splitlines()]
     assert len(records) == 3 and all(len(r["frames"]) == 2 for r in records)
+
+
+@pytest.mark.parametrize("option, written", [((), True), (("--no-html",), False)])
+def test_html_report_at_the_end_of_a_logged_run(build_c, tmp_path, option, written):
+    prefix = tmp_path / "h"
+    result = run_gdb(
+        build_c("mix"), " ".join(["qzn-watch", *option, f"--log {prefix}", "&area[11]"])
+    )
+    assert "mix done" in result.stdout
+    html = prefix.with_suffix(".html")
+    assert html.exists() == written
+    if written:
+        assert "<html" in html.read_text().lower() and f"report: {html}" in result.stderr
