@@ -217,6 +217,14 @@ class WatchSession:
             self.finish(f"--duration {self.opts.duration:g}s reached")
         return self.finish_reason is not None or self.opts.stop
 
+    def clear_caches(self) -> None:
+        """Forget what pcs meant: symbols changed (a new objfile)."""
+        self._decoded.clear()
+        self._static_kinds.clear()
+        self._locator.clear()
+        self._backtrace.clear()
+        self.sinks.clear_caches()
+
     # -- life cycle ---------------------------------------------------------
 
     def finish(self, reason: str) -> None:

@@ -146,12 +146,17 @@ class WatchRegistry:
         if not self._connected:
             gdb.events.stop.connect(self._on_stop)
             gdb.events.exited.connect(self._on_exit)
+            gdb.events.new_objfile.connect(self._on_new_objfile)
             self._connected = True
 
     def _on_stop(self, event) -> None:
         for session in list(self.sessions.values()):
             if session.finish_reason is not None and not in_batch_mode():
                 self.end(session)
+
+    def _on_new_objfile(self, event) -> None:
+        for session in self.sessions.values():
+            session.clear_caches()
 
     def _on_exit(self, event) -> None:
         code = getattr(event, "exit_code", None)
