@@ -22,7 +22,7 @@ import gdb
 
 from . import kernel_layout as kl
 from .record import Frame
-from .target import WatchError
+from .target import WatchError, function_block
 
 TASK = "task"
 CR3 = "cr3"
@@ -504,12 +504,7 @@ _SYMBOL_IN_ADDRESS = re.compile(r"<([^+>]+)(?:\+(\d+))?>")
 
 def _function_name(pc: int) -> str | None:
     """The function at pc: from debug info, else from the minimal symbols."""
-    try:
-        block = gdb.current_progspace().block_for_pc(pc)
-    except RuntimeError:
-        block = None
-    while block is not None and block.function is None:
-        block = block.superblock
+    block = function_block(pc)
     if block is not None:
         return block.function.print_name
     # gdb 13 has no Python API for minimal symbols by pc; format_address names them.

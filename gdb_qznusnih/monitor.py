@@ -162,7 +162,7 @@ def run_until_done(session, note) -> Outcome:
             try:
                 gdb.execute(resume, to_string=True)
             except KeyboardInterrupt:
-                session.finish(_relay_reason(relay, session) or "interrupted")
+                session.finish(_interrupt_reason(relay, session, "interrupted"))
                 break
             except gdb.error as error:
                 if tracker.exited or gdb.selected_inferior().pid == 0:
@@ -174,7 +174,7 @@ def run_until_done(session, note) -> Outcome:
                 session.finish(_exit_reason(tracker))
                 break
             if session.interrupted:
-                session.finish(_relay_reason(relay, session) or "interrupted (SIGINT)")
+                session.finish(_interrupt_reason(relay, session))
                 break
             stop = tracker.last_stop
             if catch.hit(stop, catch.exec_bp):
@@ -188,7 +188,7 @@ def run_until_done(session, note) -> Outcome:
                 continue
             if isinstance(stop, gdb.SignalEvent):
                 if stop.stop_signal == "SIGINT" and signal_sender_pid() in (None, os.getpid()):
-                    session.finish(_relay_reason(relay, session) or "interrupted (SIGINT)")
+                    session.finish(_interrupt_reason(relay, session))
                     break
                 if stop.stop_signal == "SIGINT":
                     # A SIGINT meant for the target: gdb does not pass it by default.
@@ -232,10 +232,11 @@ def _consume_pending_interrupt(session) -> None:
         pass
 
 
-def _relay_reason(relay: StopRelay, session) -> str | None:
+def _interrupt_reason(relay: StopRelay, session, plain: str = "interrupted (SIGINT)") -> str:
+    """Why an interrupt ended the watch: the relayed cause, else a SIGINT itself."""
     if relay.reason == "duration":
         return f"--duration {session.opts.duration:g}s reached"
-    return relay.reason
+    return relay.reason or plain
 
 
 def _exit_reason(tracker: StopTracker) -> str:

@@ -250,36 +250,26 @@ class BlockRenderer:
             self._hms = _time.strftime("%H:%M:%S", _time.gmtime(whole))
         width = 2 * record.length
         kind = record.kind
-        if kind == WRITE:
-            old = record.old
-            if old is None:
-                head = self._formats[None] % (
-                    record.seq,
-                    record.addr,
-                    width,
-                    record.value,
-                    record.tid,
-                    self._hms,
-                    micros,
-                )
-            else:
-                head = self._formats[WRITE] % (
-                    record.seq,
-                    record.addr,
-                    width,
-                    old,
-                    width,
-                    record.value,
-                    record.tid,
-                    self._hms,
-                    micros,
-                )
-        else:
-            fmt = (
-                self._formats[READ]
-                if kind == READ
-                else self._formats[READ].replace("READ ", kind.upper(), 1)
+        old = record.old
+        if kind == WRITE and old is not None:
+            head = self._formats[WRITE] % (
+                record.seq,
+                record.addr,
+                width,
+                old,
+                width,
+                record.value,
+                record.tid,
+                self._hms,
+                micros,
             )
+        else:
+            if kind == WRITE:
+                fmt = self._formats[None]
+            elif kind == READ:
+                fmt = self._formats[READ]
+            else:
+                fmt = self._formats[READ].replace("READ ", kind.upper(), 1)
             head = fmt % (
                 record.seq,
                 record.addr,
