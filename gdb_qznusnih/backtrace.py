@@ -15,7 +15,7 @@ from __future__ import annotations
 import gdb
 
 from .record import Frame
-from .target import function_block, register
+from .target import function_block
 
 # Stacks deeper than this are always walked.
 _MAX_SNAPSHOT = 64 * 1024
@@ -32,7 +32,6 @@ class BacktraceCollector:
         self.outermost = outermost
         self._sp, self._fp = ("rsp", "rbp") if word_size == 8 else ("esp", "ebp")
         self._word = word_size
-        self._inferior = gdb.selected_inferior()  # one watch, one process
         self._frames: dict[tuple[int, int, int], Frame] = {}  # (level, pc, inline depth)
         # (insn pc, trap pc, sp, fp) -> (frames, bytes to read, slot offsets, slot contents)
         self._stacks: dict[tuple, tuple] = {}
@@ -41,18 +40,17 @@ class BacktraceCollector:
         self._frames.clear()
         self._stacks.clear()
 
-    def collect(self, insn_pc: int, trap_pc: int) -> tuple[Frame, ...]:
-        """Frames from the newest outwards."""
+    def collect(self, insn_pc: int, trap_pc: int, state) -> tuple[Frame, ...]:
+        """Frames from the newest outwards; `state` reads this hit's registers and memory."""
         if self.with_args:
             return self._walk(gdb.newest_frame(), insn_pc)[0]
         try:
-            sp = register(self._sp, self._word)
-            key = (insn_pc, trap_pc, sp, register(self._fp, self._word))
+            sp = state.reg(self._sp)
+            key = (insn_pc, trap_pc, sp, state.reg(self._fp))
             known = self._stacks.get(key)
-            inferior = self._inferior
             if known is not None:
                 frames, size, slots, expected = known
-                stack = inferior.read_memory(sp, size).tobytes()
+                stack = state.read(sp, size)
                 if b"".join(stack[a:b] for a, b in slots) == expected:
                     return frames
         except (gdb.error, gdb.MemoryError):
@@ -65,7 +63,7 @@ class BacktraceCollector:
             if len(self._stacks) >= _MAX_STACKS:
                 self._stacks.clear()
             try:
-                stack = inferior.read_memory(sp, size).tobytes()
+                stack = state.read(sp, size)
             except gdb.MemoryError:
                 return frames
             slots = self._slots(stack, sp, callers)

@@ -115,83 +115,86 @@ def parse_time(text: str) -> float:
     return whole + (int(frac) / 10 ** len(frac) if frac else 0.0)
 
 
+# Every field as %s, so a template can bake in the constant ones and leave %-slots for the rest.
 _JSON_LINE = (
-    '{"seq": %d, "kind": %s, "addr": "0x%x", "len": %d, "old": %s, "value": %d, "pid": %d, '
-    '"tid": %d, "pc": "0x%x", "insn": %s, "time": "%s.%06dZ", "frames": %s, "kind_from": %s%s}\n'
+    '{"seq": %s, "kind": %s, "addr": "%s", "len": %s, "old": %s, "value": %s, "pid": %s, '
+    '"tid": %s, "pc": "%s", "insn": %s, "time": "%s.%sZ", "frames": %s, "kind_from": %s%s}\n'
 )
 
 
-class JsonLineEncoder:
-    """Encodes records as JSON lines, reusing the frames fragment per call path.
+def escape_percent(text: str) -> str:
+    """`text` as a constant inside a %-format."""
+    return text.replace("%", "%%")
 
-    Hits come from a few call paths many times over, so the frames part of the line is
-    encoded once per path, and strings (insn, kind, comm) once per distinct text.  The output
-    is `json.dumps(record.to_json())` plus a newline, key order included.  Call `clear()` when
-    symbols change (the frames cache is keyed by `frames_key`).
+
+class JsonLineEncoder:
+    """Encodes records as JSON lines, with one %-template per kind of record.
+
+    Hits come from a few access sites and call paths many times over.  Everything but the
+    sequence number, the values, the thread and the time is the same for all hits from one
+    site and path, so it is encoded once into a template; a record costs one %-format.
+    The output is `json.dumps(record.to_json())` plus a newline, key order included.  Call
+    `clear()` when symbols change (templates are keyed by `frames_key`).
     """
 
     _CACHE_LIMIT = 4096
 
     def __init__(self) -> None:
-        self._frames_json: dict[tuple, str] = {}
-        self._strings: dict[str | None, str] = {}
+        self._templates: dict[tuple, str] = {}
         self._second = -1
         self._stamp = ""
 
     def clear(self) -> None:
-        self._frames_json.clear()
-        self._strings.clear()
-
-    def _string(self, text: str | None) -> str:
-        encoded = self._strings.get(text)
-        if encoded is None:
-            if len(self._strings) >= self._CACHE_LIMIT:
-                self._strings.clear()
-            encoded = json.dumps(text)
-            self._strings[text] = encoded
-        return encoded
-
-    def _frames(self, record: Record, key: tuple) -> str:
-        frames = json.dumps([f.to_json() for f in record.frames])
-        if len(self._frames_json) >= self._CACHE_LIMIT:
-            self._frames_json.clear()
-        self._frames_json[key] = frames
-        return frames
+        self._templates.clear()
 
     def encode(self, record: Record, key: tuple | None = None) -> str:
         """One JSON line, ending with a newline; `key` is frames_key(record.frames) if known."""
         if key is None:
             key = frames_key(record.frames)
-        frames = self._frames_json.get(key) or self._frames(record, key)
-        strings, string = self._strings, self._string
-        kind, insn, kind_from = record.kind, record.insn, record.kind_from
+        old = record.old
+        shape = (key, record.kind, record.pc, record.insn, record.kind_from, old is None,
+                 record.addr, record.length, record.pid, record.mode, record.comm)  # fmt: skip
+        template = self._templates.get(shape)
+        if template is None or record.extra:
+            template = self._template(record, shape)
         whole, micros = split_seconds(record.time)
         if whole != self._second:
             self._second = whole
             self._stamp = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(whole))
+        if old is None:
+            return template % (record.seq, record.value, record.tid, self._stamp, micros)
+        return template % (record.seq, old, record.value, record.tid, self._stamp, micros)
+
+    def _template(self, record: Record, shape: tuple) -> str:
+        """The line with %-slots for seq, [old,] value, tid, time stamp and microseconds."""
+        dumps = json.dumps
         tail = ""
         if record.mode is not None:
-            tail = f', "mode": {string(record.mode)}, "comm": {string(record.comm)}'
+            tail = f', "mode": {dumps(record.mode)}, "comm": {dumps(record.comm)}'
         if record.extra:
-            tail += ", " + json.dumps(record.extra)[1:-1]
-        old = record.old
-        return _JSON_LINE % (
-            record.seq,
-            strings.get(kind) or string(kind),
-            record.addr,
+            tail += ", " + dumps(record.extra)[1:-1]
+        template = _JSON_LINE % (
+            "%d",
+            escape_percent(dumps(record.kind)),
+            hex(record.addr),
             record.length,
-            "null" if old is None else str(old),
-            record.value,
+            "null" if record.old is None else "%d",
+            "%d",
             record.pid,
-            record.tid,
-            record.pc,
-            strings.get(insn) or string(insn),
-            self._stamp,
-            micros,
-            frames,
-            strings.get(kind_from) or string(kind_from),
-            tail,
+            "%d",
+            hex(record.pc),
+            escape_percent(dumps(record.insn)),
+            "%s",
+            "%06d",
+            escape_percent(dumps([f.to_json() for f in record.frames])),
+            escape_percent(dumps(record.kind_from)),
+            escape_percent(tail),
         )
+        if not record.extra:
+            if len(self._templates) >= self._CACHE_LIMIT:
+                self._templates.clear()
+            self._templates[shape] = template
+        return template
 
 
 def record_from_json(doc: dict) -> Record:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time as _time
 
-from .record import READ, WRITE, Frame, Record, frames_key, split_seconds
+from .record import READ, WRITE, Frame, Record, escape_percent, frames_key, split_seconds
 
 ARROW = "→"
 VALUE_GUESS_NOTE = "(kind guessed from the value change)"
@@ -134,11 +134,6 @@ class Colorizer:
     def bold(self, text: str) -> str:
         return f"{_BOLD}{text}{_RESET}"
 
-    def header(self, text: str, kind: str) -> str:
-        """A plain header line with its READ/WRITE label coloured."""
-        label = kind.upper()
-        return text.replace(label, self.kind(kind, label), 1)
-
     def _lex(self, text: str, lexer) -> str:
         if self._highlight is None or not text:
             return text
@@ -198,7 +193,16 @@ def _header_tail(record: Record) -> str:
 
 def format_header(record: Record) -> str:
     """`[17] WRITE 0x55d0c3a0b04b  0x00 → 0x2a  tid 4243  03:13:20.123456` plus notes."""
-    return BlockRenderer()._header(record)
+    whole, micros = split_seconds(record.time)
+    hms = _time.strftime("%H:%M:%S", _time.gmtime(whole))
+    return BlockRenderer()._header_template(record) % _header_fields(record, hms, micros)
+
+
+def _header_fields(record: Record, hms, micros: int) -> tuple:
+    """The values for a header template's %-slots: seq, [old,] value, tid, time."""
+    if record.kind == WRITE and record.old is not None:
+        return (record.seq, record.old, record.value, record.tid, hms, micros)
+    return (record.seq, record.value, record.tid, hms, micros)
 
 
 def _encode(text: str) -> bytes:
@@ -209,12 +213,13 @@ def _encode(text: str) -> bytes:
 
 
 class BlockRenderer:
-    """Renders records as blocks, caching per call path and per instruction text.
+    """Renders records as blocks, with one %-template per kind of record.
 
-    The body (backtrace and instruction) is cached as bytes per `frames_key` and instruction
-    (and args when shown): the same pcs give the same functions and lines until symbols
-    change; call `clear()` then (new objfile, exec).  Per record only the header is
-    formatted, with one %-format.
+    Hits come from a few access sites and call paths many times over.  The body (backtrace
+    and instruction, coloured once) is cached per `frames_key` and instruction (and args when
+    shown); a template adds the parts of the header that do not change between hits, so a
+    record costs one %-format.  The same pcs give the same functions and lines until symbols
+    change; call `clear()` then (new objfile, exec).
     """
 
     # Call paths and instruction texts are few; args (with show_args) may not be: bound memory.
@@ -224,68 +229,40 @@ class BlockRenderer:
         self.colorizer = colorizer
         self.show_args = show_args
         self._bodies: dict[tuple, bytes] = {}
+        self._templates: dict[tuple, bytes] = {}
         self._second = -1
-        self._hms = ""
-        if colorizer is None:
-            read, write, on, off = "READ ", "WRITE", "", ""
-        else:
-            read = colorizer.kind(READ, "READ") + " "
-            write = colorizer.kind(WRITE, "WRITE")
-            on, off = _BOLD, _RESET
-        # Fields: seq, addr, [width, old,] width, value, tid, hh:mm:ss, micros.
-        self._formats = {
-            READ: f"[%d] {read} 0x%x  {on}0x%0*x{off}  tid %d  %s.%06d",
-            WRITE: f"[%d] {write} 0x%x  0x%0*x {ARROW} {on}0x%0*x{off}  tid %d  %s.%06d",
-            None: f"[%d] {write} 0x%x  ? {ARROW} {on}0x%0*x{off}  tid %d  %s.%06d",
-        }
+        self._hms = b""
 
     def clear(self) -> None:
         """Forget cached text (symbols changed)."""
         self._bodies.clear()
+        self._templates.clear()
 
-    def _header(self, record: Record) -> str:
-        whole, micros = split_seconds(record.time)
-        if whole != self._second:
-            self._second = whole
-            self._hms = _time.strftime("%H:%M:%S", _time.gmtime(whole))
-        width = 2 * record.length
-        kind = record.kind
-        old = record.old
-        if kind == WRITE and old is not None:
-            head = self._formats[WRITE] % (
-                record.seq,
-                record.addr,
-                width,
-                old,
-                width,
-                record.value,
-                record.tid,
-                self._hms,
-                micros,
-            )
+    def _label(self, kind: str) -> str:
+        """READ or WRITE, padded to one width, coloured when there is colour."""
+        label = kind.upper()
+        padding = " " * (5 - len(label))
+        if self.colorizer is None:
+            return label + padding
+        return self.colorizer.kind(kind, label) + padding
+
+    def _header_template(self, record: Record) -> str:
+        """The header line with %-slots for seq, [old,] value, tid, hh:mm:ss and microseconds."""
+        on, off = (_BOLD, _RESET) if self.colorizer is not None else ("", "")
+        digits = f"%0{2 * record.length}x"
+        if record.kind == WRITE:
+            before = "?" if record.old is None else "0x" + digits
+            values = f"{before} {ARROW} {on}0x{digits}{off}"
         else:
-            if kind == WRITE:
-                fmt = self._formats[None]
-            elif kind == READ:
-                fmt = self._formats[READ]
-            else:
-                fmt = self._formats[READ].replace("READ ", kind.upper(), 1)
-            head = fmt % (
-                record.seq,
-                record.addr,
-                width,
-                record.value,
-                record.tid,
-                self._hms,
-                micros,
-            )
-        if record.mode is None and record.kind_from == "insn":
-            return head + "\n"
-        return head + _header_tail(record) + "\n"
+            values = f"{on}0x{digits}{off}"
+        head = f"[%d] {self._label(record.kind)} 0x{record.addr:x}  {values}  tid %d  %s.%06d"
+        return head + escape_percent(_header_tail(record)) + "\n"
 
     def _body(self, record: Record, key: tuple) -> bytes:
-        frames = record.frames
-        text = format_backtrace(frames, self.show_args)
+        body = self._bodies.get(key)
+        if body is not None:
+            return body
+        text = format_backtrace(record.frames, self.show_args)
         insn = format_insn(record.insn)
         if self.colorizer is not None:
             text = self.colorizer.backtrace(text)
@@ -297,6 +274,15 @@ class BlockRenderer:
         self._bodies[key] = body
         return body
 
+    def _template(self, record: Record, body_key: tuple, shape: tuple) -> bytes:
+        template = _encode(self._header_template(record)) + self._body(record, body_key).replace(
+            b"%", b"%%"
+        )
+        if len(self._templates) >= self._CACHE_LIMIT:
+            self._templates.clear()
+        self._templates[shape] = template
+        return template
+
     def render_bytes(self, record: Record, key: tuple | None = None) -> bytes:
         """The whole block as UTF-8, ending with a newline; `key` is frames_key(frames)."""
         if key is None:
@@ -305,8 +291,14 @@ class BlockRenderer:
             key = (key, record.insn, tuple([f.args for f in record.frames]))
         else:
             key = (key, record.insn)
-        body = self._bodies.get(key) or self._body(record, key)
-        return _encode(self._header(record)) + body
+        shape = (key, record.kind, record.kind_from, record.old is None, record.addr,
+                 record.length, record.mode, record.comm, record.pid)  # fmt: skip
+        template = self._templates.get(shape) or self._template(record, key, shape)
+        whole, micros = split_seconds(record.time)
+        if whole != self._second:
+            self._second = whole
+            self._hms = _time.strftime("%H:%M:%S", _time.gmtime(whole)).encode()
+        return template % _header_fields(record, self._hms, micros)
 
     def render(self, record: Record) -> str:
         """The whole block as text, ending with a newline."""

@@ -11,7 +11,7 @@ import time
 
 import gdb
 
-from . import classify, target
+from . import classify, native, target
 from .backtrace import BacktraceCollector
 from .locate import InstructionLocator
 from .options import WatchOptions
@@ -71,7 +71,12 @@ class WatchSession:
         self.interrupted = False  # a SIGINT reached gdb during a hit
         self._deadline = time.monotonic() + opts.duration if opts.duration else None
         self._word = target.word_size()
-        self._inferior = gdb.selected_inferior()
+        # Whole-system mode reads through gdb: QEMU's gdbstub is the only way in.
+        self._state = (
+            native.GdbState(self._word)
+            if kernel is not None
+            else native.state_for(gdb.selected_inferior(), self._word)
+        )
         self._pc_name = "rip" if self._word == 8 else "eip"
         self._locator = InstructionLocator(gdb.selected_frame().architecture())
         self._backtrace = BacktraceCollector(
@@ -101,26 +106,28 @@ class WatchSession:
             if context is None:
                 return False
         self.hits += 1
-        # Registers through expressions: a gdb.Frame would make gdb compute the
-        # frame's id (its CFA), which is most of the cost of a hit.
-        pc = target.register(self._pc_name, self._word)
+        # No gdb.Frame here: gdb would compute the frame's id (its CFA), which
+        # would be most of the cost of a hit.
+        pid, tid = target.current_thread_ids()
+        state = self._state.snapshot(tid)
+        pc = state.reg(self._pc_name)
         decoded = self._decoded.get(pc)
         if decoded is None:
             decoded = self._decode(pc)
             self._decoded[pc] = decoded
-        value = int.from_bytes(self._inferior.read_memory(self.address, self.length), "little")
-        insn_pc, text, kinds, kind_from = self._classify(pc, decoded, value)
-        frames = self._backtrace.collect(insn_pc, pc)
+        value = int.from_bytes(state.read(self.address, self.length), "little")
+        insn_pc, text, kinds, kind_from = self._classify(pc, decoded, value, state)
+        frames = self._backtrace.collect(insn_pc, pc, state)
         if context is not None and context.mode == "kernel":
             # Kernel frames up to the system call entry, then up to as many user frames.
             frames = tuple(self.kernel.stitch(frames, 2 * self.opts.bt_depth, context))
-        self._emit(kinds, kind_from, value, insn_pc, text, frames, context)
+        self._emit(kinds, kind_from, value, insn_pc, text, frames, pid, tid, context)
         self._shadow = value
         return self._should_stop()
 
-    def _classify(self, pc, decoded, value):
+    def _classify(self, pc, decoded, value, state):
         """(insn_pc, text, kinds, kind_from) for this hit."""
-        reg = _RegisterReader()
+        reg = _RegisterReader(state)
         if decoded.in_progress is not None:
             start, text, insn = decoded.in_progress
             if classify.string_access_near(insn, self.address, self.length, reg, self._word):
@@ -160,8 +167,7 @@ class WatchSession:
             insn = None
         return _Decoded(start, _tidy(text), insn, in_progress)
 
-    def _emit(self, kinds, kind_from, value, insn_pc, text, frames, context):
-        pid, tid = target.current_thread_ids()
+    def _emit(self, kinds, kind_from, value, insn_pc, text, frames, pid, tid, context):
         mode = comm = None
         if context is not None:
             mode, comm = context.mode, context.comm
@@ -224,6 +230,7 @@ class WatchSession:
         self._locator.clear()
         self._backtrace.clear()
         self.sinks.clear_caches()
+        self._state.reopen()
 
     # -- life cycle ---------------------------------------------------------
 
@@ -243,6 +250,7 @@ class WatchSession:
         self.watchpoint = self.exit_breakpoint = None
         if self.kernel is not None:
             self.kernel.close()
+        self._state.close()
         self.sinks.close()
 
     @property
@@ -256,14 +264,15 @@ class WatchSession:
 class _RegisterReader:
     """reg(name) for the classifier; remembers whether it was needed."""
 
-    __slots__ = ("used",)
+    __slots__ = ("used", "_state")
 
-    def __init__(self) -> None:
+    def __init__(self, state) -> None:
         self.used = False
+        self._state = state
 
     def __call__(self, name: str) -> int:
         self.used = True
-        return target.register(name)
+        return self._state.reg(name)
 
 
 def _tidy(text: str) -> str:
