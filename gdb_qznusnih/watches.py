@@ -78,8 +78,12 @@ class WatchRegistry:
 
     # -- ending -------------------------------------------------------------
 
-    def end(self, session: WatchSession, reason: str | None = None) -> None:
-        """Remove a watch, close its logs and print its summary."""
+    def end(self, session: WatchSession, reason: str | None = None, report: bool = True) -> None:
+        """Remove a watch, close its logs and print its summary.
+
+        `report=False` leaves the HTML report to the caller (`write_report`), e.g. until the
+        target has been detached and runs on.
+        """
         if self.sessions.pop(session.number, None) is None:
             return  # already ended
         if reason is not None:
@@ -87,13 +91,12 @@ class WatchRegistry:
         session.summary.end = time.time()
         session.status.clear()
         session.remove()
-        html = _write_html_report(session)
         write_out(session.summary.format(session.sinks.colorizer))
         if session.sink_error and not in_batch_mode():
             _note(f"error: {session.sink_error}")  # in batch, qzn-watch fails with it
         _note(f"watch {session.number} ended: {session.finish_reason}")
-        if html:
-            _note(f"report: {html}")
+        if report:
+            write_report(session)
 
     def end_all(self, reason: str) -> None:
         for session in list(self.sessions.values()):
@@ -105,21 +108,28 @@ class WatchRegistry:
         After an exec, `--follow-exec EXPR` arms a new watch on EXPR in the new program.
         """
         generation = 0
-        while session is not None:
-            try:
-                outcome = run_until_done(session, _note)
-            finally:
-                self.end(session)
-            opts = session.opts
-            session = None
-            if outcome.exec_path and opts.follow_exec:
-                generation += 1
-                session = self._arm_after_exec(opts, opts.follow_exec, generation)
-        if gdb.selected_inferior().pid != 0:
-            try:
-                gdb.execute("detach", to_string=True)
-            except gdb.error as error:
-                _note(f"detach failed: {error}")
+        ended = []
+        try:
+            while session is not None:
+                try:
+                    outcome = run_until_done(session, _note)
+                finally:
+                    self.end(session, report=False)
+                    ended.append(session)
+                opts = session.opts
+                session = None
+                if outcome.exec_path and opts.follow_exec:
+                    generation += 1
+                    session = self._arm_after_exec(opts, opts.follow_exec, generation)
+            if gdb.selected_inferior().pid != 0:
+                try:
+                    gdb.execute("detach", to_string=True)
+                except gdb.error as error:
+                    _note(f"detach failed: {error}")
+        finally:
+            # The HTML report takes a while on a long log: write it with the target running.
+            for done in ended:
+                write_report(done)
 
     def _arm_after_exec(self, opts, expression: str, generation: int):
         """A new watch on `expression` in the program that exec loaded; None if it fails."""
@@ -163,10 +173,10 @@ class WatchRegistry:
         self.end_all("target exited" + (f" with code {code}" if code is not None else ""))
 
 
-def _write_html_report(session: WatchSession) -> str | None:
-    """PREFIX.html from the finished log, when there is one; its path."""
+def write_report(session: WatchSession) -> None:
+    """PREFIX.html from an ended watch's log, when there is one, and a note of its path."""
     if not session.opts.log or session.sink_error or session.opts.no_html:
-        return None
+        return
     html = session.opts.log + ".html"
     try:
         write_html_report(
@@ -177,8 +187,8 @@ def _write_html_report(session: WatchSession) -> str | None:
         )
     except ReportError as error:
         _note(f"no HTML report: {error}")
-        return None
-    return html
+        return
+    _note(f"report: {html}")
 
 
 def _kernel_view(opts: WatchOptions):
