@@ -12,6 +12,7 @@ at arm time that they agree with gdb; any failure falls back to gdb for good.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 
@@ -29,6 +30,7 @@ _SLOT = {name: index for index, name in enumerate(_USER_REGS)}
 _MASK32 = 0xFFFF_FFFF
 
 
+@functools.cache
 def _slot_and_mask(name: str, word: int) -> tuple[int, int] | None:
     """Where a register name's value lies in user_regs_struct, and its width mask."""
     if name in _SLOT and (word == 8 or name == "eflags"):
@@ -66,16 +68,17 @@ class GdbState:
 class _PtraceSnapshot:
     """One GETREGS of the thread that hit; reg() falls back to gdb for other names."""
 
-    __slots__ = ("_regs", "_state")
+    __slots__ = ("_regs", "_state", "_word")
 
     def __init__(self, state: PtraceState, regs) -> None:
         self._regs = regs
         self._state = state
+        self._word = state.word
 
     def reg(self, name: str) -> int:
-        where = _slot_and_mask(name, self._state.word)
+        where = _slot_and_mask(name, self._word)
         if where is None:
-            return target.register(name, self._state.word)
+            return target.register(name, self._word)
         return self._regs[where[0]] & where[1]
 
     def read(self, address: int, length: int) -> bytes:

@@ -100,10 +100,40 @@ def split_seconds(seconds: float) -> tuple[int, int]:
     return whole, micros
 
 
+class SecondStamp:
+    """strftime(`layout`) of a whole second (UTC), formatted again only when the second changes."""
+
+    __slots__ = ("_layout", "_second", "_text", "_bytes")
+
+    def __init__(self, layout: str) -> None:
+        self._layout = layout
+        self._second = -1
+        self._text = ""
+        self._bytes = b""
+
+    def _update(self, whole: int) -> None:
+        self._second = whole
+        self._text = _time.strftime(self._layout, _time.gmtime(whole))
+        self._bytes = self._text.encode()
+
+    def text(self, whole: int) -> str:
+        if whole != self._second:
+            self._update(whole)
+        return self._text
+
+    def bytes(self, whole: int) -> bytes:
+        if whole != self._second:
+            self._update(whole)
+        return self._bytes
+
+
+ISO_SECOND = "%Y-%m-%dT%H:%M:%S"
+
+
 def format_time(seconds: float) -> str:
     """ISO 8601 UTC with microseconds: 2026-11-26T03:13:20.123456Z."""
     whole, micros = split_seconds(seconds)
-    return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(whole)) + f".{micros:06d}Z"
+    return _time.strftime(ISO_SECOND, _time.gmtime(whole)) + f".{micros:06d}Z"
 
 
 def parse_time(text: str) -> float:
@@ -141,32 +171,37 @@ class JsonLineEncoder:
 
     def __init__(self) -> None:
         self._templates: dict[tuple, str] = {}
-        self._second = -1
-        self._stamp = ""
+        self._stamp = SecondStamp(ISO_SECOND)
 
     def clear(self) -> None:
         self._templates.clear()
 
     def encode(self, record: Record, key: tuple | None = None) -> str:
         """One JSON line, ending with a newline; `key` is frames_key(record.frames) if known."""
+        whole, micros = split_seconds(record.time)
+        stamp = self._stamp.text(whole)
+        old = record.old
+        if old is None:
+            values = (record.seq, record.value, record.tid, stamp, micros)
+        else:
+            values = (record.seq, old, record.value, record.tid, stamp, micros)
+        return self.template(record, key) % values
+
+    def template(self, record: Record, key: tuple | None = None) -> str:
+        """The line with %-slots for seq, [old,] value, tid, time stamp and microseconds.
+
+        The time stamp is `ISO_SECOND`; old has a slot unless it is None.
+        """
         if key is None:
             key = frames_key(record.frames)
-        old = record.old
-        shape = (key, record.kind, record.pc, record.insn, record.kind_from, old is None,
+        shape = (key, record.kind, record.pc, record.insn, record.kind_from, record.old is None,
                  record.addr, record.length, record.pid, record.mode, record.comm)  # fmt: skip
         template = self._templates.get(shape)
         if template is None or record.extra:
             template = self._template(record, shape)
-        whole, micros = split_seconds(record.time)
-        if whole != self._second:
-            self._second = whole
-            self._stamp = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(whole))
-        if old is None:
-            return template % (record.seq, record.value, record.tid, self._stamp, micros)
-        return template % (record.seq, old, record.value, record.tid, self._stamp, micros)
+        return template
 
     def _template(self, record: Record, shape: tuple) -> str:
-        """The line with %-slots for seq, [old,] value, tid, time stamp and microseconds."""
         dumps = json.dumps
         tail = ""
         if record.mode is not None:

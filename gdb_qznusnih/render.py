@@ -16,7 +16,18 @@ from __future__ import annotations
 
 import time as _time
 
-from .record import READ, WRITE, Frame, Record, escape_percent, frames_key, split_seconds
+from .record import (
+    READ,
+    WRITE,
+    Frame,
+    Record,
+    SecondStamp,
+    escape_percent,
+    frames_key,
+    split_seconds,
+)
+
+HMS = "%H:%M:%S"
 
 ARROW = "→"
 VALUE_GUESS_NOTE = "(kind guessed from the value change)"
@@ -194,12 +205,12 @@ def _header_tail(record: Record) -> str:
 def format_header(record: Record) -> str:
     """`[17] WRITE 0x55d0c3a0b04b  0x00 → 0x2a  tid 4243  03:13:20.123456` plus notes."""
     whole, micros = split_seconds(record.time)
-    hms = _time.strftime("%H:%M:%S", _time.gmtime(whole))
+    hms = _time.strftime(HMS, _time.gmtime(whole))
     return BlockRenderer()._header_template(record) % _header_fields(record, hms, micros)
 
 
 def _header_fields(record: Record, hms, micros: int) -> tuple:
-    """The values for a header template's %-slots: seq, [old,] value, tid, time."""
+    """The values for a header template's %-slots: seq, [old,] value, tid, hh:mm:ss, micros."""
     if record.kind == WRITE and record.old is not None:
         return (record.seq, record.old, record.value, record.tid, hms, micros)
     return (record.seq, record.value, record.tid, hms, micros)
@@ -230,8 +241,7 @@ class BlockRenderer:
         self.show_args = show_args
         self._bodies: dict[tuple, bytes] = {}
         self._templates: dict[tuple, bytes] = {}
-        self._second = -1
-        self._hms = b""
+        self._hms = SecondStamp(HMS)
 
     def clear(self) -> None:
         """Forget cached text (symbols changed)."""
@@ -283,8 +293,9 @@ class BlockRenderer:
         self._templates[shape] = template
         return template
 
-    def render_bytes(self, record: Record, key: tuple | None = None) -> bytes:
-        """The whole block as UTF-8, ending with a newline; `key` is frames_key(frames)."""
+    def template(self, record: Record, key: tuple | None = None) -> bytes:
+        """The block as UTF-8 with %-slots for seq, [old,] value, tid, hh:mm:ss (`HMS`) and
+        microseconds; old has a slot on writes whose old value is known."""
         if key is None:
             key = frames_key(record.frames)
         if self.show_args:
@@ -293,12 +304,13 @@ class BlockRenderer:
             key = (key, record.insn)
         shape = (key, record.kind, record.kind_from, record.old is None, record.addr,
                  record.length, record.mode, record.comm, record.pid)  # fmt: skip
-        template = self._templates.get(shape) or self._template(record, key, shape)
+        return self._templates.get(shape) or self._template(record, key, shape)
+
+    def render_bytes(self, record: Record, key: tuple | None = None) -> bytes:
+        """The whole block as UTF-8, ending with a newline; `key` is frames_key(frames)."""
         whole, micros = split_seconds(record.time)
-        if whole != self._second:
-            self._second = whole
-            self._hms = _time.strftime("%H:%M:%S", _time.gmtime(whole)).encode()
-        return template % _header_fields(record, self._hms, micros)
+        fields = _header_fields(record, self._hms.bytes(whole), micros)
+        return self.template(record, key) % fields
 
     def render(self, record: Record) -> str:
         """The whole block as text, ending with a newline."""

@@ -9,14 +9,24 @@ from __future__ import annotations
 import errno
 import os
 
-from .record import READ, WRITE, JsonLineEncoder, Record, frames_key
-from .render import BlockRenderer, Colorizer
+from .record import (
+    ISO_SECOND,
+    READ,
+    WRITE,
+    JsonLineEncoder,
+    Record,
+    SecondStamp,
+    frames_key,
+    split_seconds,
+)
+from .render import HMS, BlockRenderer, Colorizer
 
 
 class SinkError(Exception):
     """A log cannot be opened or written; the message is one line that says what to do."""
 
 
+_TEMPLATE_LIMIT = 4096  # shapes of record are few; bound memory all the same
 _SUFFIXES = {"json": ".jsonl", READ: ".reads.log", WRITE: ".writes.log"}
 
 
@@ -114,6 +124,10 @@ class LogSinks:
         self._terminal_renderer = colored if color else plain
         self._file_renderer = colored if (color_files and shared is not None) else plain
         self._encoder = JsonLineEncoder()
+        self._show_args = show_args
+        self._templates: dict[tuple, tuple[bytes, bytes, bytes]] = {}
+        self._iso = SecondStamp(ISO_SECOND)
+        self._hms = SecondStamp(HMS)
         self._files: dict[str, _LogFile] = {}
         self._failed: str | None = None
 
@@ -143,17 +157,15 @@ class LogSinks:
         """Log one record: the JSON line, the block in its kind's log, the terminal block."""
         if self._failed is not None:
             raise SinkError(self._failed)
-        key = frames_key(record.frames)
-        block = None
+        json_line, file_block, terminal_block = self._texts(record)
         if self._files:
             log = self._files["json"]
             try:
-                log.write(self._encoder.encode(record, key).encode())
+                log.write(json_line)
                 kind_log = self._files.get(record.kind)
                 if kind_log is not None:
                     log = kind_log
-                    block = self._file_renderer.render_bytes(record, key)
-                    log.write(block)
+                    log.write(file_block)
             except OSError as error:
                 self._failed = (
                     f"cannot write {log.path}: {_reason(error)}; logging stopped, "
@@ -161,21 +173,65 @@ class LogSinks:
                 )
                 raise SinkError(self._failed) from None
         if not self.quiet:
-            if block is None or self._terminal_renderer is not self._file_renderer:
-                block = self._terminal_renderer.render_bytes(record, key)
             if self._writer is None:
                 try:
-                    write_all(1, block)
+                    write_all(1, terminal_block)
                 except OSError as error:
                     raise SinkError(f"cannot write to standard output: {_reason(error)}") from None
             else:
-                self._writer(block.decode())
+                self._writer(terminal_block.decode())
+
+    def _texts(self, record: Record) -> tuple[bytes, bytes, bytes]:
+        """(JSON line, block for the kind's log, block for the terminal) as UTF-8.
+
+        One set of %-templates per shape of record (call path, site, kind...), so a record
+        costs three %-formats.  Rare shapes (extra keys, a read with an old value) are
+        rendered in full.
+        """
+        key = frames_key(record.frames)
+        old = record.old
+        if record.extra or (old is not None and record.kind != WRITE):
+            return (
+                self._encoder.encode(record, key).encode(),
+                self._file_renderer.render_bytes(record, key),
+                self._terminal_renderer.render_bytes(record, key),
+            )
+        shape = (key, record.kind, record.pc, record.insn, record.kind_from, old is None,
+                 record.addr, record.length, record.pid, record.mode, record.comm)  # fmt: skip
+        if self._show_args:
+            shape += (tuple([f.args for f in record.frames]),)
+        templates = self._templates.get(shape) or self._make_templates(record, key, shape)
+        json_template, file_template, terminal_template = templates
+        whole, micros = split_seconds(record.time)
+        if old is None:
+            values = (record.seq, record.value, record.tid)
+        else:
+            values = (record.seq, old, record.value, record.tid)
+        stamped = (*values, self._iso.bytes(whole), micros)
+        clocked = (*values, self._hms.bytes(whole), micros)
+        file_block = file_template % clocked
+        terminal_block = (
+            file_block if terminal_template is file_template else terminal_template % clocked
+        )
+        return json_template % stamped, file_block, terminal_block
+
+    def _make_templates(self, record: Record, key: tuple, shape: tuple):
+        templates = (
+            self._encoder.template(record, key).encode(),
+            self._file_renderer.template(record, key),
+            self._terminal_renderer.template(record, key),
+        )
+        if len(self._templates) >= _TEMPLATE_LIMIT:
+            self._templates.clear()
+        self._templates[shape] = templates
+        return templates
 
     def clear_caches(self) -> None:
         """Forget cached text; call when symbols change (new objfile, exec)."""
         self._terminal_renderer.clear()
         self._file_renderer.clear()
         self._encoder.clear()
+        self._templates.clear()
 
     def _close_files(self) -> None:
         files, self._files = self._files, {}

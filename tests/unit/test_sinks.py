@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
 import stat
 import subprocess
+import tempfile
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gdb_qznusnih import sinks as sinks_module
 from gdb_qznusnih.record import Frame, Record
@@ -49,7 +53,7 @@ class Terminal:
 
 
 def read(path) -> str:
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8", newline="") as handle:
         return handle.read()
 
 
@@ -266,3 +270,61 @@ def test_full_disk_is_a_one_line_sink_error_and_leaves_whole_lines(tiny_tmpfs):
         assert text == "" or text.endswith("\n")
         blocks = [b for b in text.split("[") if b]
         assert all(b.count("\n") == 4 for b in blocks)
+
+
+names = st.one_of(st.none(), st.text(max_size=8))
+shapes = st.builds(
+    Record,
+    seq=st.just(0),
+    kind=st.sampled_from(["read", "write"]),
+    addr=st.integers(0, 2**48),
+    length=st.sampled_from([1, 2, 4, 8]),
+    old=st.one_of(st.none(), st.integers(0, 255)),
+    value=st.just(0),
+    pid=st.integers(1, 2**22),
+    tid=st.just(0),
+    pc=st.integers(0, 2**64 - 1),
+    insn=names,
+    time=st.just(0.0),
+    frames=st.lists(
+        st.builds(Frame, st.integers(0, 9), st.integers(0, 2**64 - 1), names, names),
+        max_size=3,
+    ).map(tuple),
+    kind_from=st.sampled_from(["insn", "value"]),
+    mode=st.one_of(st.none(), st.sampled_from(["user", "kernel"])),
+    comm=names,
+    extra=st.one_of(st.just({}), st.just({"note": "50%"})),
+)
+hits = st.tuples(
+    st.integers(0, 2),  # which shape
+    st.integers(0, 2**64 - 1),  # value
+    st.one_of(st.none(), st.integers(0, 2**64 - 1)),  # old
+    st.integers(1, 2**31),  # tid
+    st.floats(0, 4e9, allow_nan=False),  # time
+)
+
+
+@settings(deadline=None, max_examples=80)
+@given(bases=st.lists(shapes, min_size=1, max_size=3), hits=st.lists(hits, max_size=12))
+def test_templated_output_equals_the_full_encoder_and_renderer(bases, hits):
+    """Records that share a shape reuse its templates; the output must not change."""
+    records = []
+    for seq, (which, value, old, tid, time) in enumerate(hits, 1):
+        base = bases[which % len(bases)]
+        old = None if base.old is None else old
+        records.append(dataclasses.replace(base, seq=seq, value=value, old=old, tid=tid, time=time))
+    terminal = Terminal()
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = os.path.join(tmp, "h")
+        sinks = LogSinks(prefix, writer=terminal)
+        sinks.open()
+        for record in records:
+            sinks.emit(record)
+        sinks.close()
+        lines = read(prefix + ".jsonl")
+        reads = read(prefix + ".reads.log")
+        writes = read(prefix + ".writes.log")
+    assert lines == "".join(json.dumps(r.to_json()) + "\n" for r in records)
+    assert reads == "".join(render_block(r) for r in records if r.kind == "read")
+    assert writes == "".join(render_block(r) for r in records if r.kind == "write")
+    assert "".join(terminal.chunks) == "".join(render_block(r) for r in records)
