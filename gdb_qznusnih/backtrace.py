@@ -15,7 +15,7 @@ from __future__ import annotations
 import gdb
 
 from .record import Frame
-from .target import function_block
+from .target import function_name
 
 # Stacks deeper than this are always walked.
 _MAX_SNAPSHOT = 64 * 1024
@@ -130,7 +130,7 @@ class BacktraceCollector:
         if level == 0:
             # The trap pc is after the access; describe the accessing instruction.
             sal = gdb.find_pc_line(pc)
-            func = _function_name(pc) or func
+            func = function_name(pc) or func
         else:
             sal = frame.find_sal()
         symtab = sal.symtab
@@ -142,11 +142,6 @@ class BacktraceCollector:
             line=sal.line if symtab is not None and sal.line else None,
             args=_frame_args(frame) if self.with_args else None,
         )
-
-
-def _function_name(pc: int) -> str | None:
-    block = function_block(pc)
-    return block.function.print_name if block is not None else None
 
 
 def _frame_args(frame: gdb.Frame) -> str:

@@ -14,7 +14,6 @@ in kernel_layout.py.
 from __future__ import annotations
 
 import dataclasses
-import re
 import struct
 from dataclasses import dataclass
 
@@ -22,7 +21,7 @@ import gdb
 
 from . import kernel_layout as kl
 from .record import Frame
-from .target import WatchError, function_block
+from .target import WatchError, function_name, symbol_at
 
 TASK = "task"
 CR3 = "cr3"
@@ -450,11 +449,8 @@ class KernelView:
     def _function_start(self, pc: int) -> int | None:
         """Entry of the function holding pc, from symbols (debug or minimal)."""
         if pc not in self._function_starts:
-            match = _SYMBOL_IN_ADDRESS.search(gdb.format_address(pc))
-            start = None
-            if match:
-                start = pc - int(match.group(2) or 0)
-            self._function_starts[pc] = start
+            symbol = symbol_at(pc)
+            self._function_starts[pc] = pc - symbol[1] if symbol else None
         return self._function_starts[pc]
 
     def _describe_pc(self, level: int, pc: int) -> Frame:
@@ -462,7 +458,7 @@ class KernelView:
         if cached is None:
             # A return address's call is the instruction before it.
             lookup = pc - 1 if level > 0 else pc
-            func = _function_name(lookup)
+            func = function_name(lookup)
             sal = gdb.find_pc_line(lookup)
             symtab = sal.symtab
             cached = Frame(
@@ -497,19 +493,6 @@ class _TaskExitBreakpoint(gdb.Breakpoint):
         if self.on_exit is not None:
             self.on_exit()
         return True
-
-
-_SYMBOL_IN_ADDRESS = re.compile(r"<([^+>]+)(?:\+(\d+))?>")
-
-
-def _function_name(pc: int) -> str | None:
-    """The function at pc: from debug info, else from the minimal symbols."""
-    block = function_block(pc)
-    if block is not None:
-        return block.function.print_name
-    # gdb 13 has no Python API for minimal symbols by pc; format_address names them.
-    match = _SYMBOL_IN_ADDRESS.search(gdb.format_address(pc))
-    return match.group(1) if match else None
 
 
 def user_frames_from_pt_regs(max_depth: int) -> list[Frame]:

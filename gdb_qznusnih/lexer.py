@@ -87,15 +87,22 @@ def token_types() -> dict:
     return dict(_token_types())
 
 
-def _closing_paren(text: str, start: int) -> int:
-    """Index of the ')' matching the '(' at `start`, skipping strings; -1 when none."""
-    stack = []
+def _unquoted(text: str, start: int = 0):
+    """(index, character) of each character of text[start:] outside quoted strings."""
     i, n = start, len(text)
     while i < n:
         ch = text[i]
         if ch in "\"'":
             i = _skip_quoted(text, i)
             continue
+        yield i, ch
+        i += 1
+
+
+def _closing_paren(text: str, start: int) -> int:
+    """Index of the ')' matching the '(' at `start`, skipping strings; -1 when none."""
+    stack = []
+    for i, ch in _unquoted(text, start):
         if ch in "({[":
             stack.append(ch)
         elif ch in _CLOSERS:
@@ -104,7 +111,6 @@ def _closing_paren(text: str, start: int) -> int:
             stack.pop()
             if not stack:
                 return i
-        i += 1
     return -1
 
 
@@ -125,19 +131,14 @@ def _skip_quoted(text: str, i: int) -> int:
 
 def _is_balanced(text: str) -> bool:
     """True when the brackets of `text` (outside strings) all close."""
-    depth, i, n = 0, 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch in "\"'":
-            i = _skip_quoted(text, i)
-            continue
+    depth = 0
+    for _, ch in _unquoted(text):
         if ch in "({[":
             depth += 1
         elif ch in ")}]":
             depth -= 1
             if depth < 0:
                 return False
-        i += 1
     return depth == 0
 
 
@@ -170,12 +171,8 @@ def _split_args(middle: str) -> tuple[str, str]:
 def _arg_starts(inner: str) -> list[int]:
     """Offsets in `inner` (the text between the parens) where each `name=value` begins."""
     starts = [0]
-    depth, i, n = 0, 0, len(inner)
-    while i < n:
-        ch = inner[i]
-        if ch in "\"'":
-            i = _skip_quoted(inner, i)
-            continue
+    depth = 0
+    for i, ch in _unquoted(inner):
         if ch in "({[":
             depth += 1
         elif ch in ")}]":
@@ -188,7 +185,6 @@ def _arg_starts(inner: str) -> list[int]:
             and _ARG_NAME.match(inner, i + 2)
         ):
             starts.append(i + 2)
-        i += 1
     return starts
 
 

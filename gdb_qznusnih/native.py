@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-import platform
 
 import gdb
 
@@ -135,8 +134,8 @@ def state_for(inferior: gdb.Inferior, word: int):
     if (
         connection is None
         or connection.type != "native"
-        or platform.system() != "Linux"
-        or platform.machine() != "x86_64"
+        or os.uname().sysname != "Linux"
+        or os.uname().machine != "x86_64"
         or inferior.pid <= 0
     ):
         return fallback

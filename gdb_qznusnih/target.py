@@ -4,6 +4,8 @@ and the debug registers left.  Needs gdb; raises WatchError with one line.
 
 from __future__ import annotations
 
+import re
+
 import gdb
 
 DEBUG_REGISTERS = 4
@@ -93,6 +95,25 @@ def function_block(pc: int):
     while block is not None and block.function is None:
         block = block.superblock
     return block
+
+
+_SYMBOL_IN_ADDRESS = re.compile(r"<([^+>]+)(?:\+(\d+))?>")
+
+
+def symbol_at(pc: int) -> tuple[str, int] | None:
+    """(symbol, offset of pc in it) from any symbols gdb has, minimal ones included."""
+    # gdb 13 has no Python API for minimal symbols by pc; format_address names them.
+    match = _SYMBOL_IN_ADDRESS.search(gdb.format_address(pc))
+    return (match.group(1), int(match.group(2) or 0)) if match else None
+
+
+def function_name(pc: int) -> str | None:
+    """The function at pc: from debug info, else from the minimal symbols."""
+    block = function_block(pc)
+    if block is not None:
+        return block.function.print_name
+    symbol = symbol_at(pc)
+    return symbol[0] if symbol else None
 
 
 def register(name: str, word: int = 8) -> int:
