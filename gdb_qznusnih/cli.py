@@ -235,16 +235,26 @@ def python_path_command(paths: list[str]) -> str:
 
 
 def gdb_watch_argv(gdb: str, pid: int, options: WatchOptions, paths: list[str]) -> list[str]:
+    # Attach with gdb's stdout sent to /dev/null: its chatter (libthread_db, the frame the
+    # target stopped in) would land in the record stream.  Errors still reach stderr.
     return [
         gdb,
         "-nx",
         "-batch",
-        "-p",
-        str(pid),
         "-ex",
         python_path_command(paths),
         "-x",
         LOADER,
+        "-ex",
+        "set logging file /dev/null",
+        "-ex",
+        "set logging redirect on",
+        "-ex",
+        "set logging enabled on",
+        "-ex",
+        f"attach {int(pid)}",
+        "-ex",
+        "set logging enabled off",
         "-ex",
         qzn_watch_command(options),
     ]

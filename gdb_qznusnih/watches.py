@@ -78,14 +78,14 @@ class WatchRegistry:
 
     # -- ending -------------------------------------------------------------
 
-    def end(self, session: WatchSession, reason: str | None = None, report: bool = True) -> None:
-        """Remove a watch, close its logs and print its summary.
+    def end(self, session: WatchSession, reason: str | None = None, report: bool = True) -> bool:
+        """Remove a watch, close its logs and print its summary; False if it had ended already.
 
         `report=False` leaves the HTML report to the caller (`write_report`), e.g. until the
         target has been detached and runs on.
         """
         if self.sessions.pop(session.number, None) is None:
-            return  # already ended
+            return False
         if reason is not None:
             session.finish(reason)
         session.summary.end = time.time()
@@ -97,6 +97,7 @@ class WatchRegistry:
         _note(f"watch {session.number} ended: {session.finish_reason}")
         if report:
             write_report(session)
+        return True
 
     def end_all(self, reason: str) -> None:
         for session in list(self.sessions.values()):
@@ -114,8 +115,9 @@ class WatchRegistry:
                 try:
                     outcome = run_until_done(session, _note)
                 finally:
-                    self.end(session, report=False)
-                    ended.append(session)
+                    # The target's exit may have ended it already, report and all.
+                    if self.end(session, report=False):
+                        ended.append(session)
                 opts = session.opts
                 session = None
                 if outcome.exec_path and opts.follow_exec:

@@ -51,6 +51,17 @@ def test_watch_logs_every_access(start_tester, tmp_path):
 
 
 @needs_qzn_watch
+def test_watch_stream_starts_with_the_first_record_not_gdb_chatter(start_tester):
+    tester = start_tester("--rounds", "2")
+    done = run_launcher("watch", hex(tester.addr), str(tester.pid), "--color", "never")
+    assert done.returncode == 0, done.stderr
+    assert_tester_completed(tester, 2)
+    # No "[Thread debugging using libthread_db enabled]", no frame the target stopped in.
+    assert done.stdout.startswith(f"[1] WRITE 0x{tester.addr:x}"), done.stdout[:300]
+    assert "libthread_db" not in done.stdout + done.stderr
+
+
+@needs_qzn_watch
 def test_run_starts_the_program_and_watches_from_main(tester_bin, tmp_path):
     prefix = tmp_path / "r"
     done = run_launcher(
