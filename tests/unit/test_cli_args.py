@@ -123,13 +123,21 @@ def test_gdbinit_command():
 def test_watch_argv_shape():
     request = cli.parse_request(["watch", "7ffd0010", "4242", "--log", "/tmp/x y", "--len", "8"])
     argv = cli.gdb_watch_argv("/usr/bin/gdb", 4242, request.options, ["/opt/my pkg", "/s'p"])
-    assert argv[:5] == ["/usr/bin/gdb", "-nx", "-batch", "-p", "4242"]
-    assert argv[5] == "-ex"
-    assert argv[6] == "python import sys; sys.path.append('/opt/my pkg'); sys.path.append(\"/s'p\")"
-    assert argv[7:9] == ["-x", cli.LOADER]
-    assert argv[9] == "-ex"
-    assert argv[10] == "qzn-watch --len 8 --log '/tmp/x y' 0x7ffd0010"
-    assert len(argv) == 11
+    assert argv[:3] == ["/usr/bin/gdb", "-nx", "-batch"]
+    assert argv[3] == "-ex"
+    assert argv[4] == "python import sys; sys.path.append('/opt/my pkg'); sys.path.append(\"/s'p\")"
+    assert argv[5:7] == ["-x", cli.LOADER]
+    flags, commands = argv[7::2], argv[8::2]
+    assert flags == ["-ex"] * len(commands) and len(argv) == 7 + 2 * len(commands)
+    # gdb's attach chatter goes to /dev/null, then the watch.
+    assert commands == [
+        "set logging file /dev/null",
+        "set logging redirect on",
+        "set logging enabled on",
+        "attach 4242",
+        "set logging enabled off",
+        "qzn-watch --len 8 --log '/tmp/x y' 0x7ffd0010",
+    ]
 
 
 def test_run_argv_shape():
