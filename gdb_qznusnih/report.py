@@ -439,20 +439,21 @@ def write_html_report(
 
     `private`: mode 0600, as for the logs of another user's process.
     """
-    from .report_html import render_html
+    from .report_html import html_chunks
 
     report = build_report(jsonl_path)
-    _write_file(html_path, render_html(report, style), private)
+    _write_file(html_path, html_chunks(report, style), private)
     return report
 
 
-def _write_file(path: str, text: str, private: bool = False) -> None:
+def _write_file(path: str, chunks, private: bool = False) -> None:
+    """Write the strings of `chunks` to `path`; ReportError (one line) if it cannot be."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o666)
         if private:
             os.fchmod(fd, 0o600)  # it may have existed with a wider mode
         with open(fd, "w", encoding="utf-8", errors="surrogateescape") as out:
-            out.write(text)
+            out.writelines(chunks)
     except OSError as error:
         raise ReportError(f"cannot write {path}: {error.strerror or error}") from None
 
@@ -558,19 +559,20 @@ def run(
     filters = Filters(args.kind, tuple(args.tid), args.since, args.until, args.func)
     report = build_report(args.log, filters, args.top)
     if args.format == "json":
-        text = json.dumps(report_to_json(report), indent=1) + "\n"
+        chunks = [json.dumps(report_to_json(report), indent=1) + "\n"]
     elif args.format == "html":
-        from .report_html import render_html
+        from .report_html import html_chunks
 
-        text = render_html(report, args.style)
+        chunks = html_chunks(report, args.style)
     else:
         tty = out_is_tty and args.output is None
         colour = resolve_color(args.color, tty, os.environ if environ is None else environ)
-        text = format_text(report, Colorizer(args.style) if colour else None)
+        chunks = [format_text(report, Colorizer(args.style) if colour else None)]
     if args.output is not None:
-        _write_file(args.output, text)
+        _write_file(args.output, chunks)
     else:
-        out.write(text)
+        for chunk in chunks:
+            out.write(chunk)
 
 
 def main(argv: list[str]) -> int:

@@ -154,27 +154,39 @@ def _writers_section(report: Report, highlighter: _Highlighter) -> str:
     return "".join(parts) + "</section>"
 
 
-def _timeline_section(report: Report) -> str:
+_ROWS_PER_CHUNK = 1000
+
+
+def _timeline_chunks(report: Report):
+    """The value timeline in pieces of rows: a long log's timeline is never one string."""
     start = report.log_start or 0.0
-    rows = "".join(
-        f'<tr class="change"><td class="num">{c.seq}</td><td>{clock(c.time)}</td>'
-        f'<td class="num">+{c.time - start:.6f} s</td><td class="num">{c.tid}</td>'
-        f"<td><code>{hex_value(c.old, c.length)} {ARROW} "
-        f"<b>{hex_value(c.value, c.length)}</b></code></td>"
-        f"<td><code>{escape(c.where)}</code></td></tr>"
-        for c in report.changes
-    )
-    return (
+    yield (
         '<section id="timeline" class="write"><h2>Value changes: '
         f'<span class="total">{len(report.changes):,}</span> of {report.summary.writes:,} '
         "writes</h2><table><tr><th class='num'>seq</th><th>time (UTC)</th>"
         "<th class='num'>since first record</th><th class='num'>thread</th>"
-        f"<th>old {ARROW} new</th><th>where</th></tr>{rows}</table></section>"
+        f"<th>old {ARROW} new</th><th>where</th></tr>"
     )
+    changes = report.changes
+    for first in range(0, len(changes), _ROWS_PER_CHUNK):
+        yield "".join(
+            f'<tr class="change"><td class="num">{c.seq}</td><td>{clock(c.time)}</td>'
+            f'<td class="num">+{c.time - start:.6f} s</td><td class="num">{c.tid}</td>'
+            f"<td><code>{hex_value(c.old, c.length)} {ARROW} "
+            f"<b>{hex_value(c.value, c.length)}</b></code></td>"
+            f"<td><code>{escape(c.where)}</code></td></tr>"
+            for c in changes[first : first + _ROWS_PER_CHUNK]
+        )
+    yield "</table></section>"
 
 
 def render_html(report: Report, style: str | None = None) -> str:
     """The whole page for `report`; `style` is a pygments style name (default: light)."""
+    return "".join(html_chunks(report, style))
+
+
+def html_chunks(report: Report, style: str | None = None):
+    """The page for `report` in pieces, to write as they come (see render_html)."""
     highlighter = _Highlighter(style)
     filters = report.filters.describe()
     head = (
@@ -189,11 +201,11 @@ def render_html(report: Report, style: str | None = None) -> str:
         + f"<p>{_kind_span(READ, 'reads')} and {_kind_span(WRITE, 'writes')} of the watched "
         "bytes, each call site with the first backtrace that reached it.</p></header>"
     )
-    sections = [
-        _summary_section(report),
-        _sites_section(report, READ, highlighter),
-        _sites_section(report, WRITE, highlighter),
-        _writers_section(report, highlighter),
-        _timeline_section(report),
-    ]
-    return head + header + "\n".join(sections) + "\n</body></html>\n"
+    yield head + header
+    yield _summary_section(report)
+    yield "\n" + _sites_section(report, READ, highlighter)
+    yield "\n" + _sites_section(report, WRITE, highlighter)
+    yield "\n" + _writers_section(report, highlighter)
+    yield "\n"
+    yield from _timeline_chunks(report)
+    yield "\n</body></html>\n"
