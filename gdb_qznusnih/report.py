@@ -16,6 +16,7 @@ import json
 import os
 import re
 import sys
+from array import array
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -247,6 +248,62 @@ class Change(NamedTuple):
     where: str
 
 
+# Change fields as packed arrays: (name, array type code).
+_CHANGE_ARRAYS = (
+    ("seq", "q"), ("time", "d"), ("tid", "q"), ("old", "Q"), ("value", "Q"),
+    ("length", "B"), ("where", "I"),
+)  # fmt: skip
+
+
+class ChangeLog:
+    """The value changes of a log, packed in arrays: a long log holds one per write, so each
+    costs ~40 bytes here instead of a few hundred as objects.  Reads back as Changes."""
+
+    def __init__(self) -> None:
+        self._numbers = {name: array(code) for name, code in _CHANGE_ARRAYS}
+        self._old_known = bytearray()
+        self._wheres: list[str] = []
+        self._where_index: dict[str, int] = {}
+        self._unpacked: dict[int, Change] = {}  # numbers no array type holds (a foreign log)
+
+    def append(self, change: Change) -> None:
+        index = self._where_index.get(change.where)
+        if index is None:
+            index = self._where_index[change.where] = len(self._wheres)
+            self._wheres.append(change.where)
+        fields = (change.seq, change.time, change.tid, change.old or 0, change.value,
+                  change.length, index)  # fmt: skip
+        count, numbers = len(self), self._numbers
+        try:
+            for (name, _), value in zip(_CHANGE_ARRAYS, fields):
+                numbers[name].append(value)
+        except (OverflowError, TypeError):
+            self._unpacked[count] = change
+            for name, _ in _CHANGE_ARRAYS:
+                del numbers[name][count:]
+                numbers[name].append(0)
+        self._old_known.append(change.old is not None)
+
+    def __len__(self) -> int:
+        return len(self._old_known)
+
+    def __getitem__(self, index: slice) -> list[Change]:
+        return [self._change(i) for i in range(*index.indices(len(self)))]
+
+    def __iter__(self):
+        return (self._change(i) for i in range(len(self)))
+
+    def _change(self, i: int) -> Change:
+        odd = self._unpacked.get(i)
+        if odd is not None:
+            return odd
+        n = self._numbers
+        return Change(
+            n["seq"][i], n["time"][i], n["tid"][i], n["old"][i] if self._old_known[i] else None,
+            n["value"][i], n["length"][i], self._wheres[n["where"][i]],
+        )  # fmt: skip
+
+
 class SiteSummary(Summary):
     """A Summary that ranks `top` sites (0: all) and keeps the first record of each site."""
 
@@ -283,7 +340,7 @@ class Report:
     log_start: float | None = None  # time of the log's first record
     first_writer: Record | None = None
     last_writer: Record | None = None
-    changes: list[Change] = field(default_factory=list)
+    changes: ChangeLog = field(default_factory=ChangeLog)
 
     def sites(self, kind: str) -> list[tuple[Site, Record]]:
         """The top sites of `kind` with their sample records."""

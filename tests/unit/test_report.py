@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 
 from gdb_qznusnih import report
 from gdb_qznusnih.record import Frame, JsonLineEncoder, Record, record_from_json
-from gdb_qznusnih.report import Filters, LogDecoder, UsageError, build_report, parse_time_bound
+from gdb_qznusnih.report import (
+    Change,
+    ChangeLog,
+    Filters,
+    LogDecoder,
+    UsageError,
+    build_report,
+    parse_time_bound,
+)
 from tests.unit.test_record import frames as frame_tuples
 from tests.unit.test_record import names
 
@@ -324,3 +332,16 @@ def test_whole_system_modes_in_text_and_html(tmp_path, capsys):
     assert status == 0 and "  by mode: kernel 1, user 2" in out
     status, out, _ = run_main(capsys, log, "--format", "html")
     assert '<table id="modes">' in out and "<th>kernel</th><td class='num'>1</td>" in out
+
+
+def test_change_log_gives_back_what_it_was_given_even_numbers_no_array_holds():
+    given = [
+        Change(1, 1795662800.5, 4243, None, 0x2A, 1, "main at mix.c:61"),
+        Change(2, 1795662800.75, 4244, 0x2A, 2**64 - 1, 8, "touch at c.c:3"),
+        Change(3, 1795662801.0, 4243, -1, 2**70, 1, "main at mix.c:61"),  # a foreign log
+        Change(4, 1795662801.25, 4243, 7, 8, 1, "main at mix.c:61"),
+    ]
+    log = ChangeLog()
+    for change in given:
+        log.append(change)
+    assert len(log) == 4 and list(log) == given and log[1:3] == given[1:3]
