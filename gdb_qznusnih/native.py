@@ -131,11 +131,11 @@ def state_for(inferior: gdb.Inferior, word: int):
     """The fastest way to read the selected inferior that agrees with gdb."""
     fallback = GdbState(word)
     connection = getattr(inferior, "connection", None)
+    system = os.uname()
     if (
         connection is None
         or connection.type != "native"
-        or os.uname().sysname != "Linux"
-        or os.uname().machine != "x86_64"
+        or (system.sysname, system.machine) != ("Linux", "x86_64")
         or inferior.pid <= 0
     ):
         return fallback

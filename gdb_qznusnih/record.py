@@ -145,6 +145,15 @@ def parse_time(text: str) -> float:
     return whole + (int(frac) / 10 ** len(frac) if frac else 0.0)
 
 
+def record_shape(record: Record, key: tuple) -> tuple:
+    """All of a record that a template bakes in: everything but seq, values, tid and time.
+
+    `key` is frames_key(record.frames); old counts only as known or not.
+    """
+    return (key, record.kind, record.pc, record.insn, record.kind_from, record.old is None,
+            record.addr, record.length, record.pid, record.mode, record.comm)  # fmt: skip
+
+
 # Every field as %s, so a template can bake in the constant ones and leave %-slots for the rest.
 _JSON_LINE = (
     '{"seq": %s, "kind": %s, "addr": "%s", "len": %s, "old": %s, "value": %s, "pid": %s, '
@@ -194,8 +203,7 @@ class JsonLineEncoder:
         """
         if key is None:
             key = frames_key(record.frames)
-        shape = (key, record.kind, record.pc, record.insn, record.kind_from, record.old is None,
-                 record.addr, record.length, record.pid, record.mode, record.comm)  # fmt: skip
+        shape = record_shape(record, key)
         template = self._templates.get(shape)
         if template is None or record.extra:
             template = self._template(record, shape)

@@ -180,13 +180,9 @@ def _timeline_chunks(report: Report):
     yield "</table></section>"
 
 
-def render_html(report: Report, style: str | None = None) -> str:
-    """The whole page for `report`; `style` is a pygments style name (default: light)."""
-    return "".join(html_chunks(report, style))
-
-
 def html_chunks(report: Report, style: str | None = None):
-    """The page for `report` in pieces, to write as they come (see render_html)."""
+    """The whole page for `report`, in pieces to write as they come (a long timeline is never
+    one string); `style` is a pygments style name (default: light)."""
     highlighter = _Highlighter(style)
     filters = report.filters.describe()
     head = (

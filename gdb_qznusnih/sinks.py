@@ -17,6 +17,7 @@ from .record import (
     Record,
     SecondStamp,
     frames_key,
+    record_shape,
     split_seconds,
 )
 from .render import HMS, BlockRenderer, Colorizer
@@ -196,8 +197,7 @@ class LogSinks:
                 self._file_renderer.render_bytes(record, key),
                 self._terminal_renderer.render_bytes(record, key),
             )
-        shape = (key, record.kind, record.pc, record.insn, record.kind_from, old is None,
-                 record.addr, record.length, record.pid, record.mode, record.comm)  # fmt: skip
+        shape = record_shape(record, key)
         if self._show_args:
             shape += (tuple([f.args for f in record.frames]),)
         templates = self._templates.get(shape) or self._make_templates(record, key, shape)
