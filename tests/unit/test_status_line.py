@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pty
+import select
 
 from gdb_qznusnih.record import Frame, Record
 from gdb_qznusnih.status_line import StatusLine
@@ -14,6 +15,14 @@ def record(kind: str, func: str = "parse_header") -> Record:
         seq=1, kind=kind, addr=0x1000, length=1, old=None, value=1, pid=1, tid=1, pc=0x10,
         insn="movb $0x1,(%rax)", time=0.0, frames=(Frame(0, 0x10, func, "a.c", 3),),
     )  # fmt: skip
+
+
+def read_all(fd: int) -> bytes:
+    """Everything written to the pty so far: one read may return only part of it."""
+    data = b""
+    while select.select([fd], [], [], 0.5)[0]:
+        data += os.read(fd, 4096)
+    return data
 
 
 def test_counts_and_text():
@@ -47,7 +56,7 @@ def test_redraws_in_place_on_a_terminal_and_clears_before_blocks():
         status.update(record("write"))
         status.update(record("read", "check"))
         status.terminal_writer(out_w)("[3] READ ...\n")
-        shown = os.read(master, 4096)
+        shown = read_all(master)
         assert shown.count(b"\r\x1b[K") == 3  # two draws, one clear
         assert b"last: READ in check()" in shown
         assert os.read(out_r, 100) == b"[3] READ ...\n"
