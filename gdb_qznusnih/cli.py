@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch.add_argument("address", metavar="ADDR", help="hex address or gdb expression")
     watch.add_argument("target_pid", metavar="PID", help="decimal process id")
-    add_watch_options(watch)
+    add_watch_options(watch, whole_system=False)
     run = commands.add_parser(
         "run",
         help="start PROG under gdb and watch EXPR from main",
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="what to watch once main is reached, e.g. '&counter'",
     )
-    add_watch_options(run)
+    add_watch_options(run, whole_system=False)
     commands.add_parser(
         "gdbinit", help="print the lines for ~/.gdbinit for this installed copy", allow_abbrev=False
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gdb
 
-from .options import OptionError, parse_watch_args
+from .options import OptionError, parse_watch_args, watch_help, watch_option_names
 from .settings import Settings
 from .target import WatchError
 from .watches import WatchRegistry
@@ -18,40 +18,20 @@ def _one_line(error: Exception) -> gdb.GdbError:
 
 
 class WatchCommand(gdb.Command):
-    """Log every read and write of memory at ADDR, with backtraces.
-
-          Usage: qzn-watch [OPTIONS] ADDR
-
-          ADDR is any expression giving an address: 0x7ffd1234, &buf[3], $rsp+8.
-          One hardware debug register is used per watch; a hit never stops the
-          program unless --stop is given.  In `gdb -batch` the command keeps the
-          target running under the watch until it exits, a stop condition is met, or
-          gdb gets SIGINT/SIGTERM/SIGHUP; then it detaches and prints a summary.
-
-          Options:
-            --access rw|r|w        log reads and writes (default), reads, or writes
-            --len 1|2|4|8          bytes to watch (default 1); ADDR aligned to it
-            --log PREFIX           write PREFIX.jsonl, PREFIX.reads.log, PREFIX.writes.log
-            --color auto|always|never
-            --count N              end the watch after N logged accesses
-            --duration SECONDS     end the watch after SECONDS
-            --bt-depth N           frames per backtrace (default 16; whole-system mode:
-                           N kernel frames, then N user frames)
-            --args                 show function arguments in backtraces (slower)
-            --stop                 stop the program after logging each hit
-
-      Defaults for --color, --bt-depth, --style, --args and --log can be set with
-      `set qzn color|bt-depth|style|args|log VALUE`.
-            --quiet                no per-access stream on the terminal
-    --no-html              with --log, skip PREFIX.html at the end
-            --style NAME           pygments style for colours
-            --pid PID, --cr3 CR3   whole-system (QEMU) mode: keep one process's hits
-            --follow-exec EXPR     after exec, watch EXPR in the new program"""
+    __doc__ = watch_help()
 
     def __init__(self, registry: WatchRegistry, settings: Settings) -> None:
-        super().__init__("qzn-watch", gdb.COMMAND_BREAKPOINTS, gdb.COMPLETE_EXPRESSION)
+        super().__init__("qzn-watch", gdb.COMMAND_BREAKPOINTS)
         self.registry = registry
         self.settings = settings
+
+    def complete(self, text: str, word: str):
+        typed = text.rsplit(" ", 1)[-1]
+        if not typed.startswith("-"):
+            return gdb.COMPLETE_EXPRESSION
+        # gdb breaks words at '-': hand back only the part that replaces `word`.
+        cut = len(typed) - len(word or "")
+        return [name[cut:] for name in watch_option_names() if name.startswith(typed)]
 
     def invoke(self, argument: str, from_tty: bool) -> None:
         try:
@@ -76,6 +56,10 @@ class UnwatchCommand(gdb.Command):
     def __init__(self, registry: WatchRegistry) -> None:
         super().__init__("qzn-unwatch", gdb.COMMAND_BREAKPOINTS)
         self.registry = registry
+
+    def complete(self, text: str, word: str):
+        choices = [str(number) for number in self.registry.sessions] + ["all"]
+        return [choice for choice in choices if choice.startswith(word or "")]
 
     def invoke(self, argument: str, from_tty: bool) -> None:
         argv = gdb.string_to_argv(argument)

@@ -83,16 +83,19 @@ def _hex_or_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
 
 
-def add_watch_options(parser: argparse.ArgumentParser) -> None:
-    """Add the options of `qzn-watch` (without ADDR) to a parser."""
-    add = parser.add_argument
-    add(
+def add_watch_options(parser: argparse.ArgumentParser, whole_system: bool = True) -> None:
+    """Add the options of `qzn-watch` (without ADDR) to a parser, in groups.
+
+    `whole_system=False` hides --pid and --cr3, which only a gdb on QEMU's gdbstub uses.
+    """
+    what = parser.add_argument_group("what to log").add_argument
+    what(
         "--access",
         choices=ACCESS_CHOICES,
         default="rw",
         help="log reads and writes (rw, the default), reads only (r) or writes only (w)",
     )
-    add(
+    what(
         "--len",
         dest="length",
         type=_length,
@@ -100,58 +103,67 @@ def add_watch_options(parser: argparse.ArgumentParser) -> None:
         metavar="{1,2,4,8}",
         help="bytes to watch, default 1; ADDR must be aligned to it",
     )
-    add(
+    what(
+        "--bt-depth",
+        type=_positive_int,
+        default=DEFAULT_BT_DEPTH,
+        metavar="N",
+        help=f"frames per backtrace, default {DEFAULT_BT_DEPTH}"
+        + (" (whole-system mode: N kernel frames, then N user frames)" if whole_system else ""),
+    )
+    what("--args", action="store_true", help="show function arguments in backtraces (slower)")
+    what(
+        "--follow-exec",
+        metavar="EXPR",
+        help="after the target calls exec, watch EXPR in the new program",
+    )
+    output = parser.add_argument_group("output").add_argument
+    output(
         "--log", metavar="PREFIX", help="write PREFIX.jsonl, PREFIX.reads.log and PREFIX.writes.log"
     )
-    add(
+    output(
+        "--no-html",
+        action="store_true",
+        help="with --log, skip PREFIX.html at the end (it re-reads the whole log)",
+    )
+    output(
         "--color",
         choices=COLOR_CHOICES,
         default="auto",
         help="colour the terminal stream: auto (a terminal and NO_COLOR unset), always, never",
     )
-    add("--count", type=_positive_int, metavar="N", help="stop after N logged accesses")
-    add(
+    output("--style", metavar="NAME", help="pygments style for colours")
+    output("--quiet", action="store_true", help="no per-access stream on the terminal")
+    until = parser.add_argument_group("when to stop").add_argument
+    until("--count", type=_positive_int, metavar="N", help="end the watch after N logged accesses")
+    until(
         "--duration",
         type=_positive_seconds,
         metavar="SECONDS",
-        help="stop after SECONDS of watching",
+        help="end the watch after SECONDS of watching",
     )
-    add(
-        "--bt-depth",
-        type=_positive_int,
-        default=DEFAULT_BT_DEPTH,
-        metavar="N",
-        help=f"frames per backtrace, default {DEFAULT_BT_DEPTH}",
-    )
-    add(
+    until(
         "--stop",
         action="store_true",
         help="stop the program after logging a hit, like a plain watchpoint",
     )
-    add("--args", action="store_true", help="show function arguments in backtraces (slower)")
-    add("--quiet", action="store_true", help="no per-access stream on the terminal")
-    add(
-        "--no-html",
-        action="store_true",
-        help="with --log, skip PREFIX.html at the end (it re-reads the whole log)",
+    # The launcher hides them but still parses them, to say why they do not apply.
+    if whole_system:
+        machine = parser.add_argument_group("whole-system (QEMU gdbstub) mode").add_argument
+    else:
+        machine = parser.add_argument
+
+    def shown(text: str) -> str:
+        return text if whole_system else argparse.SUPPRESS
+
+    machine(
+        "--pid", type=_positive_int, metavar="PID", help=shown("keep only hits made by or for PID")
     )
-    add("--style", metavar="NAME", help="pygments style for colours")
-    add(
-        "--pid",
-        type=_positive_int,
-        metavar="PID",
-        help="whole-system (QEMU) mode: keep only hits made by or for PID",
-    )
-    add(
+    machine(
         "--cr3",
         type=_hex_or_int,
         metavar="CR3",
-        help="whole-system mode without kernel symbols: the address space to keep",
-    )
-    add(
-        "--follow-exec",
-        metavar="EXPR",
-        help="after the target calls exec, watch EXPR in the new program",
+        help=shown("without kernel symbols: the address space to keep"),
     )
 
 
@@ -165,11 +177,51 @@ class _RaisingParser(argparse.ArgumentParser):
         raise OptionError(message.strip() if message else f"{self.prog}: exit {status}")
 
 
+WATCH_SUMMARY = "Log every read and write of memory at ADDR, with backtraces."
+WATCH_DESCRIPTION = """\
+ADDR is an expression giving an address: 0x7ffd1234, &buf[3], $rsp+8.  It is
+evaluated without side effects: no assignment, no function call.  One hardware
+debug register is used per watch; a hit never stops the program unless --stop
+is given.  In `gdb -batch` the command keeps the target running under the
+watch until it exits, a stop condition is met, or gdb gets SIGINT, SIGTERM or
+SIGHUP; then it detaches and prints a summary."""
+WATCH_EPILOG = """\
+`set qzn NAME VALUE` sets the defaults of --args, --bt-depth, --color, --log
+and --style; `show qzn` lists them."""
+
+
+def _help_formatter(prog: str) -> argparse.HelpFormatter:
+    # A fixed width: gdb's help is read in terminals of any size and compared in tests.
+    return argparse.RawDescriptionHelpFormatter(prog, width=80, max_help_position=26)
+
+
 def build_watch_parser(prog: str = "qzn-watch") -> argparse.ArgumentParser:
-    parser = _RaisingParser(prog=prog, add_help=False, allow_abbrev=False)
+    parser = _RaisingParser(
+        prog=prog,
+        usage="%(prog)s [OPTIONS] ADDR",
+        description=WATCH_DESCRIPTION,
+        epilog=WATCH_EPILOG,
+        formatter_class=_help_formatter,
+        add_help=False,
+        allow_abbrev=False,
+    )
     add_watch_options(parser)
-    parser.add_argument("address", nargs="+", metavar="ADDR")
+    parser.add_argument("address", nargs="+", metavar="ADDR", help=argparse.SUPPRESS)
     return parser
+
+
+def watch_help(prog: str = "qzn-watch") -> str:
+    """`help qzn-watch`: a summary line, a blank line, `Usage:`, then the parser's help."""
+    text = build_watch_parser(prog).format_help().rstrip()
+    usage, rest = text.split("\n", 1)
+    return f"{WATCH_SUMMARY}\n\nU{usage[1:]}\n{rest}"
+
+
+def watch_option_names() -> list[str]:
+    """Every option qzn-watch takes, for completion."""
+    return sorted(
+        flag for action in build_watch_parser()._actions for flag in action.option_strings
+    )
 
 
 def parse_watch_args(

@@ -5,51 +5,121 @@ from __future__ import annotations
 import gdb
 
 from .options import COLOR_CHOICES, DEFAULT_BT_DEPTH
-
-
-class _Prefix(gdb.Command):
-    def __init__(self, name: str, doc: str) -> None:
-        self.__doc__ = doc
-        super().__init__(name, gdb.COMMAND_DATA, gdb.COMPLETE_NONE, True)
+from .render import check_style
 
 
 class _Setting(gdb.Parameter):
-    """Base: `show` prints "NAME is VALUE."."""
+    """One `set qzn NAME`; `check(value)` raises ValueError to refuse a value at once."""
+
+    def __init__(self, name: str, kind, what: str, doc: str, *extra, check=None) -> None:
+        self.short_name = name
+        self.quoted = kind == gdb.PARAM_STRING
+        self.what = what  # "The default colour mode", completes "... is VALUE."
+        self.__doc__ = doc
+        self.set_doc = f"Set {what[0].lower()}{what[1:]}."
+        self.show_doc = f"Show {what[0].lower()}{what[1:]}."
+        self._check = check
+        super().__init__(f"qzn {name}", gdb.COMMAND_DATA, kind, *extra)
+        self._accepted = self.value
+
+    def get_set_string(self) -> str:
+        if self._check is not None:
+            try:
+                self._check(self.value)
+            except ValueError as error:
+                # gdb has stored the new value already: put the last good one back.
+                self.value = self._accepted
+                raise gdb.GdbError(" ".join(str(error).split())) from None
+        self._accepted = self.value
+        return ""
 
     def get_show_string(self, value: str) -> str:
-        return f"qzn {self.short_name} is {value}."
+        return f'{self.what} is "{value}".' if self.quoted else f"{self.what} is {value}."
 
 
-def _setting(name: str, kind, doc: str, *extra):
-    """Create `set qzn NAME` with `doc` as both set and show help."""
+class _SetPrefix(gdb.Command):
+    """Settings of the qzn-watch command: the defaults its options start from.
 
-    class Setting(_Setting):
-        __doc__ = doc
-        set_doc = f"Set the default {doc[0].lower()}{doc[1:]}"
-        show_doc = f"Show the default {doc[0].lower()}{doc[1:]}"
+    Usage: set qzn NAME VALUE
 
-        def __init__(self) -> None:
-            self.short_name = name
-            super().__init__(f"qzn {name}", gdb.COMMAND_DATA, kind, *extra)
+    `show qzn` lists every setting with its value."""
 
-    return Setting()
+    def __init__(self) -> None:
+        super().__init__("set qzn", gdb.COMMAND_DATA, gdb.COMPLETE_NONE, True)
+
+    def invoke(self, argument: str, from_tty: bool) -> None:
+        gdb.execute("help set qzn", to_string=False)
+
+
+class _ShowPrefix(gdb.Command):
+    """Show the qzn-watch settings: every one with its value.
+
+    Usage: show qzn [NAME]"""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__("show qzn", gdb.COMMAND_DATA, gdb.COMPLETE_NONE, True)
+        self.settings = settings
+
+    def invoke(self, argument: str, from_tty: bool) -> None:
+        for setting in self.settings.all:
+            shown = setting.get_show_string(_shown_value(setting.value))
+            gdb.write(f"qzn {setting.short_name}:  {shown}\n")
+
+
+def _shown_value(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "" if value is None else str(value)
+
+
+def _check_style(name: str) -> None:
+    check_style(name or None)
 
 
 class Settings:
     """The qzn settings; `watch_defaults()` feeds qzn-watch's option parser."""
 
     def __init__(self) -> None:
-        _Prefix("set qzn", "Settings of the qzn-watch commands.")
-        _Prefix("show qzn", "Show the settings of the qzn-watch commands.")
-        self.color = _setting(
-            "color", gdb.PARAM_ENUM, "Colour mode: auto, always or never.", list(COLOR_CHOICES)
+        _SetPrefix()
+        _ShowPrefix(self)
+        self.args = _Setting(
+            "args",
+            gdb.PARAM_BOOLEAN,
+            "The default for --args, function arguments in backtraces",
+            "Whether qzn-watch shows function arguments in backtraces (--args); slower.",
+        )
+        self.bt_depth = _Setting(
+            "bt-depth",
+            gdb.PARAM_ZUINTEGER,
+            "The default number of frames per backtrace",
+            f"Frames per backtrace that qzn-watch logs (--bt-depth); 0 means {DEFAULT_BT_DEPTH}.",
+        )
+        self.bt_depth.value = DEFAULT_BT_DEPTH
+        self.color = _Setting(
+            "color",
+            gdb.PARAM_ENUM,
+            "The default colour mode",
+            "When qzn-watch colours its terminal stream (--color): auto (on a terminal, "
+            "unless NO_COLOR is set), always or never.",
+            list(COLOR_CHOICES),
         )
         self.color.value = "auto"
-        self.bt_depth = _setting("bt-depth", gdb.PARAM_ZUINTEGER, "Frames per backtrace.")
-        self.bt_depth.value = DEFAULT_BT_DEPTH
-        self.style = _setting("style", gdb.PARAM_STRING, "Pygments style for colours.")
-        self.args = _setting("args", gdb.PARAM_BOOLEAN, "Show function arguments in backtraces.")
-        self.log = _setting("log", gdb.PARAM_STRING, "Log file prefix (empty: no files).")
+        self.log = _Setting(
+            "log",
+            gdb.PARAM_STRING,
+            "The default log file prefix",
+            "The prefix of the files qzn-watch writes (--log): PREFIX.jsonl, PREFIX.reads.log, "
+            "PREFIX.writes.log, PREFIX.html.  Empty: the terminal only.",
+        )
+        self.style = _Setting(
+            "style",
+            gdb.PARAM_STRING,
+            "The default pygments style for colours",
+            "The pygments style qzn-watch colours with (--style); empty: 16 terminal colours "
+            "that read on dark and light backgrounds.",
+            check=_check_style,
+        )
+        self.all = (self.args, self.bt_depth, self.color, self.log, self.style)
 
     def watch_defaults(self) -> dict:
         return {

@@ -1,0 +1,111 @@
+"""How the commands present themselves in a real gdb: help, settings, completion."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from gdb_qznusnih.options import build_watch_parser
+from tests.conftest import LOADER, quiet_env
+
+pytestmark = pytest.mark.gdb
+
+
+def gdb_lines(*commands: str) -> subprocess.CompletedProcess:
+    """A gdb with no program, the extension loaded, then `commands` (each its own -ex)."""
+    cmd = ["gdb", "-nx", "-batch", "-ex", "set width 0", "-x", str(LOADER)]
+    for command in commands:
+        cmd += ["-ex", command]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, env=quiet_env(), timeout=60, stdin=subprocess.DEVNULL
+    )
+
+
+def test_help_qzn_watch_is_generated_from_the_parser_and_reads_cleanly():
+    result = gdb_lines("help qzn-watch")
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Log every read and write of memory at ADDR, with backtraces."
+    assert lines[1] == ""
+    assert lines[2] == "Usage: qzn-watch [OPTIONS] ADDR"
+    flags = [flag for action in build_watch_parser()._actions for flag in action.option_strings]
+    for flag in flags:
+        starts = [
+            line for line in lines if line.lstrip().startswith(flag + " ") or line.strip() == flag
+        ]
+        assert len(starts) == 1, (flag, result.stdout)
+        # Every option line is indented by two, none at column 0.
+        assert starts[0].startswith("  " + flag), starts[0]
+    assert max(len(line) for line in lines) <= 80
+    assert result.stderr == ""
+
+
+def test_show_qzn_lists_every_setting_with_its_value():
+    result = gdb_lines("set qzn bt-depth 7", "set qzn log /tmp/qzn-x", "show qzn")
+    assert result.stdout.splitlines() == [
+        "qzn args:  The default for --args, function arguments in backtraces is off.",
+        "qzn bt-depth:  The default number of frames per backtrace is 7.",
+        "qzn color:  The default colour mode is auto.",
+        'qzn log:  The default log file prefix is "/tmp/qzn-x".',
+        'qzn style:  The default pygments style for colours is "".',
+    ]
+
+
+def test_an_unknown_style_is_refused_at_once_and_the_old_one_kept():
+    result = gdb_lines("set qzn style monokai", "set qzn style nosuch", "show qzn style")
+    error = [line for line in result.stderr.splitlines() if line]
+    assert len(error) == 1
+    assert error[0].startswith("unknown style 'nosuch'; valid names")
+    assert "monokai" in error[0]
+    assert result.stdout.splitlines() == ['The default pygments style for colours is "monokai".']
+
+
+def test_set_and_show_docs_read_as_sentences():
+    result = gdb_lines("help set qzn style", "help show qzn color")
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Set the default pygments style for colours."
+    assert "Show the default colour mode." in lines
+
+
+def test_qzn_watch_completes_option_names():
+    result = gdb_lines("complete qzn-watch --c", "complete qzn-watch --access rw --no")
+    assert result.stdout.splitlines() == [
+        "qzn-watch --color",
+        "qzn-watch --count",
+        "qzn-watch --cr3",
+        "qzn-watch --access rw --no-html",
+    ]
+
+
+def test_qzn_unwatch_completes_watch_numbers(build_c):
+    program = build_c("mix")
+    # Not -batch: there qzn-watch would keep the target running until it exits.
+    cmd = ["gdb", "-nx", "-x", str(LOADER)]
+    for command in (
+        "set confirm off",
+        "tbreak ready",
+        "run",
+        "qzn-watch --quiet &area[11]",
+        "qzn-watch --quiet &area[12]",
+        "complete qzn-unwatch ",
+        "qzn-unwatch 1",
+        "complete qzn-unwatch ",
+        "kill",
+    ):
+        cmd += ["-ex", command]
+    result = subprocess.run(
+        cmd + [str(program)],
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    completions = [line for line in result.stdout.splitlines() if line.startswith("qzn-unwatch")]
+    assert completions == [
+        "qzn-unwatch 1",
+        "qzn-unwatch 2",
+        "qzn-unwatch all",
+        "qzn-unwatch 2",
+        "qzn-unwatch all",
+    ], result.stdout + result.stderr
