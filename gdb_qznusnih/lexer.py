@@ -87,6 +87,20 @@ def token_types() -> dict:
     return dict(_token_types())
 
 
+ROLES = (
+    "frame_number", "address", "function", "meta", "arg_name", "arg_value", "string", "char",
+    "value_meta", "file", "line", "text", "space", "punct", "operator",
+)  # fmt: skip
+_ROLE_OF_ROLE = {role: role for role in ROLES}
+
+
+def args_roles(args: str):
+    """(role, text) for each part of " (a=1, b=0x2 "x")": the one tokenizer that knows gdb's
+    argument values, shared by the lexer and the renderer.  Needs no pygments."""
+    for _, role, text in _args_tokens(_ROLE_OF_ROLE, 0, args):
+        yield role, text
+
+
 def _unquoted(text: str, start: int = 0):
     """(index, character) of each character of text[start:] outside quoted strings."""
     i, n = start, len(text)

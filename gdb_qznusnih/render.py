@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import time as _time
 
+from .lexer import args_roles
 from .record import (
-    READ,
     WRITE,
     Frame,
     Record,
@@ -32,145 +32,36 @@ HMS = "%H:%M:%S"
 ARROW = "→"
 VALUE_GUESS_NOTE = "(kind guessed from the value change)"
 
-# Fixed ANSI colours for the kind label: basic colours follow the terminal's own palette, so
-# they read on dark and light backgrounds; cyan and red also differ for colour-blind readers.
-_RESET = "\x1b[0m"
-_KIND_SGR = {READ: "\x1b[1;36m", WRITE: "\x1b[1;31m"}
-_BOLD = "\x1b[1m"
 
-# The default scheme (TerminalFormatter, 16 colours), close to gdb's own `bt` styling but
-# without gdb's yellow and dark blue, which vanish on light and dark backgrounds respectively.
-_SCHEME_BY_NAME = {
-    "Token": "",
-    "Token.Text.Whitespace": "",
-    "Token.Comment": "brightblack",
-    "Token.Comment.Special": "brightblack",
-    "Token.Name.Label": "",
-    "Token.Name.Function": "**",
-    "Token.Name.Variable": "cyan",
-    "Token.Name.Namespace": "green",
-    "Token.Name.Constant": "magenta",
-    "Token.Name.Attribute": "magenta",
-    "Token.Literal": "",
-    "Token.Literal.String": "magenta",
-    "Token.Literal.Number": "magenta",
-    "Token.Literal.Number.Hex": "brightblack",
-    "Token.Literal.Number.Integer": "green",
-    "Token.Punctuation": "",
-    "Token.Operator": "",
-}
-
-
-def resolve_color(mode: str, stream_is_tty: bool, environ) -> bool:
-    """Whether to colour: `always`, `never`, or `auto` (a terminal and NO_COLOR unset).
-
-    NO_COLOR disables colour whatever its value, even empty (https://no-color.org).
-    """
-    if mode == "always":
-        return True
-    if mode == "never":
-        return False
-    if mode == "auto":
-        return bool(stream_is_tty) and "NO_COLOR" not in environ
-    raise ValueError(f"unknown colour mode '{mode}'; use auto, always or never")
-
-
-def check_style(name: str | None) -> None:
-    """Raise ValueError (one line) unless `name` is None or a pygments style."""
-    if name is None:
-        return
-    try:
-        from pygments.styles import get_all_styles, get_style_by_name
-        from pygments.util import ClassNotFound
-    except ImportError:
-        raise ValueError(
-            f"--style {name} needs pygments, which gdb's Python cannot import; "
-            "install python3-pygments"
-        ) from None
-    try:
-        get_style_by_name(name)
-    except ClassNotFound:
-        names = ", ".join(sorted(get_all_styles()))
-        raise ValueError(
-            f"unknown style '{name}'; valid names ('pygmentize -L styles'): {names}"
-        ) from None
-
-
-def _scheme():
-    from pygments.token import string_to_tokentype
-
-    return {string_to_tokentype(k): (v, v) for k, v in _SCHEME_BY_NAME.items()}
-
-
-class Colorizer:
-    """ANSI colour for headers, backtraces and instructions.
-
-    `style=None` uses 16 terminal colours that read on dark and light backgrounds; a pygments
-    style name uses that style in 256 colours.  Unknown names raise ValueError.  Without
-    pygments, only the header is coloured (it needs no pygments); backtraces stay plain.
-    """
-
-    def __init__(self, style: str | None = None) -> None:
-        check_style(style)
-        self.style = style
-        self._formatter = None
-        self._bt_lexer = None
-        self._gas_lexer = None
-        self._highlight = None
-        try:
-            from pygments import highlight
-            from pygments.formatters import Terminal256Formatter, TerminalFormatter
-            from pygments.lexers import GasLexer
-
-            from .lexer import backtrace_lexer
-        except ImportError:
-            return
-        if style is None:
-            self._formatter = TerminalFormatter(colorscheme=_scheme())
-        else:
-            self._formatter = Terminal256Formatter(style=style)
-        self._highlight = highlight
-        self._bt_lexer = backtrace_lexer()
-        self._gas_lexer = GasLexer(stripnl=False, ensurenl=True)
-
-    @property
-    def has_pygments(self) -> bool:
-        return self._highlight is not None
-
-    def kind(self, kind: str, text: str | None = None) -> str:
-        """`text` (default: READ or WRITE) in the colour of `kind`."""
-        label = kind.upper() if text is None else text
-        return f"{_KIND_SGR.get(kind, _BOLD)}{label}{_RESET}"
-
-    def bold(self, text: str) -> str:
-        return f"{_BOLD}{text}{_RESET}"
-
-    def _lex(self, text: str, lexer) -> str:
-        if self._highlight is None or not text:
-            return text
-        out = self._highlight(text, lexer, self._formatter)
-        if not text.endswith("\n") and out.endswith("\n"):
-            out = out[:-1]
-        return out
-
-    def backtrace(self, text: str) -> str:
-        """Backtrace lines (gdb `bt` layout) in colour."""
-        return self._lex(text, self._bt_lexer)
-
-    def insn(self, text: str) -> str:
-        """An AT&T instruction line in colour."""
-        return self._lex(text, self._gas_lexer)
+def frame_roles(frame: Frame, width: int = 16, show_args: bool = False):
+    """(role, text) for each part of one `bt` line, from the frame's fields: the text and its
+    colours have one source.  Roles are lexer.ROLES (the colour module maps them to tokens)."""
+    yield "frame_number", f"#{frame.level}"
+    yield "space", " " * max(1, 3 - len(str(frame.level)))  # gdb's "#1  ", "#12 "
+    yield "address", f"0x{frame.pc:0{width}x}"
+    yield "text", " in "
+    yield ("function", frame.func) if frame.func else ("meta", "??")
+    if show_args and frame.args is not None:
+        yield from args_roles(f" ({frame.args})")
+    if frame.file is not None:
+        yield "text", " at "
+        yield "file", frame.file
+        if frame.line is not None:
+            yield "punct", ":"
+            yield "line", str(frame.line)
 
 
 def format_frame(frame: Frame, width: int = 16, show_args: bool = False) -> str:
     """One `bt` line: `#1  0x000055d0c3a0826a in main (argc=1) at mix.c:61`."""
-    func = frame.func or "??"
-    if show_args and frame.args is not None:
-        func = f"{func} ({frame.args})"
-    where = ""
-    if frame.file is not None:
-        where = f" at {frame.file}" if frame.line is None else f" at {frame.file}:{frame.line}"
-    return f"#{frame.level:<2} 0x{frame.pc:0{width}x} in {func}{where}"
+    return "".join(text for _, text in frame_roles(frame, width, show_args))
+
+
+def backtrace_roles(frames, show_args: bool = False):
+    """(role, text) of the whole backtrace, each line ending with a newline."""
+    width = address_width(frames)
+    for frame in frames:
+        yield from frame_roles(frame, width, show_args)
+        yield "space", "\n"
 
 
 def address_width(frames) -> int:
@@ -180,8 +71,7 @@ def address_width(frames) -> int:
 
 def format_backtrace(frames, show_args: bool = False) -> str:
     """The frames as gdb's `bt` prints them, one line each, each ending with a newline."""
-    width = address_width(frames)
-    return "".join(format_frame(f, width, show_args) + "\n" for f in frames)
+    return "".join(text for _, text in backtrace_roles(frames, show_args))
 
 
 def format_insn(insn: str | None) -> str:
@@ -236,7 +126,8 @@ class BlockRenderer:
     # Call paths and instruction texts are few; args (with show_args) may not be: bound memory.
     _CACHE_LIMIT = 4096
 
-    def __init__(self, colorizer: Colorizer | None = None, show_args: bool = False) -> None:
+    def __init__(self, colorizer=None, show_args: bool = False) -> None:
+        """`colorizer`: a colour.Colorizer, or None for plain text."""
         self.colorizer = colorizer
         self.show_args = show_args
         self._bodies: dict[tuple, bytes] = {}
@@ -258,13 +149,13 @@ class BlockRenderer:
 
     def _header_template(self, record: Record) -> str:
         """The header line with %-slots for seq, [old,] value, tid, hh:mm:ss and microseconds."""
-        on, off = (_BOLD, _RESET) if self.colorizer is not None else ("", "")
         digits = f"%0{2 * record.length}x"
+        value = f"0x{digits}" if self.colorizer is None else self.colorizer.bold(f"0x{digits}")
         if record.kind == WRITE:
             before = "?" if record.old is None else "0x" + digits
-            values = f"{before} {ARROW} {on}0x{digits}{off}"
+            values = f"{before} {ARROW} {value}"
         else:
-            values = f"{on}0x{digits}{off}"
+            values = value
         head = f"[%d] {self._label(record.kind)} 0x{record.addr:x}  {values}  tid %d  %s.%06d"
         return head + escape_percent(_header_tail(record)) + "\n"
 
@@ -272,12 +163,14 @@ class BlockRenderer:
         body = self._bodies.get(key)
         if body is not None:
             return body
-        text = format_backtrace(record.frames, self.show_args)
         insn = format_insn(record.insn)
-        if self.colorizer is not None:
-            text = self.colorizer.backtrace(text)
+        if self.colorizer is None:
+            text = format_backtrace(record.frames, self.show_args)
+        else:
+            painter = self.colorizer.painter
+            text = painter.backtrace(record.frames, self.show_args)
             if insn:
-                insn = "    " + self.colorizer.insn(insn[4:])
+                insn = "    " + painter.insn(insn[4:])
         body = text.encode("utf-8", "replace") + insn.encode("utf-8", "replace")
         if len(self._bodies) >= self._CACHE_LIMIT:
             self._bodies.clear()
@@ -315,8 +208,3 @@ class BlockRenderer:
     def render(self, record: Record) -> str:
         """The whole block as text, ending with a newline."""
         return self.render_bytes(record).decode()
-
-
-def render_block(record: Record, show_args: bool = False) -> str:
-    """One record as a plain text block (no colour, no caching kept between calls)."""
-    return BlockRenderer(show_args=show_args).render(record)

@@ -20,8 +20,9 @@ from array import array
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from .colour import Colorizer, check_style, resolve_color
 from .record import READ, WRITE, Frame, Record, format_time, parse_time, record_from_json
-from .render import ARROW, BlockRenderer, Colorizer, check_style, resolve_color
+from .render import ARROW, BlockRenderer
 from .summary import TOP_SITES, Site, Summary, _site_key
 
 PROG = "qznusnih report"

@@ -1,6 +1,6 @@
 """The HTML report: one self-contained page, inline CSS, no script, no external URL.  Pure.
 
-Backtraces are coloured by pygments' HtmlFormatter with the terminal's backtrace lexer (its
+Backtraces are coloured as on the terminal (colour.py), through pygments' HtmlFormatter (its
 CSS inlined from `get_style_defs`); without pygments they are plain.  Everything taken from
 the log is escaped: C++ function names hold `<`, `>` and `&`.
 """
@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from html import escape
 
+from .colour import html_painter
 from .record import READ, WRITE, Record
-from .render import ARROW, format_backtrace, format_header, format_insn
+from .render import ARROW, format_header, format_insn
 from .report import Report, clock, describe_log, hex_value, writers
-
-DEFAULT_STYLE = "default"  # pygments' own: dark text on a light page
 
 PAGE_CSS = """
 :root { --read: #0e7490; --write: #b91c1c; --line: #d4d4d8; }
@@ -39,36 +38,17 @@ pre.hl { margin: 0; padding: .4em .6em; border-radius: 3px; overflow-x: auto; }
 
 
 class _Highlighter:
-    """Backtraces and instructions as HTML spans, in a pygments style, escaped."""
+    """Record blocks as HTML, in a pygments style, escaped."""
 
     def __init__(self, style: str | None) -> None:
-        self.css = ""
-        self._highlight = None
-        try:
-            from pygments import highlight
-            from pygments.formatters import HtmlFormatter
-            from pygments.lexers import GasLexer
-
-            from .lexer import backtrace_lexer
-        except ImportError:
-            return
-        self._highlight = highlight
-        self._formatter = HtmlFormatter(style=style or DEFAULT_STYLE, nowrap=True)
-        self._bt_lexer = backtrace_lexer()
-        self._gas_lexer = GasLexer(stripnl=False, ensurenl=True)
-        self.css = HtmlFormatter(style=style or DEFAULT_STYLE).get_style_defs(".hl")
-
-    def _lex(self, text: str, lexer_name: str) -> str:
-        if self._highlight is None or not text:
-            return escape(text)
-        return self._highlight(text, getattr(self, lexer_name), self._formatter)
+        self.painter, self.css = html_painter(style)
 
     def block(self, record: Record) -> str:
         """A record as in the stream: header, backtrace and instruction, in one <pre>."""
         insn = format_insn(record.insn)
-        body = self._lex(format_backtrace(record.frames), "_bt_lexer")
+        body = self.painter.backtrace(record.frames)
         if insn:
-            body += "    " + self._lex(insn[4:], "_gas_lexer")
+            body += "    " + self.painter.insn(insn[4:])
         header = (
             f'<span class="{escape(record.kind)}">{escape(format_header(record).rstrip())}</span>'
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 
+from .colour import Colorizer
 from .record import (
     ISO_SECOND,
     READ,
@@ -20,7 +21,7 @@ from .record import (
     record_shape,
     split_seconds,
 )
-from .render import HMS, BlockRenderer, Colorizer
+from .render import HMS, BlockRenderer
 
 
 class SinkError(Exception):
@@ -89,7 +90,7 @@ class _LogFile:
 class LogSinks:
     """Sends each Record to the terminal (unless quiet) and, with a prefix, to three files.
 
-    - `color`: colour the terminal stream (already resolved, see render.resolve_color);
+    - `color`: colour the terminal stream (already resolved, see colour.resolve_color);
     - `color_files`: ANSI colour in the text logs too (only with `--color always`);
     - `style`: pygments style name, or None for the default 16-colour scheme;
     - `writer`: a callable taking the terminal text; the default, faster, writes the

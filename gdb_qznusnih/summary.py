@@ -141,7 +141,7 @@ class Summary:
         }
 
     def format(self, colorizer=None) -> str:
-        """The summary as text, ending with a newline; colour via a render.Colorizer."""
+        """The summary as text, ending with a newline; colour via a colour.Colorizer."""
 
         def kind_word(kind: str, word: str) -> str:
             return word if colorizer is None else colorizer.kind(kind, word)

@@ -9,9 +9,9 @@ import time
 import gdb
 
 from . import target
+from .colour import check_style, resolve_color
 from .monitor import in_batch_mode, run_until_done
 from .options import WatchOptions
-from .render import check_style, resolve_color
 from .report import ReportError, write_html_report
 from .session import WatchSession, write_out
 from .sinks import LogSinks, SinkError, write_all

@@ -6,15 +6,10 @@ import re
 
 import pytest
 
+from gdb_qznusnih.colour import Colorizer, check_style, resolve_color
 from gdb_qznusnih.record import Frame, Record, format_time
-from gdb_qznusnih.render import (
-    BlockRenderer,
-    Colorizer,
-    check_style,
-    format_frame,
-    render_block,
-    resolve_color,
-)
+from gdb_qznusnih.render import BlockRenderer, format_frame
+from tests.records import plain_block
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 T = 1795662800.123456  # 2026-11-26T03:13:20.123456Z
@@ -45,7 +40,7 @@ def make(kind="write", **changes) -> Record:
 
 
 def test_write_block_layout():
-    assert render_block(make()) == (
+    assert plain_block(make()) == (
         "[17] WRITE 0x55d0c3a0b04b  0x00 → 0x2a  tid 4243  03:13:20.123456\n"
         "#0  0x000055d0c3a08168 in round_once at mix.c:40\n"
         "#1  0x000055d0c3a0826a in main at mix.c:61\n"
@@ -55,7 +50,7 @@ def test_write_block_layout():
 
 def test_read_block_layout_with_args():
     record = make("read", seq=18, insn="movzbl (%rax),%eax")
-    assert render_block(record, show_args=True) == (
+    assert plain_block(record, show_args=True) == (
         "[18] READ  0x55d0c3a0b04b  0x2a  tid 4243  03:13:20.123456\n"
         "#0  0x000055d0c3a08168 in round_once (i=3) at mix.c:40\n"
         "#1  0x000055d0c3a0826a in main (argc=1, argv=0x7ffd5c1e0a18) at mix.c:61\n"
@@ -65,7 +60,7 @@ def test_read_block_layout_with_args():
 
 def test_header_time_matches_the_json_time():
     for t in (T, 1795662800.9999996, 1795662859.5):
-        header = render_block(make(time=t)).splitlines()[0]
+        header = plain_block(make(time=t)).splitlines()[0]
         assert header.endswith(format_time(t)[11:-1])
 
 
@@ -81,36 +76,36 @@ def test_frames_like_gdb_bt():
 
 def test_32_bit_addresses_are_8_digits():
     frames = (Frame(0, 0x565561D7, "round_once", "mix.c", 40),)
-    block = render_block(make(frames=frames, pc=0x565561D7, addr=0x56559008))
+    block = plain_block(make(frames=frames, pc=0x565561D7, addr=0x56559008))
     assert "#0  0x565561d7 in round_once at mix.c:40\n" in block
     assert "[17] WRITE 0x56559008 " in block
 
 
 def test_wider_values_and_unknown_old_value():
-    header = render_block(make(length=4, old=0x1234, value=0xDEADBEEF)).splitlines()[0]
+    header = plain_block(make(length=4, old=0x1234, value=0xDEADBEEF)).splitlines()[0]
     assert "  0x00001234 → 0xdeadbeef  " in header
-    header = render_block(make(length=8, old=None, value=1)).splitlines()[0]
+    header = plain_block(make(length=8, old=None, value=1)).splitlines()[0]
     assert "  ? → 0x0000000000000001  " in header
 
 
 def test_instruction_whitespace_is_normalised_and_missing_insn_has_no_line():
-    assert render_block(make(insn="lock  xaddl\t%eax,0x10(%rbx)")).endswith(
+    assert plain_block(make(insn="lock  xaddl\t%eax,0x10(%rbx)")).endswith(
         "\n    lock xaddl %eax,0x10(%rbx)\n"
     )
-    block = render_block(make(insn=None))
+    block = plain_block(make(insn=None))
     assert block.endswith("in main at mix.c:61\n")
     assert len(block.splitlines()) == 3
 
 
 def test_value_guess_and_whole_system_fields_in_the_header():
-    header = render_block(make(kind_from="value")).splitlines()[0]
+    header = plain_block(make(kind_from="value")).splitlines()[0]
     assert header.endswith("(kind guessed from the value change)")
-    header = render_block(make("read", mode="kernel", comm="tester")).splitlines()[0]
+    header = plain_block(make("read", mode="kernel", comm="tester")).splitlines()[0]
     assert header.endswith("03:13:20.123456  kernel pid 4242 (tester)")
 
 
 def test_no_escape_codes_without_colour():
-    block = render_block(make()) + render_block(make("read"))
+    block = plain_block(make()) + plain_block(make("read"))
     assert "\x1b" not in block
 
 
@@ -121,7 +116,7 @@ def test_colour_keeps_the_text_and_tells_reads_from_writes(style):
     for kind in ("write", "read"):
         block = renderer.render(make(kind))
         assert "\x1b[" in block
-        assert ANSI.sub("", block) == render_block(make(kind))
+        assert ANSI.sub("", block) == plain_block(make(kind))
     write_label = renderer.render(make("write")).split("WRITE")[0]
     read_label = renderer.render(make("read")).split("READ")[0]
     assert ANSI.findall(write_label)[-1] != ANSI.findall(read_label)[-1]

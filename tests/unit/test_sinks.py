@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from gdb_qznusnih import sinks as sinks_module
 from gdb_qznusnih.record import Frame, Record
-from gdb_qznusnih.render import render_block
 from gdb_qznusnih.sinks import LogSinks, SinkError
+from tests.records import plain_block
 
 T = 1795662800.123456
 FRAMES = (
@@ -82,9 +82,9 @@ def test_records_go_to_json_and_to_the_log_of_their_kind(tmp_path):
     assert [json.loads(line) for line in lines] == [r.to_json() for r in records]
     reads = [r for r in records if r.kind == "read"]
     writes = [r for r in records if r.kind == "write"]
-    assert read(prefix + ".reads.log") == "".join(render_block(r) for r in reads)
-    assert read(prefix + ".writes.log") == "".join(render_block(r) for r in writes)
-    assert "".join(terminal.chunks) == "".join(render_block(r) for r in records)
+    assert read(prefix + ".reads.log") == "".join(plain_block(r) for r in reads)
+    assert read(prefix + ".writes.log") == "".join(plain_block(r) for r in writes)
+    assert "".join(terminal.chunks) == "".join(plain_block(r) for r in records)
 
 
 def test_quiet_writes_nothing_to_the_terminal(tmp_path):
@@ -102,13 +102,13 @@ def test_terminal_only_without_a_prefix():
     sinks.open()
     sinks.emit(make(1))
     sinks.close()
-    assert terminal.chunks == [render_block(make(1))]
+    assert terminal.chunks == [plain_block(make(1))]
 
 
 def test_default_terminal_writer_is_fd_1(capfd):
     sinks = LogSinks(None)
     sinks.emit(make(2))
-    assert capfd.readouterr().out == render_block(make(2))
+    assert capfd.readouterr().out == plain_block(make(2))
 
 
 def test_text_logs_get_colour_only_when_asked(tmp_path):
@@ -199,7 +199,7 @@ def test_a_short_write_is_completed(tmp_path, monkeypatch):
     sinks.close()
     monkeypatch.undo()
     assert json.loads(read(tmp_path / "short.jsonl")) == make(1).to_json()
-    assert read(tmp_path / "short.writes.log") == render_block(make(1))
+    assert read(tmp_path / "short.writes.log") == plain_block(make(1))
 
 
 def test_a_failing_write_is_a_one_line_sink_error_and_stays_failed(tmp_path, monkeypatch):
@@ -331,6 +331,6 @@ def test_templated_output_equals_the_full_encoder_and_renderer(bases, hits):
         reads = read(prefix + ".reads.log")
         writes = read(prefix + ".writes.log")
     assert lines == "".join(json.dumps(r.to_json()) + "\n" for r in records)
-    assert reads == "".join(render_block(r) for r in records if r.kind == "read")
-    assert writes == "".join(render_block(r) for r in records if r.kind == "write")
-    assert "".join(terminal.chunks) == "".join(render_block(r) for r in records)
+    assert reads == "".join(plain_block(r) for r in records if r.kind == "read")
+    assert writes == "".join(plain_block(r) for r in records if r.kind == "write")
+    assert "".join(terminal.chunks) == "".join(plain_block(r) for r in records)

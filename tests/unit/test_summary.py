@@ -6,8 +6,8 @@ import re
 
 import pytest
 
+from gdb_qznusnih.colour import Colorizer
 from gdb_qznusnih.record import Frame, Record
-from gdb_qznusnih.render import Colorizer
 from gdb_qznusnih.summary import Site, Summary
 
 MAIN = Frame(2, 0x555555555290, "main", "mix.c", 61)
