@@ -493,20 +493,3 @@ class _TaskExitBreakpoint(gdb.Breakpoint):
         if self.on_exit is not None:
             self.on_exit()
         return True
-
-
-def user_frames_from_pt_regs(max_depth: int) -> list[Frame]:
-    """The user frames of the current task's system call; [] when unavailable.
-
-    A convenience for callers without a KernelView; a view caches its probes.
-    """
-    try:
-        view = KernelView.detect(None, None)
-    except WatchError:
-        return []
-    if view is None:
-        return []
-    try:
-        return view.user_frames(max_depth)
-    finally:
-        view.close()

@@ -1,8 +1,9 @@
 """A pygments lexer for gdb backtraces, as gdb's `bt` prints them and as we do.  Pure: no gdb.
 
 pygments is optional: importing this module never imports it.  `backtrace_lexer()` builds the
-lexer on first use and raises ImportError when pygments is missing; `have_pygments()` asks first.
-`GdbBacktraceLexer` is also reachable as a module attribute (created on first access).
+lexer on first use and raises ImportError when pygments is missing.  The hot path colours
+frames from their fields (colour.py) and shares only `args_roles`; the lexer is for `bt` text
+pasted from elsewhere.
 
 Token types, one per part of a frame line (parents pick the colour in any pygments style):
 
@@ -37,15 +38,6 @@ _VALUE_PART = re.compile(
     r"|(?P<text>[^\"'<]+|<)"
 )
 _CLOSERS = {")": "(", "}": "{", "]": "["}
-
-
-def have_pygments() -> bool:
-    """True when pygments can be imported."""
-    try:
-        import pygments  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 @functools.cache
@@ -319,9 +311,3 @@ def _lexer_class():
 def backtrace_lexer():
     """The (cached) GdbBacktraceLexer instance; raises ImportError without pygments."""
     return _lexer_class()(stripnl=False, ensurenl=True)
-
-
-def __getattr__(name: str):
-    if name == "GdbBacktraceLexer":
-        return _lexer_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -63,11 +63,6 @@ class Record:
     comm: str | None = None
     extra: dict = field(default_factory=dict)
 
-    @property
-    def stack_key(self) -> tuple[int, ...]:
-        """Identity of the call path, for caching rendered backtraces."""
-        return tuple(f.pc for f in self.frames)
-
     def to_json(self) -> dict:
         doc = {
             "seq": self.seq,

@@ -102,7 +102,6 @@ def test_time_format_and_rounding():
 
 def test_frames_key_is_levels_and_pcs():
     assert frames_key(FRAMES) == ((0, 0x55D0C3A08168), (1, 0x55D0C3A0826A))
-    assert make().stack_key == (0x55D0C3A08168, 0x55D0C3A0826A)
 
 
 def test_clear_forgets_cached_frames():
