@@ -142,7 +142,7 @@ def test_settings_are_defaults_for_qzn_watch(build_c, tmp_path):
         "show qzn bt-depth",
         "qzn-watch --count 3 &area[11]",
     )
-    assert "qzn bt-depth is 2." in result.stdout
+    assert "The default number of frames per backtrace is 2." in result.stdout
     records = [json.loads(x) for x in prefix.with_suffix(".jsonl").read_text().splitlines()]
     assert len(records) == 3 and all(len(r["frames"]) == 2 for r in records)
 
