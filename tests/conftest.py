@@ -34,15 +34,17 @@ def c_build_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def build_c(c_build_dir):
-    """build_c("mix", m32=False) -> path of the built program (cached per session)."""
+    """build_c("mix", m32=False, extra=()) -> path of the built program (cached per session;
+    each set of extra gcc flags, e.g. ("-O2", "-no-pie"), is a program of its own)."""
     if shutil.which("gcc") is None:
         pytest.fail("gcc is missing: install it with 'apt-get install gcc'")
-    built: dict[tuple[str, bool], Path] = {}
+    built: dict[tuple[str, bool, tuple[str, ...]], Path] = {}
 
     def build(name: str, m32: bool = False, extra: tuple[str, ...] = ()) -> Path:
-        key = (name, m32)
+        key = (name, m32, tuple(extra))
         if key not in built:
-            out = c_build_dir / (name + ("-32" if m32 else ""))
+            variant = f"-{len(built)}" if extra else ""
+            out = c_build_dir / (name + ("-32" if m32 else "") + variant)
             cmd = ["gcc", "-g", "-O0", "-pthread", "-o", str(out), str(C_DIR / f"{name}.c")]
             if m32:
                 cmd[1:1] = ["-m32", "-msse2"]
