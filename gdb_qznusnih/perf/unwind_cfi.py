@@ -28,6 +28,8 @@ _DW_EH_PE_OMIT = 0xFF
 _DW_EH_PE_PCREL, _DW_EH_PE_DATAREL = 0x10, 0x30
 _EH_HDR_SORTED_TABLE = 0x3B  # datarel | sdata4: the table ld writes
 _MAX_REMEMBERED = 64
+# CFA instructions whose first operand is a register number
+_REGISTER_OPS = frozenset((0x05, 0x06, 0x07, 0x08, 0x09, 0x10, 0x11, 0x14, 0x15, 0x16, 0x2F))
 _U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
 _FIXED = {0x00: "<Q", 0x02: "<H", 0x03: "<I", 0x04: "<Q", 0x0A: "<h", 0x0B: "<i", 0x0C: "<q"}
 
@@ -313,9 +315,12 @@ class _Row:
 def rule_in_fde(fde: Fde, pc: int) -> Rule:
     """Run the CIE's initial instructions, then the FDE's up to pc, and freeze the result."""
     row = _Row()
-    _run(fde.cie.instructions, fde.cie, fde.start, None, row, None)
-    initial = dict(row.registers)
-    _run(fde.instructions, fde.cie, fde.start, pc, row, initial)
+    try:
+        _run(fde.cie.instructions, fde.cie, fde.start, None, row, None)
+        initial = dict(row.registers)
+        _run(fde.instructions, fde.cie, fde.start, pc, row, initial)
+    except (IndexError, struct.error):
+        raise CfiError(f"CFA program of the FDE at {fde.start:#x} is cut short") from None
     saved = tuple(
         (number, kind, argument)
         for number, (kind, argument) in sorted(row.registers.items())
@@ -396,6 +401,8 @@ def _run_other(op: int, data: bytes, pos: int, cie: Cie, row: _Row, initial) -> 
         length, pos = read_uleb(data, pos)
         row.cfa_expression = data[pos : pos + length]
         return pos + length
+    if op not in _REGISTER_OPS:
+        raise CfiError(f"CFA instruction {op:#x} is not supported")
     number, pos = read_uleb(data, pos)
     if op == 0x06:  # DW_CFA_restore_extended
         _restore(row, number, initial)
@@ -411,10 +418,8 @@ def _run_other(op: int, data: bytes, pos: int, cie: Cie, row: _Row, initial) -> 
         kind = EXPRESSION if op == 0x10 else VAL_EXPRESSION
         row.registers[number] = (kind, data[pos : pos + length])
         pos += length
-    elif op in (0x05, 0x11, 0x14, 0x15, 0x2F):
-        pos = _offset_rule(op, number, data, pos, cie, row)
     else:
-        raise CfiError(f"CFA instruction {op:#x} is not supported")
+        pos = _offset_rule(op, number, data, pos, cie, row)
     return pos
 
 
