@@ -502,6 +502,15 @@ def _proc_state(pid: int) -> str:
     return fields[0] if fields else ""
 
 
+def _cpu_time_ns(pid: int) -> int | None:
+    """Nanoseconds the process's main thread has run (/proc/PID/schedstat)."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as schedstat:
+            return int(schedstat.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _tracer_of(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as status:
@@ -549,6 +558,7 @@ class Supervisor:
         self.escalated_at: float | None = None  # gdb got our SIGTERM
         self.killed = False  # we sent SIGKILL
         self.cancelled = False  # killed before it attached: the target was never touched
+        self._armed_run_time: int | None = None  # the target's CPU time once gdb armed
         self._pumps: list[threading.Thread] = []
 
     # -- life cycle ---------------------------------------------------------
@@ -678,9 +688,16 @@ class Supervisor:
             if not self._attached():
                 self._cancel_before_attach()
             return False
-        # Armed, and the target left the stop of the attach: gdb is in `continue`, where
-        # its interrupt and its monitor's signal relay work.
-        return _proc_state(self.target.pid) not in ("t", "")
+        if _proc_state(self.proc.pid) == "T":
+            self._signal(signal.SIGCONT)  # someone stopped gdb: it must run to end the watch
+        # Armed, and the target has left the stop of the attach: gdb is in `continue`, where
+        # its interrupt and its monitor's signal relay work.  A hot target is in a hit's stop
+        # most of the time, so CPU time it gained since the armed note counts as well.
+        run_time = _cpu_time_ns(self.target.pid)
+        if self._armed_run_time is None:
+            self._armed_run_time = run_time
+        state = _proc_state(self.target.pid)
+        return state not in ("t", "") or run_time != self._armed_run_time
 
     def _attached(self) -> bool:
         return _tracer_of(self.target.pid) in _threads_of(self.proc.pid)
