@@ -327,6 +327,8 @@ def gdbinit_lines(gdb_sys_path: list[str]) -> list[str]:
 # ---------------------------------------------------------------- gdb's stderr
 
 _NOISE = re.compile(r"^\d+\s.*: No such file or directory\.$")  # source of the attach frame
+# gdb's two-line warnings about a non-ASCII expression, before its real error about it.
+_CHARSET_WARNINGS = re.compile(r"^warning: (charset conversion failure for|could not convert) '.*'")
 _ARMED = re.compile(r"^qzn: watch \d+: ")  # the armed note of session.py's registry
 
 
@@ -359,10 +361,17 @@ class StderrFilter:
         self.on_armed = on_armed
         self.traceback: list[str] | None = None
         self.silenced = False  # after a fatal error, the rest is its consequences
+        self.skip_next = False  # the second line of a two-line warning
 
     def feed(self, line: str) -> None:
         line = line.rstrip("\n")
         if self.silenced or _NOISE.match(line):
+            return
+        if self.skip_next:
+            self.skip_next = False
+            return
+        if _CHARSET_WARNINGS.match(line):
+            self.skip_next = True  # "You may have the wrong value ..." or "please file a bug"
             return
         if self.traceback is not None:
             if line.startswith((" ", "\t")) or not line:
