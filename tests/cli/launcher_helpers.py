@@ -141,7 +141,7 @@ def watch_gdb_of(launcher_pid: int) -> int | None:
                 cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"launcher_attach" in cmdline:
+            if b"qzn-watch" in cmdline:
                 return int(child)
     return None
 
