@@ -15,11 +15,14 @@ import argparse
 import importlib.util
 import os
 import re
+import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 
 from gdb_qznusnih import __version__, preflight
@@ -31,15 +34,18 @@ from gdb_qznusnih.options import (
     options_from_namespace,
     watch_options_to_argv,
 )
-from gdb_qznusnih.ptrace_cleanup import CleanupError, clear_debug_registers
+from gdb_qznusnih.ptrace_cleanup import CleanupError, DebugRegisterCleaner
 from gdb_qznusnih.status_line import STATUS_FD_ENV
 
 PROG = "qznusnih"
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 LOADER = os.path.join(PACKAGE_DIR, "loader.py")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-STOP_GRACE_S = 10  # after our SIGINT, how long gdb gets to detach and print the summary
+STOP_GRACE_S = 10  # after the stop signal, how long gdb gets to detach and print the summary
 TERM_GRACE_S = 5  # after SIGTERM, before SIGKILL
+READY_POLL_S = 0.002  # while a stop request waits for gdb to be ready for it
+FREEZE_TIMEOUT_S = 1.0
+SWITCH_INTERVAL_S = 0.0001  # for a SIGSTOPped gdb to be seen stopped
 PROBE_TIMEOUT_S = 60
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -179,7 +185,6 @@ def parse_request(argv: list[str]) -> Request:
     options.address = normalize_address(options.address)
     if options.follow_exec is not None:
         options.follow_exec = check_expression(options.follow_exec)
-    _check_text("--log", options.log)
     _check_text("--style", options.style)
     if namespace.command == "watch":
         return Request("watch", options, pid=parse_pid(namespace.target_pid))
@@ -236,7 +241,7 @@ def python_path_command(paths: list[str]) -> str:
 
 def gdb_watch_argv(gdb: str, pid: int, options: WatchOptions, paths: list[str]) -> list[str]:
     # Attach with gdb's stdout sent to /dev/null: its chatter (libthread_db, the frame the
-    # target stopped in) would land in the record stream.  Errors still reach stderr.
+    # target stopped in) would land in the record stream.  launcher_attach reports a failure.
     return [
         gdb,
         "-nx",
@@ -252,7 +257,7 @@ def gdb_watch_argv(gdb: str, pid: int, options: WatchOptions, paths: list[str]) 
         "-ex",
         "set logging enabled on",
         "-ex",
-        f"attach {int(pid)}",
+        f"python from gdb_qznusnih import launcher_attach; launcher_attach.attach({int(pid)})",
         "-ex",
         "set logging enabled off",
         "-ex",
@@ -322,21 +327,51 @@ def gdbinit_lines(gdb_sys_path: list[str]) -> list[str]:
 # ---------------------------------------------------------------- gdb's stderr
 
 _NOISE = re.compile(r"^\d+\s.*: No such file or directory\.$")  # source of the attach frame
-_ATTACH_FAILED = re.compile(r"^ptrace: (.*?)\.?$")
+# gdb's two-line warnings about a non-ASCII expression, before its real error about it.
+_CHARSET_WARNINGS = re.compile(r"^warning: (charset conversion failure for|could not convert) '.*'")
+_ARMED = re.compile(r"^qzn: watch \d+: ")  # the armed note of session.py's registry
+
+
+def explain_attach_failure(pid: int, reason: str, start_time: str | None) -> str:
+    """One line for a failed attach: gdb's reason, the real cause read from /proc, the fix."""
+    head = f"gdb cannot attach to process {pid} ({reason.rstrip('.')})"
+    try:
+        target = preflight.read_target(pid)
+        if start_time is not None and target.start_time != start_time:
+            raise preflight.PreflightError(f"no process with PID {pid}")
+        preflight.check_target(target)  # a zombie, or another tracer got there first
+    except preflight.PreflightError as error:
+        if str(error).startswith("no process with PID"):
+            return f"{head}: it exited before gdb could attach; start it again and give the new PID"
+        return f"{head}: {error}"
+    if "not permitted" in reason:
+        return f"{head}; {preflight.SCOPE_FIX}, and check the process is not set non-dumpable"
+    return f"{head}; check the PID with 'ps -p {pid}' and try again"
 
 
 class StderrFilter:
-    """Turns gdb's multi-line errors into one line; forwards everything else as it comes."""
+    """Turns gdb's multi-line errors into one line; forwards everything else as it comes.
 
-    def __init__(self, pid: int | None, write) -> None:
-        self.pid = pid
+    It also notices the armed note, which tells the supervisor the watch is set up.
+    """
+
+    def __init__(self, target: preflight.Target | None, write, on_armed=None) -> None:
+        self.target = target
         self.write = write
+        self.on_armed = on_armed
         self.traceback: list[str] | None = None
         self.silenced = False  # after a fatal error, the rest is its consequences
+        self.skip_next = False  # the second line of a two-line warning
 
     def feed(self, line: str) -> None:
         line = line.rstrip("\n")
         if self.silenced or _NOISE.match(line):
+            return
+        if self.skip_next:
+            self.skip_next = False
+            return
+        if _CHARSET_WARNINGS.match(line):
+            self.skip_next = True  # "You may have the wrong value ..." or "please file a bug"
             return
         if self.traceback is not None:
             if line.startswith((" ", "\t")) or not line:
@@ -347,15 +382,15 @@ class StderrFilter:
         if line.startswith("Traceback (most recent call last):"):
             self.traceback = []
             return
-        attach = _ATTACH_FAILED.match(line)
-        if attach and self.pid is not None:
-            reason = attach.group(1)
-            fix = preflight.SCOPE_FIX if "not permitted" in reason else "check the PID"
-            self._fatal(f"gdb cannot attach to process {self.pid}: {reason}; {fix}")
+        if line.startswith(preflight.ATTACH_FAILED_MARKER) and self.target is not None:
+            reason = line[len(preflight.ATTACH_FAILED_MARKER) :].strip()
+            self._fatal(explain_attach_failure(self.target.pid, reason, self.target.start_time))
             return
         if line.startswith("Python Exception <"):
             self._fatal("gdb: " + line.split(">: ", 1)[-1])
             return
+        if self.on_armed is not None and _ARMED.match(line):
+            self.on_armed()
         self.write(line + "\n")
 
     def close(self) -> None:
@@ -373,12 +408,48 @@ def _pump_stderr(stream, line_filter: StderrFilter) -> None:
     line_filter.close()
 
 
+def _pump_stdout(read_fd: int, write_fd: int) -> None:
+    """Copy gdb's stdout to ours; once ours is closed (`| head`), drain it to nowhere.
+
+    gdb then never sees EPIPE, so the watch and its --log files go on to the end.
+    """
+    reader_gone = False
+    while True:
+        try:
+            chunk = os.read(read_fd, 65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        if reader_gone:
+            continue
+        try:
+            _write_all(write_fd, chunk)
+        except OSError:
+            reader_gone = True
+            _write_stderr(f"{PROG}: standard output closed; the --log files go on\n")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def _write_stderr(text: str) -> None:
     try:
         sys.stderr.write(text)
         sys.stderr.flush()
     except (OSError, ValueError):
         pass  # our stderr is gone; gdb's output is not worth dying for
+
+
+def _stdout_is_a_pipe() -> bool:
+    try:
+        mode = os.fstat(sys.stdout.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 # ---------------------------------------------------------------- supervision
@@ -392,114 +463,297 @@ def _status_terminal(pipe_stderr: bool) -> tuple[tuple[int, ...], dict | None]:
     return (fd,), dict(os.environ, **{STATUS_FD_ENV: str(fd)})
 
 
+class StopRequests:
+    """Remembers the first SIGINT, SIGTERM or SIGHUP, from the launcher's start to its end.
+
+    The handler only records the signal; the signal's byte on the wakeup pipe wakes the
+    supervisor's select(), which acts on it as soon as gdb can take it.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.at: float | None = None  # time.monotonic() of the first one
+        self.read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._previous: dict = {}
+        self._previous_wakeup = -1
+
+    def install(self) -> StopRequests:
+        self._previous_wakeup = signal.set_wakeup_fd(self._write_fd)
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        signal.set_wakeup_fd(self._previous_wakeup)
+        os.close(self.read_fd)
+        os.close(self._write_fd)
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else "?"
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.read_fd, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _on_signal(self, signum, _frame) -> None:
+        if self.signum is None:
+            self.signum, self.at = signum, time.monotonic()
+
+
+def _proc_state(pid: int) -> str:
+    fields = preflight.read_stat_fields(pid)
+    return fields[0] if fields else ""
+
+
+def _cpu_time_ns(pid: int) -> int | None:
+    """Nanoseconds the process's main thread has run (/proc/PID/schedstat)."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as schedstat:
+            return int(schedstat.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _tracer_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return preflight.parse_status(status.read()).tracer_pid
+    except OSError:
+        return 0
+
+
+def _threads_of(pid: int) -> set[int]:
+    try:
+        return {int(tid) for tid in os.listdir(f"/proc/{pid}/task")}
+    except OSError:
+        return set()
+
+
 class Supervisor:
-    """Runs gdb in its own session and turns our stop signals into one SIGINT for it."""
+    """Runs gdb in its own session and ends it cleanly on our stop signals.
+
+    A stop request is acted on when gdb can take it.  Before gdb attaches, gdb is frozen,
+    checked and killed: the target was never touched.  Between the attach and the watch
+    running, the request waits: gdb would lose a signal while it starts the watch.  Once the
+    target runs under `continue`, gdb gets the same signal, which its monitor names and turns
+    into remove-the-watch, summarise, detach.  A gdb that does not end is continued (it may
+    be stopped) and escalated: SIGTERM, then SIGKILL, then the debug registers are cleared.
+    """
 
     def __init__(
-        self, argv: list[str], target: preflight.Target | None, pipe_stderr: bool, stdin
+        self,
+        argv: list[str],
+        target: preflight.Target | None,
+        stops: StopRequests,
+        pipe_stderr: bool,
+        stdin,
+        pipe_stdout: bool = False,
     ) -> None:
         self.argv = argv
         self.target = target
+        self.stops = stops
         self.pipe_stderr = pipe_stderr
+        self.pipe_stdout = pipe_stdout
         self.stdin = stdin
         self.proc: subprocess.Popen | None = None
-        self.stop_signal: int | None = None
-        self.forwarded = False  # gdb got its one SIGINT
-        self.escalated = False
+        self.armed = threading.Event()  # gdb printed the armed note
+        self.forwarded_at: float | None = None  # gdb got the stop signal
+        self.escalated_at: float | None = None  # gdb got our SIGTERM
+        self.killed = False  # we sent SIGKILL
+        self.cancelled = False  # killed before it attached: the target was never touched
+        self._armed_run_time: int | None = None  # the target's CPU time once gdb armed
+        self._pumps: list[threading.Thread] = []
 
-    def _on_stop_signal(self, signum, _frame) -> None:
-        if self.stop_signal is None:
-            self.stop_signal = signum
-        self._forward_stop()
+    # -- life cycle ---------------------------------------------------------
 
-    def _forward_stop(self) -> None:
-        if self.forwarded or self.proc is None or self.proc.returncode is not None:
+    def run(self) -> int:
+        if self.stops.signum is not None:
+            _write_stderr(f"{PROG}: {self.stops.name} received before gdb started; nothing done\n")
+            return EXIT_OK
+        cleaner = self._prepare_cleanup()
+        # The pumps must not hold the GIL for the default 5 ms while the cleanup waits.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        self._start()
+        pidfd = os.pidfd_open(self.proc.pid)
+        try:
+            died_at = self._supervise(pidfd)
+        finally:
+            os.close(pidfd)
+        returncode = self.proc.wait()  # already a zombie: at once
+        if self.cancelled:
+            self._join_pumps()
+            _write_stderr(
+                f"{PROG}: {self.stops.name} received before gdb attached; "
+                f"process {self.target.pid} was not touched\n"
+            )
+            return EXIT_OK
+        if returncode < 0 or self.escalated_at is not None:
+            return self._after_gdb_died(returncode, cleaner, died_at)
+        self._join_pumps()
+        return EXIT_OK if returncode == 0 else EXIT_ERROR
+
+    def _prepare_cleanup(self) -> DebugRegisterCleaner | None:
+        if self.target is None:
+            return None
+        try:
+            return DebugRegisterCleaner(
+                self.target.pid,
+                resume_if_stopped=self.target.status.state not in ("T", "t"),
+                expected_start_time=self.target.start_time,
+            )
+        except CleanupError:
+            return None  # not x86: said when it is needed
+
+    def _start(self) -> None:
+        status_fds, env = _status_terminal(self.pipe_stderr)
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=self.stdin,
+                start_new_session=True,
+                stdout=subprocess.PIPE if self.pipe_stdout else None,
+                stderr=subprocess.PIPE if self.pipe_stderr else None,
+                pass_fds=status_fds,
+                env=env,
+            )
+        except OSError as error:
+            raise LauncherError(f"cannot start {self.argv[0]}: {error.strerror}") from None
+        finally:
+            for fd in status_fds:
+                os.close(fd)
+        if self.pipe_stderr:
+            line_filter = StderrFilter(self.target, _write_stderr, on_armed=self.armed.set)
+            self._spawn_pump(_pump_stderr, self.proc.stderr, line_filter)
+        if self.pipe_stdout:
+            self._spawn_pump(_pump_stdout, self.proc.stdout.fileno(), sys.stdout.fileno())
+
+    def _spawn_pump(self, function, *args) -> None:
+        pump = threading.Thread(target=function, args=args, daemon=True)
+        pump.start()
+        self._pumps.append(pump)
+
+    def _join_pumps(self) -> None:
+        for pump in self._pumps:
+            pump.join(timeout=2)
+
+    def _supervise(self, pidfd: int) -> float:
+        """Wait for gdb to end, acting on stop requests; return when it died (monotonic)."""
+        while True:
+            readable, _, _ = select.select([pidfd, self.stops.read_fd], [], [], self._timeout())
+            if pidfd in readable:
+                return time.monotonic()
+            self.stops.drain()
+            if self.stops.signum is not None:
+                self._act_on_stop()
+
+    def _timeout(self) -> float | None:
+        if self.stops.signum is None:
+            return None
+        if self.forwarded_at is None:
+            return READY_POLL_S
+        return max(0.0, self._next_deadline() - time.monotonic())
+
+    def _next_deadline(self) -> float:
+        if self.escalated_at is not None:
+            return self.escalated_at + TERM_GRACE_S
+        return self.forwarded_at + STOP_GRACE_S
+
+    # -- stopping -----------------------------------------------------------
+
+    def _act_on_stop(self) -> None:
+        now = time.monotonic()
+        if self.killed or self.cancelled:
             return
-        self.forwarded = True
-        self._send(signal.SIGINT)
-        signal.alarm(STOP_GRACE_S)
-
-    def _on_alarm(self, _signum, _frame) -> None:
-        if self.proc is None or self.proc.returncode is not None:
+        if self.forwarded_at is None:
+            if self.stops.at + STOP_GRACE_S < now:  # gdb never got ready: as if it ignored it
+                self.forwarded_at = self.stops.at
+            elif self._ready_for_stop():
+                self._send(self.stops.signum)
+                self.forwarded_at = now
+                return
+            else:
+                return
+        if now < self._next_deadline():
             return
-        if not self.escalated:
-            self.escalated = True
+        if self.escalated_at is None:
             _write_stderr(f"{PROG}: gdb did not stop within {STOP_GRACE_S} s; sending SIGTERM\n")
             self._send(signal.SIGTERM)
-            signal.alarm(TERM_GRACE_S)
+            self.escalated_at = now
         else:
             self._send(signal.SIGKILL)
+            self.killed = True
+
+    def _ready_for_stop(self) -> bool:
+        """Whether gdb can take a stop signal now; kills a gdb that has not attached yet."""
+        if self.target is None:  # `run`: as before, gdb gets it at once
+            return True
+        if not self.armed.is_set():
+            if not self._attached():
+                self._cancel_before_attach()
+            return False
+        if _proc_state(self.proc.pid) == "T":
+            self._signal(signal.SIGCONT)  # someone stopped gdb: it must run to end the watch
+        # Armed, and the target has left the stop of the attach: gdb is in `continue`, where
+        # its interrupt and its monitor's signal relay work.  A hot target is in a hit's stop
+        # most of the time, so CPU time it gained since the armed note counts as well.
+        run_time = _cpu_time_ns(self.target.pid)
+        if self._armed_run_time is None:
+            self._armed_run_time = run_time
+        state = _proc_state(self.target.pid)
+        return state not in ("t", "") or run_time != self._armed_run_time
+
+    def _attached(self) -> bool:
+        return _tracer_of(self.target.pid) in _threads_of(self.proc.pid)
+
+    def _cancel_before_attach(self) -> None:
+        """Freeze gdb, and if it has not attached (it cannot now), kill it."""
+        self._signal(signal.SIGSTOP)
+        deadline = time.monotonic() + FREEZE_TIMEOUT_S
+        while _proc_state(self.proc.pid) not in ("T", "Z", "") and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        if self._attached():  # it got there first: wait for the watch, then stop it
+            self._signal(signal.SIGCONT)
+            return
+        self._signal(signal.SIGKILL)
+        self.cancelled = True
 
     def _send(self, signum: int) -> None:
+        """Signal gdb; a stopped gdb is continued, or it could not act on it."""
+        self._signal(signum)
+        if signum != signal.SIGKILL and _proc_state(self.proc.pid) == "T":
+            self._signal(signal.SIGCONT)
+
+    def _signal(self, signum: int) -> None:
         try:
             os.kill(self.proc.pid, signum)  # still our unreaped child: the pid is its own
         except ProcessLookupError:
             pass
 
-    def run(self) -> int:
-        previous = {sig: signal.signal(sig, self._on_stop_signal) for sig in STOP_SIGNALS}
-        previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_alarm)
-        pump = None
-        try:
-            if self.stop_signal is not None:
-                return EXIT_OK  # stopped before gdb started: nothing was touched
-            status_fds, env = _status_terminal(self.pipe_stderr)
-            try:
-                self.proc = subprocess.Popen(
-                    self.argv,
-                    stdin=self.stdin,
-                    start_new_session=True,
-                    stderr=subprocess.PIPE if self.pipe_stderr else None,
-                    pass_fds=status_fds,
-                    env=env,
-                )
-            except OSError as error:
-                raise LauncherError(f"cannot start {self.argv[0]}: {error.strerror}") from None
-            if self.pipe_stderr:
-                line_filter = StderrFilter(self.target.pid if self.target else None, _write_stderr)
-                pump = threading.Thread(
-                    target=_pump_stderr, daemon=True, args=(self.proc.stderr, line_filter)
-                )
-                pump.start()
-            if self.stop_signal is not None:  # arrived while gdb was starting
-                self._forward_stop()
-            returncode = self.proc.wait()
-            signal.alarm(0)
-            if returncode < 0 or self.escalated:
-                return self._after_gdb_died(returncode, pump)
-            if pump is not None:
-                pump.join(timeout=2)
-            return EXIT_OK if returncode == 0 else EXIT_ERROR
-        finally:
-            signal.alarm(0)
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+    # -- gdb died -----------------------------------------------------------
 
-    def _after_gdb_died(self, returncode: int, pump: threading.Thread | None) -> int:
+    def _after_gdb_died(self, returncode: int, cleaner, died_at: float) -> int:
         how = (
             f"killed by {signal.Signals(-returncode).name}"
             if returncode < 0
             else f"exited with status {returncode} after SIGTERM"
         )
-        # gdb dies of our SIGINT only before it has set up its handler: before attaching.
-        requested = self.forwarded and returncode == -signal.SIGINT
         if self.target is None:  # `run`: gdb started the program and took it along
+            self._join_pumps()
             _write_stderr(f"{PROG}: gdb was {how}\n")
             return EXIT_ERROR
         try:  # at once: the target traps at its next access of the byte
-            report = clear_debug_registers(
-                self.target.pid,
-                resume_if_stopped=self.target.status.state not in ("T", "t"),
-                expected_start_time=self.target.start_time,
-            )
-            result = report.summary()
+            if cleaner is None:
+                raise CleanupError(f"clearing debug registers is not supported here ({how})")
+            result = cleaner.clear(since=died_at).summary()
         except CleanupError as error:
             result = f"could not clear its debug registers: {error}"
-        if pump is not None:
-            pump.join(timeout=2)
-        if requested:
-            _write_stderr(f"{PROG}: stopped before gdb attached; {result}\n")
-            return EXIT_OK
+        self._join_pumps()
         _write_stderr(f"{PROG}: gdb was {how} while watching; {result}\n")
         return EXIT_ERROR
 
@@ -507,7 +761,7 @@ class Supervisor:
 # ---------------------------------------------------------------- commands
 
 
-def _watch(request: Request) -> int:
+def _watch(request: Request, stops: StopRequests) -> int:
     target = preflight.read_target(request.pid)
     preflight.check_target(target)
     preflight.check_ptrace_permission(
@@ -525,10 +779,15 @@ def _watch(request: Request) -> int:
     gdb = find_gdb()
     probe_gdb(gdb)
     argv = gdb_watch_argv(gdb, request.pid, request.options, extension_paths())
-    return Supervisor(argv, target, pipe_stderr=True, stdin=subprocess.DEVNULL).run()
+    # With --log behind a pipe, our pump keeps the files going when the reader leaves.
+    pipe_stdout = request.options.log is not None and _stdout_is_a_pipe()
+    supervisor = Supervisor(
+        argv, target, stops, pipe_stderr=True, stdin=subprocess.DEVNULL, pipe_stdout=pipe_stdout
+    )
+    return supervisor.run()
 
 
-def _run(request: Request) -> int:
+def _run(request: Request, stops: StopRequests) -> int:
     program = request.program[0]
     resolved = shutil.which(program) if "/" not in program else program
     if resolved is None or not os.path.isfile(resolved) or not os.access(resolved, os.X_OK):
@@ -540,7 +799,7 @@ def _run(request: Request) -> int:
     argv = gdb_run_argv(gdb, [resolved, *request.program[1:]], request.options, extension_paths())
     # A terminal stays out of gdb's new session; piped input reaches the program.
     stdin = subprocess.DEVNULL if sys.stdin is None or sys.stdin.isatty() else None
-    return Supervisor(argv, None, pipe_stderr=False, stdin=stdin).run()
+    return Supervisor(argv, None, stops, pipe_stderr=False, stdin=stdin).run()
 
 
 def _gdbinit() -> int:
@@ -561,16 +820,19 @@ def main(argv: list[str] | None = None) -> int:
         _write_stderr(f"{PROG}: {error}\n")
         return EXIT_USAGE
     try:
-        if request.command == "watch":
-            return _watch(request)
-        if request.command == "run":
-            return _run(request)
-        return _gdbinit()
+        if request.command == "gdbinit":
+            return _gdbinit()
+        # From here on a stop signal is never lost: it is remembered until gdb can take it.
+        stops = StopRequests().install()
+        try:
+            return (_watch if request.command == "watch" else _run)(request, stops)
+        finally:
+            stops.uninstall()
     except (LauncherError, preflight.PreflightError, OptionError) as error:
         _write_stderr(f"{PROG}: {error}\n")
         return EXIT_USAGE if isinstance(error, OptionError) else EXIT_ERROR
     except KeyboardInterrupt:
-        return EXIT_OK  # Ctrl-C before gdb started: nothing was touched
+        return EXIT_OK  # Ctrl-C during `gdbinit`: nothing was touched
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ ACCESS_CHOICES = ("rw", "r", "w")
 LENGTHS = (1, 2, 4, 8)
 COLOR_CHOICES = ("auto", "always", "never")
 DEFAULT_BT_DEPTH = 16
+MAX_DURATION_S = 365 * 24 * 3600
 
 
 class OptionError(ValueError):
@@ -63,7 +64,25 @@ def _positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"{text} must be a positive number of seconds")
+    if value > MAX_DURATION_S:
+        # threading.Timer and time arithmetic overflow long before 1e308.
+        raise argparse.ArgumentTypeError(
+            f"{text} is more than a year ({MAX_DURATION_S:,} s); leave --duration out to "
+            "watch until the target exits"
+        )
     return value
+
+
+def _log_prefix(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("is empty; give a file prefix, e.g. --log /tmp/watch")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+        raise argparse.ArgumentTypeError("contains control characters; give a plain file prefix")
+    if text.endswith("/"):
+        raise argparse.ArgumentTypeError(
+            f"{text} names a directory; give a file prefix, e.g. --log {text}watch"
+        )
+    return text
 
 
 def _length(text: str) -> int:
@@ -119,7 +138,10 @@ def add_watch_options(parser: argparse.ArgumentParser, whole_system: bool = True
     )
     output = parser.add_argument_group("output").add_argument
     output(
-        "--log", metavar="PREFIX", help="write PREFIX.jsonl, PREFIX.reads.log and PREFIX.writes.log"
+        "--log",
+        type=_log_prefix,
+        metavar="PREFIX",
+        help="write PREFIX.jsonl, PREFIX.reads.log and PREFIX.writes.log",
     )
     output(
         "--no-html",

@@ -19,6 +19,8 @@ PID_MAX_LIMIT = 4 * 1024 * 1024
 PROBE_MARKER = "qzn-gdb-python-ok"
 # gdb -nx -batch -ex PROBE_COMMAND prints the marker and gdb's Python sys.path.
 PROBE_COMMAND = f"python import sys; print({PROBE_MARKER!r}, repr(sys.path))"
+# The launcher's attach step (launcher_attach.py) prints this, then gdb's reason, on failure.
+ATTACH_FAILED_MARKER = "qzn-attach-failed:"
 SCOPE_FIX = "run as root, or allow it with 'sudo sysctl kernel.yama.ptrace_scope=0'"
 
 
@@ -89,9 +91,22 @@ def parse_status(text: str) -> ProcessStatus:
     )
 
 
+def stat_fields(text: str) -> list[str]:
+    """The fields of /proc/PID/stat after the name (state first); the name may hold ')'."""
+    return text.rpartition(")")[2].split()
+
+
+def read_stat_fields(pid: int) -> list[str] | None:
+    """stat_fields of a live or zombie process; None once it is gone."""
+    try:
+        return stat_fields(_read(f"/proc/{pid}/stat"))
+    except OSError:
+        return None
+
+
 def parse_stat(text: str) -> tuple[str, int, str]:
     """(state, flags, start time) from /proc/PID/stat; the name may hold spaces and ')'."""
-    rest = text.rpartition(")")[2].split()
+    rest = stat_fields(text)
     if len(rest) < 20:
         raise ValueError("short /proc/PID/stat")
     return rest[0], int(rest[6]), rest[19]
@@ -111,6 +126,12 @@ def parse_maps(text: str) -> list[Mapping]:
             )
         )
     return maps
+
+
+def address_bits(machine: str | None = None) -> int:
+    """The width of a user address on this machine."""
+    machine = machine or platform.machine()
+    return 64 if machine in ("x86_64", "amd64") else 32
 
 
 def kernel_space_start(machine: str | None = None) -> int:
@@ -186,6 +207,13 @@ def check_address(
 ) -> str | None:
     """Refuse a kernel, unmapped or misaligned address; return a warning for a read-only one."""
     label = f"process {target.pid} ({target.status.name})"
+    bits = address_bits(machine)
+    if address >= 1 << bits:
+        shown = f"{address:#x}"
+        shown = shown if len(shown) <= 24 else shown[:21] + "..."
+        raise PreflightError(
+            f"{shown} does not fit in {bits} bits; give an address from /proc/{target.pid}/maps"
+        )
     if address >= kernel_space_start(machine):
         raise PreflightError(
             f"{address:#x} is a kernel address; 'qznusnih watch' watches user memory only "

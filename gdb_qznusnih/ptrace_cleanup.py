@@ -2,8 +2,11 @@
 
 When gdb is killed (SIGKILL) with a hardware watchpoint armed, the kernel detaches the target
 but leaves its debug registers armed, and the target dies of SIGTRAP at its next access
-(exit 133).  The launcher calls `clear_debug_registers` at once when that happens: it seizes
-every thread with ptrace, zeroes DR7 and DR0-DR3 through PTRACE_POKEUSER and detaches.
+(exit 133).  The launcher prepares a `DebugRegisterCleaner` before gdb can die and calls it at
+once when that happens: it seizes every thread with ptrace, zeroes DR7 and DR0-DR3 through
+PTRACE_POKEUSER and detaches.  Nothing can close the window between gdb's death and that
+(the target runs again the moment the kernel detaches it), so the report says what really
+became of the target: alive and cleared, or dead and of what.
 
 It uses PTRACE_SEIZE + PTRACE_INTERRUPT, which sends no SIGSTOP, so nothing is injected.  A
 signal that was on its way to a thread when we stopped it is handed back at detach, except a
@@ -21,6 +24,8 @@ import signal
 import time
 from dataclasses import dataclass, field
 
+from gdb_qznusnih.preflight import read_stat_fields
+
 PTRACE_PEEKUSER = 3
 PTRACE_POKEUSER = 6
 PTRACE_DETACH = 17
@@ -31,6 +36,7 @@ WALL = 0x40000000  # __WALL: wait for threads too
 
 DR6_HIT_BITS = 0xF  # B0-B3: which debug register fired
 STOP_TIMEOUT_S = 5.0
+SPIN_S = 0.01  # how long to poll for a thread's stop without sleeping
 
 
 class CleanupError(OSError):
@@ -48,14 +54,19 @@ class CleanupReport:
     redelivered: list[int] = field(default_factory=list)  # signals handed back at detach
     failed: list[str] = field(default_factory=list)  # one entry per thread we could not fix
     resumed: bool = False  # SIGCONT sent because the target was left stopped
-    gone: bool = False  # the process no longer exists
+    gone: bool = False  # the process no longer exists (or its PID is another's now)
+    fate: Fate | None = None  # what became of it, checked after the cleanup
+    elapsed_ms: float | None = None  # from the caller's `since` to every thread cleared
+    cleared_at: float = 0.0  # time.monotonic() when the last thread was done
 
     def summary(self) -> str:
-        """One line for the user."""
-        if self.gone:
-            return f"process {self.pid} is gone; nothing to clear"
+        """One line for the user, saying what really became of the process."""
+        fate = self.fate or Fate(alive=not self.gone)
+        if not fate.alive:
+            return fate.describe(self.pid)
+        when = f" {self.elapsed_ms:.2f} ms after gdb died" if self.elapsed_ms is not None else ""
         text = (
-            f"cleared the hardware watchpoints of process {self.pid} "
+            f"process {self.pid} is alive: cleared its hardware watchpoints{when} "
             f"({self.cleared} of {self.threads} threads were armed)"
         )
         if self.dropped_traps:
@@ -65,6 +76,49 @@ class CleanupReport:
         if self.failed:
             text += "; FAILED on " + ", ".join(self.failed)
         return text
+
+
+@dataclass(frozen=True)
+class Fate:
+    """Whether a process lives, and if not how it ended (when that can still be read)."""
+
+    alive: bool
+    exit_status: int | None = None  # waitpid-style status of a zombie, None if unknown
+    reused: bool = False  # the PID now belongs to another process
+
+    def describe(self, pid: int) -> str:
+        if self.alive:
+            return f"process {pid} is alive"
+        if self.reused:
+            return f"process {pid} is gone; its PID now belongs to another process, left alone"
+        status = self.exit_status
+        if status is None:
+            return (
+                f"process {pid} is gone before its debug registers could be cleared "
+                "(already reaped by its parent: how it ended is unknown)"
+            )
+        if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTRAP:
+            return (
+                f"process {pid} died of SIGTRAP: its watchpoint fired before the launcher "
+                "could clear it; end watches with Ctrl-C or SIGTERM, which detach cleanly"
+            )
+        if os.WIFSIGNALED(status):
+            return f"process {pid} was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+        return f"process {pid} exited with status {os.WEXITSTATUS(status)}"
+
+
+def process_fate(pid: int, expected_start_time: str | None = None) -> Fate:
+    """Read /proc/PID/stat: alive, a zombie (with its exit status), gone, or a reused PID."""
+    fields = read_stat_fields(pid)
+    if fields is None:
+        return Fate(alive=False)
+    if expected_start_time is not None and fields[19:20] != [expected_start_time]:
+        return Fate(alive=False, reused=True)
+    if fields[:1] in (["Z"], ["X"]):
+        # Field 52, exit_code (Linux 3.5+), in waitpid format; shown to a tracer-capable reader.
+        exit_code = int(fields[49]) if len(fields) > 49 else None
+        return Fate(alive=False, exit_status=exit_code)
+    return Fate(alive=True)
 
 
 def debugreg_offset(machine: str | None = None, pointer_size: int | None = None) -> int:
@@ -113,7 +167,12 @@ def _thread_ids(pid: int) -> list[int]:
 
 
 def _wait_for_stop(tid: int, deadline: float) -> int | None:
-    """The wait status of tid's next stop, or None if it exited or never stopped."""
+    """The wait status of tid's next stop, or None if it exited or never stopped.
+
+    It spins (yielding the CPU) for the first SPIN_S: a running thread stops within
+    microseconds, and every one of them counts while the target could trap.
+    """
+    spin_until = time.monotonic() + SPIN_S
     while True:
         try:
             waited, status = os.waitpid(tid, os.WNOHANG | WALL)
@@ -121,17 +180,18 @@ def _wait_for_stop(tid: int, deadline: float) -> int | None:
             return None
         if waited == tid:
             return status if os.WIFSTOPPED(status) else None
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             return None
-        time.sleep(0.0005)
+        if now < spin_until:
+            os.sched_yield()
+        else:
+            time.sleep(0.0005)
 
 
 def _process_state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0]
-    except (OSError, IndexError):
-        return ""
+    fields = read_stat_fields(pid)
+    return fields[0] if fields else ""
 
 
 def _fix_thread(pt: _Ptrace, tid: int, report: CleanupReport, deadline: float) -> None:
@@ -146,14 +206,14 @@ def _fix_thread(pt: _Ptrace, tid: int, report: CleanupReport, deadline: float) -
     if event == 0:  # a signal-delivery-stop: the signal was on its way; hand it back
         deliver = signo
     try:
+        if pt.peek_dr(tid, 7):  # first: DR7 is what arms the trap
+            pt.poke_dr(tid, 7, 0)
+            report.cleared += 1
         dr6 = pt.peek_dr(tid, 6)
         if deliver == signal.SIGTRAP and dr6 & DR6_HIT_BITS:
             deliver = 0  # raised by the orphaned watchpoint: delivering it would kill
             report.dropped_traps += 1
             pt.poke_dr(tid, 6, 0)
-        if pt.peek_dr(tid, 7):
-            report.cleared += 1
-            pt.poke_dr(tid, 7, 0)
         for index in range(4):
             if pt.peek_dr(tid, index):
                 pt.poke_dr(tid, index, 0)
@@ -169,6 +229,30 @@ def _fix_thread(pt: _Ptrace, tid: int, report: CleanupReport, deadline: float) -
             pass  # the thread exited meanwhile
 
 
+class DebugRegisterCleaner:
+    """`clear_debug_registers` for one process, made ready before it is needed.
+
+    Loading libc through ctypes takes longer than a hot target needs to trap, so the launcher
+    builds this while gdb runs and only calls `clear` once gdb has died.
+    """
+
+    def __init__(
+        self, pid: int, resume_if_stopped: bool = False, expected_start_time: str | None = None
+    ) -> None:
+        self.pid = pid
+        self.resume_if_stopped = resume_if_stopped
+        self.expected_start_time = expected_start_time
+        self._pt = _Ptrace()
+
+    def clear(self, since: float | None = None) -> CleanupReport:
+        """Clear now; `since` (time.monotonic()) times the report's `elapsed_ms`."""
+        report = _clear(self._pt, self.pid, self.resume_if_stopped, self.expected_start_time)
+        if since is not None and not report.gone:
+            report.elapsed_ms = (report.cleared_at - since) * 1000
+        report.fate = process_fate(self.pid, self.expected_start_time)
+        return report
+
+
 def clear_debug_registers(
     pid: int, resume_if_stopped: bool = False, expected_start_time: str | None = None
 ) -> CleanupReport:
@@ -178,11 +262,16 @@ def clear_debug_registers(
     `resume_if_stopped`, a process found stopped afterwards gets SIGCONT: the caller knows it
     was running before gdb attached, so the stop came from a SIGSTOP gdb left behind.
     """
+    return DebugRegisterCleaner(pid, resume_if_stopped, expected_start_time).clear()
+
+
+def _clear(
+    pt: _Ptrace, pid: int, resume_if_stopped: bool, expected_start_time: str | None
+) -> CleanupReport:
     report = CleanupReport(pid)
     if expected_start_time is not None and _start_time(pid) != expected_start_time:
         report.gone = True
         return report
-    pt = _Ptrace()
     seen: set[int] = set()
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while True:
@@ -201,6 +290,7 @@ def clear_debug_registers(
                     report.failed.append(f"thread {tid} ({error.strerror})")
         for tid in seized:
             _fix_thread(pt, tid, report, deadline)
+    report.cleared_at = time.monotonic()
     if not seen:
         report.gone = True
         return report
@@ -214,8 +304,5 @@ def clear_debug_registers(
 
 
 def _start_time(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[19]
-    except (OSError, IndexError):
-        return None
+    fields = read_stat_fields(pid)
+    return fields[19] if fields and len(fields) > 19 else None

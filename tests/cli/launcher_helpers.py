@@ -122,3 +122,29 @@ def gdb_child_of(pid: int) -> int:
         children += [int(c) for c in text.split()]
     assert len(children) == 1, children
     return children[0]
+
+
+def catches_stop_signals(pid: int) -> bool:
+    """Whether the process has handlers for SIGINT, SIGTERM and SIGHUP (SigCgt)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            caught = int(line.split()[1], 16)
+            return all(caught & (1 << (sig - 1)) for sig in (1, 2, 15))
+    return False
+
+
+def watch_gdb_of(launcher_pid: int) -> int | None:
+    """The launcher's watching gdb (not its probe), once it has been started."""
+    for task in os.listdir(f"/proc/{launcher_pid}/task"):
+        for child in Path(f"/proc/{launcher_pid}/task/{task}/children").read_text().split():
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"qzn-watch" in cmdline:
+                return int(child)
+    return None
+
+
+def process_state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from launcher_helpers import assert_one_line_error, needs_qzn_watch, quiet_env, run_launcher
+from launcher_helpers import (
+    assert_one_line_error,
+    needs_qzn_watch,
+    process_state,
+    quiet_env,
+    run_launcher,
+    start_launcher,
+    wait_for,
+    watch_gdb_of,
+)
 
 pytestmark = pytest.mark.gdb
 
@@ -138,6 +149,10 @@ def test_misaligned_address(start_tester):
         (["--count", "0"], "greater than zero"),
         (["--count", "-3"], "--count"),
         (["--duration", "0"], "positive number of seconds"),
+        (["--duration", "nan"], "positive number of seconds"),
+        (["--duration", "1e308"], "more than a year"),
+        (["--log", ""], "--log: is empty; give a file prefix"),
+        (["--log", "/tmp/"], "/tmp/ names a directory; give a file prefix"),
         (["--frobnicate"], "unrecognized arguments"),
     ],
 )
@@ -222,3 +237,132 @@ def test_read_only_mapping_warns_and_goes_on(start_tester):
     assert warnings[0].startswith("qznusnih: warning: ") and "faults anyway" in warnings[0]
     assert "Traceback" not in done.stderr
     assert_finishes_normally(tester)
+
+
+@pytest.mark.parametrize(
+    "addr, fragment",
+    [("0x" + "f" * 40, "does not fit in 64 bits"), ("1" * 5000, "does not fit in 64 bits")],
+)
+def test_huge_address_is_one_line(start_tester, addr, fragment):
+    tester = start_tester(*WAITING)
+    line = assert_one_line_error(run_launcher("watch", addr, str(tester.pid)), fragment, code=1)
+    assert len(line) < 200
+    assert_untouched(tester)
+
+
+@needs_qzn_watch
+@pytest.mark.parametrize("addr", ["\u00ff", "&donn\u00e9es", "\u2603"])
+def test_unicode_address_is_one_line(start_tester, addr):
+    tester = start_tester(*WAITING)
+    done = run_launcher("watch", addr, str(tester.pid))
+    assert_one_line_error(done, addr, code=1, prefixed=False)  # qzn-watch's own error
+    assert_untouched(tester)
+
+
+# ---- attach failures: gdb is frozen before it attaches, the world changes, gdb goes on
+
+SEIZE = """\
+import ctypes, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+if libc.ptrace(0x4206, int(sys.argv[1]), None, None) != 0:  # PTRACE_SEIZE: no stop
+    sys.exit("seize failed")
+print("seized", flush=True)
+time.sleep(60)
+"""
+
+
+def frozen_gdb(launcher) -> int:
+    """Wait for the launcher's gdb and SIGSTOP it before it attaches."""
+    wait_for(lambda: watch_gdb_of(launcher.pid) is not None, what="gdb to start")
+    gdb = watch_gdb_of(launcher.pid)
+    os.kill(gdb, signal.SIGSTOP)
+    wait_for(lambda: process_state(gdb) == "T", what="gdb to stop")
+    return gdb
+
+
+def finish_launcher(launcher, gdb) -> subprocess.CompletedProcess:
+    os.kill(gdb, signal.SIGCONT)
+    out, err = launcher.communicate(timeout=60)
+    return subprocess.CompletedProcess(launcher.args, launcher.returncode, out, err)
+
+
+@needs_qzn_watch
+def test_another_tracer_during_attach_is_named(start_tester):
+    tester = start_tester("--no-wait", "--rounds", "100000", "--interval-ms", "10")
+    launcher = start_launcher("watch", hex(tester.addr), str(tester.pid))
+    gdb = frozen_gdb(launcher)
+    assert tester.tracer_pid() == 0, "gdb attached before it could be frozen"
+    tracer = subprocess.Popen(
+        [sys.executable, "-c", SEIZE, str(tester.pid)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert tracer.stdout.readline() == "seized\n"
+        done = finish_launcher(launcher, gdb)
+        assert_one_line_error(
+            done,
+            f"gdb cannot attach to process {tester.pid} (",
+            "Operation not permitted",
+            f"is already traced by process {tracer.pid}",
+            "detach that debugger first",
+            code=1,
+        )
+    finally:
+        tracer.kill()
+        tracer.wait()
+    wait_for(lambda: tester.tracer_pid() == 0, what="the tracer to let go")
+    assert tester.alive()
+
+
+@needs_qzn_watch
+def test_target_exiting_during_attach_is_named(start_tester):
+    tester = start_tester(*WAITING)
+    launcher = start_launcher("watch", hex(tester.addr), str(tester.pid))
+    gdb = frozen_gdb(launcher)
+    tester.proc.kill()
+    tester.proc.wait()
+    done = finish_launcher(launcher, gdb)
+    assert_one_line_error(
+        done,
+        f"gdb cannot attach to process {tester.pid} (ptrace: No such process)",
+        "it exited before gdb could attach; start it again",
+        code=1,
+    )
+
+
+UNDUMPABLE = """\
+import ctypes, os, time
+ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: only root may ptrace it now
+print(os.getpid(), flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root")
+def test_ptrace_not_permitted_is_gdbs_reason_and_the_fix():
+    """nobody watching nobody's process, which made itself non-dumpable: gdb's EPERM."""
+    as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    target = subprocess.Popen(
+        [*as_nobody, "/usr/bin/python3", "-c", UNDUMPABLE], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        pid = int(target.stdout.readline())
+        done = subprocess.run(
+            [*as_nobody, "/usr/bin/python3", "-m", "gdb_qznusnih", "watch", "0x1000", str(pid)],
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=quiet_env(),
+        )
+        assert_one_line_error(
+            done,
+            f"gdb cannot attach to process {pid} (ptrace: Operation not permitted)",
+            "run as root",
+            "non-dumpable",
+            code=1,
+        )
+        assert target.poll() is None
+    finally:
+        target.kill()
+        target.wait()

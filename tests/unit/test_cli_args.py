@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gdb_qznusnih import cli
+from gdb_qznusnih import cli, preflight
 from gdb_qznusnih.options import OptionError, parse_watch_args
+from gdb_qznusnih.ptrace_cleanup import CleanupReport, Fate, process_fate
 
 
 def buildargv(text: str) -> list[str]:
@@ -92,6 +98,10 @@ def test_swapped_order_gets_a_hint():
         (["watch", "0x10", "1", "--bogus"], "unrecognized arguments"),
         (["watch", "0x10", "1", "--pid", "3"], "QEMU mode"),
         (["watch", "0x10", "1", "--log", "a\nb"], "control characters"),
+        (["watch", "0x10", "1", "--log", ""], "is empty; give a file prefix"),
+        (["watch", "0x10", "1", "--log", "/var/tmp/"], "names a directory"),
+        (["watch", "0x10", "1", "--duration", "nan"], "positive number of seconds"),
+        (["watch", "0x10", "1", "--duration", "1e308"], "more than a year"),
         (["watch", "a\nshell id", "1"], "control characters"),
         (["watch", "0x10", "1", "--follow-exec", "x\x1b"], "control characters"),
         (["watch", "0x10"], "required"),
@@ -129,12 +139,12 @@ def test_watch_argv_shape():
     assert argv[5:7] == ["-x", cli.LOADER]
     flags, commands = argv[7::2], argv[8::2]
     assert flags == ["-ex"] * len(commands) and len(argv) == 7 + 2 * len(commands)
-    # gdb's attach chatter goes to /dev/null, then the watch.
+    # gdb's attach chatter goes to /dev/null (launcher_attach reports a failure), then the watch.
     assert commands == [
         "set logging file /dev/null",
         "set logging redirect on",
         "set logging enabled on",
-        "attach 4242",
+        "python from gdb_qznusnih import launcher_attach; launcher_attach.attach(4242)",
         "set logging enabled off",
         "qzn-watch --len 8 --log '/tmp/x y' 0x7ffd0010",
     ]
@@ -190,3 +200,111 @@ def test_addr_pid_parsing_never_crashes(addr, pid):
         assert exit_.code == 0
         return
     assert request.pid > 0
+
+
+def test_longest_duration_is_a_year():
+    options = cli.parse_request(["watch", "0x10", "1", "--duration", str(365 * 24 * 3600)])
+    assert options.options.duration == 365 * 24 * 3600
+    with pytest.raises(OptionError, match="more than a year"):
+        parse_watch_args(["--duration", "31536001", "&x"])  # qzn-watch inside gdb too
+
+
+# ---- what the launcher makes of gdb's stderr
+
+
+def filtered(lines, target=None) -> tuple[list[str], int]:
+    out: list[str] = []
+    armed = []
+    line_filter = cli.StderrFilter(target, out.append, on_armed=lambda: armed.append(1))
+    for line in lines:
+        line_filter.feed(line + "\n")
+    line_filter.close()
+    return out, len(armed)
+
+
+def test_the_armed_note_is_noticed_once_and_passed_on():
+    note = "qzn: watch 1: reads and writes of 1 byte at 0x10 (0x10) in process 4242"
+    out, armed = filtered([note, "qzn: watch 1 ended: SIGTERM received"])
+    assert out == [note + "\n", "qzn: watch 1 ended: SIGTERM received\n"]
+    assert armed == 1
+
+
+def test_gdbs_charset_warnings_do_not_split_the_error():
+    out, _ = filtered(
+        [
+            "warning: charset conversion failure for '\u2603'.",
+            "You may have the wrong value for 'set ada source-charset'.",
+            "cannot evaluate '\u2603': No symbol \"\u2603\" in current context.",
+        ]
+    )
+    assert out == ["cannot evaluate '\u2603': No symbol \"\u2603\" in current context.\n"]
+
+
+def free_pid() -> int:
+    pid = 4 * 1024 * 1024 - 1
+    while os.path.exists(f"/proc/{pid}"):
+        pid -= 1
+    return pid
+
+
+def test_a_failed_attach_of_a_vanished_process_says_it_exited():
+    pid = free_pid()
+    target = preflight.Target(pid, preflight.ProcessStatus(), start_time="1")
+    marker = preflight.ATTACH_FAILED_MARKER
+    out, _ = filtered([f"{marker} ptrace: No such process.", "anything after"], target)
+    assert out == [
+        f"qznusnih: gdb cannot attach to process {pid} (ptrace: No such process): it exited "
+        "before gdb could attach; start it again and give the new PID\n"
+    ]
+
+
+def test_a_failed_attach_of_a_live_process_gives_gdbs_reason_and_the_fix():
+    me = preflight.read_target(os.getpid())
+    message = cli.explain_attach_failure(me.pid, "ptrace: Operation not permitted.", me.start_time)
+    assert message.startswith(
+        f"gdb cannot attach to process {me.pid} (ptrace: Operation not permitted); run as root"
+    )
+    assert "non-dumpable" in message
+
+
+# ---- what the launcher says became of the target after gdb died
+
+
+@pytest.mark.parametrize(
+    "fate, text",
+    [
+        (
+            Fate(alive=False, exit_status=signal.SIGTRAP),
+            "process 7 died of SIGTRAP: its watchpoint",
+        ),
+        (Fate(alive=False, exit_status=signal.SIGKILL), "process 7 was killed by SIGKILL"),
+        (Fate(alive=False, exit_status=3 << 8), "process 7 exited with status 3"),
+        (Fate(alive=False), "process 7 is gone before its debug registers could be cleared"),
+        (Fate(alive=False, reused=True), "its PID now belongs to another process"),
+    ],
+)
+def test_a_dead_targets_fate_is_said_as_it_is(fate, text):
+    report = CleanupReport(7, threads=1, cleared=1, fate=fate)
+    assert report.summary().startswith("process 7 ") and text in report.summary()
+    assert "cleared its" not in report.summary()
+
+
+def test_a_live_targets_report_says_when_it_was_cleared():
+    report = CleanupReport(7, threads=2, cleared=1, fate=Fate(alive=True), elapsed_ms=0.25)
+    assert report.summary() == (
+        "process 7 is alive: cleared its hardware watchpoints 0.25 ms after gdb died "
+        "(1 of 2 threads were armed)"
+    )
+
+
+def test_process_fate_of_a_zombie_reads_its_exit_signal():
+    child = subprocess.Popen(["sleep", "60"])
+    child.send_signal(signal.SIGTRAP)
+    while preflight.read_stat_fields(child.pid)[0] != "Z":
+        time.sleep(0.005)
+    try:
+        fate = process_fate(child.pid)
+        assert (fate.alive, fate.exit_status & 0x7F) == (False, signal.SIGTRAP)
+    finally:
+        child.wait()
+    assert process_fate(child.pid) == Fate(alive=False)

@@ -157,6 +157,21 @@ def test_kernel_address():
         preflight.check_address(0xFFFFFFFF81000000, 1, make_target(), machine="x86_64")
 
 
+@pytest.mark.parametrize(
+    "address, machine, shown",
+    [
+        (1 << 64, "x86_64", "0x10000000000000000 "),
+        (1 << 4000, "x86_64", f"{1 << 4000:#x}"[:21] + "..."),
+        (1 << 32, "i686", "0x100000000 "),
+    ],
+)
+def test_address_wider_than_the_machine(address, machine, shown):
+    bits = 64 if machine == "x86_64" else 32
+    with pytest.raises(PreflightError, match=f"does not fit in {bits} bits") as caught:
+        preflight.check_address(address, 1, make_target(), machine=machine)
+    assert str(caught.value).startswith(shown)
+
+
 def test_vsyscall_counts_as_kernel():
     with pytest.raises(PreflightError, match="kernel address"):
         preflight.check_address(0xFFFFFFFFFF600000, 1, make_target(), machine="x86_64")
