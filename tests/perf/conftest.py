@@ -33,6 +33,12 @@ class Target:
     def wait_done(self) -> None:
         assert self.proc.stdout.readline() == b"done\n"
 
+    def exit_now(self) -> int:
+        """Close its stdin: it reads the byte once more and exits."""
+        self.proc.stdin.close()
+        self.proc.stdin = None
+        return self.proc.wait(timeout=10)
+
     def finish(self) -> int:
         """Let it exit (call after the watch is gone); the byte's value at the end."""
         out, _ = self.proc.communicate(timeout=30)
