@@ -17,7 +17,7 @@ setup(
     description="Log every read and write of one byte of a Linux process, with backtraces (gdb)",
     long_description=README.read_text() if README.exists() else "",
     long_description_content_type="text/markdown",
-    packages=["gdb_qznusnih"],
+    packages=["gdb_qznusnih", "gdb_qznusnih.perf"],
     python_requires=">=3.10",
     install_requires=["pygments"],
     extras_require={"dev": ["pytest", "hypothesis", "ruff"]},

@@ -1,9 +1,14 @@
 /* Benchmark target: ROUNDS rounds of one write and one read of `byte`,
  * three frames deep (main -> round_trip -> touch_*).  Prints how long the
- * rounds took by its own clock: the hit rate the watched program sees. */
+ * rounds took by its own clock: the hit rate the watched program sees.
+ *   hotloop [ROUNDS] [wait]
+ * With "wait": prints "pid P addr A" and waits for a byte on stdin first (for tools that
+ * arm without ptrace). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 volatile unsigned char byte;
 
@@ -24,6 +29,13 @@ static double now(void) {
 int main(int argc, char **argv) {
     int rounds = argc > 1 ? atoi(argv[1]) : 3000;
     unsigned sum = 0;
+    if (argc > 2 && strcmp(argv[2], "wait") == 0) {
+        char go;
+        printf("pid %d addr %p\n", getpid(), (void *)&byte);
+        fflush(stdout);
+        if (read(0, &go, 1) != 1)
+            return 3;
+    }
     double start = now();
     for (int i = 0; i < rounds; i++)
         sum += round_trip(i);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what gdb-qznusnih needs on Debian/Ubuntu, then a venv with the package.
 # Usage: scripts/setup.sh [--dev] [--qemu]
-#   --dev   also the test tools (pytest, hypothesis, ruff, gcc-multilib, chromium)
+#   --dev   also the test tools (pytest, hypothesis, ruff, gcc-multilib, chromium, perf, strace)
 #   --qemu  also what the whole-system mode needs (QEMU, kernel source, busybox)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ for arg in "$@"; do
 done
 
 packages=(gdb gcc libc6-dev python3 python3-venv python3-pygments)
-((dev)) && packages+=(gcc-multilib chromium valgrind binutils)
+((dev)) && packages+=(gcc-multilib chromium valgrind binutils linux-perf strace)
 ((qemu)) && packages+=(qemu-system-x86 linux-source-6.1 busybox-static flex bison bc
                         libelf-dev libssl-dev cpio xz-utils make)
 

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Raw perf-capture hits/s on the hot loop against `perf stat -e mem:ADDR/1:rw` counting.
+
+The floor is perf counting the same breakpoint (no samples at all).  Each capture row opens
+the RW and W events of gdb_qznusnih.perf, drains the rings and pairs the samples into hits,
+with nothing more done per hit; rows differ in the user stack copied per sample and the
+thread strategy.  Rates are on the target's own clock (its rounds' duration under the tool);
+"lost" is each event's counter minus the samples delivered.  Run as root.
+
+Usage: bench/bench_perf_capture.py [--rounds N] [--repeat K] [--stack-bytes B ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from gdb_qznusnih.perf.capture import Capture, CaptureConfig  # noqa: E402
+from gdb_qznusnih.perf.events import EventConfig  # noqa: E402
+from gdb_qznusnih.perf.hits import Hit  # noqa: E402
+
+
+class HotLoop:
+    """bench/hotloop.c ROUNDS wait: armed before it starts, timed by its own clock."""
+
+    def __init__(self, exe: Path, rounds: int):
+        self.rounds = rounds
+        self.proc = subprocess.Popen(
+            [str(exe), str(rounds), "wait"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        fields = self.proc.stdout.readline().decode().split()
+        self.pid, self.address = int(fields[1]), int(fields[3], 16)
+
+    def go(self) -> None:
+        self.proc.stdin.write(b"g")
+        self.proc.stdin.flush()
+
+    def seconds(self) -> float:
+        """Wait for the end; how long its rounds took."""
+        line = self.proc.stdout.readline().decode()
+        self.proc.wait()
+        return float(re.search(r", ([0-9.]+) s", line).group(1))
+
+
+def build(tmp: Path) -> Path:
+    exe = tmp / "hotloop"
+    source = REPO / "bench" / "hotloop.c"
+    subprocess.run(["gcc", "-g", "-O0", "-o", str(exe), str(source)], check=True)
+    return exe
+
+
+def perf_stat_floor(exe: Path, rounds: int) -> tuple[float, int]:
+    """(hits/s, hits counted) with perf counting the breakpoint, no samples."""
+    loop = HotLoop(exe, rounds)
+    event = f"mem:{loop.address:#x}/1:rw"
+    stat = subprocess.Popen(
+        ["perf", "stat", "-x,", "-e", event, "-p", str(loop.pid)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_until_perf_attached(stat.pid)
+    loop.go()
+    seconds = loop.seconds()
+    stat.send_signal(signal.SIGINT)
+    _, err = stat.communicate()
+    counted = int(next(line for line in err.splitlines() if ",mem:" in line).split(",")[0])
+    return counted / seconds, counted
+
+
+def _wait_until_perf_attached(perf_pid: int) -> None:
+    """perf stat -p opens its events a moment after it starts: the loop must not start
+    before.  Wait until perf holds a perf_event fd."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        fd_dir = Path(f"/proc/{perf_pid}/fd")
+        if any(os.readlink(fd).endswith("[perf_event]") for fd in fd_dir.iterdir()):
+            time.sleep(0.01)  # it enables its events right after opening them
+            return
+        time.sleep(0.005)
+    raise SystemExit("perf stat did not open its event within 10 s")
+
+
+def capture_rate(exe: Path, rounds: int, config: CaptureConfig) -> tuple[float, int, int]:
+    """(hits/s on the target's clock, hits, lost)."""
+    loop = HotLoop(exe, rounds)
+    hits = 0
+    with Capture(loop.pid, loop.address, 1, config) as capture:
+        loop.go()
+        while loop.proc.poll() is None:
+            hits += sum(isinstance(item, Hit) for item in capture.read(0.05))
+        seconds = loop.seconds()
+        hits += sum(isinstance(item, Hit) for item in capture.read_all())
+        accounting = capture.accounting()
+    return 2 * rounds / seconds, hits, accounting.lost("rw")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--stack-bytes", type=int, nargs="+", default=[512, 2048, 4096, 8192])
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = build(Path(tmp))
+        floors = [perf_stat_floor(exe, args.rounds) for _ in range(args.repeat)]
+        floor = statistics.median(rate for rate, _ in floors)
+        print(f"hot loop: {args.rounds} rounds = {2 * args.rounds} hits, median of {args.repeat}")
+        print(f"{'engine':<38} {'hits/s':>9} {'ratio':>6} {'hits':>8} {'lost':>6}")
+        print(f"{'perf stat mem:ADDR/1:rw (counting)':<38} {floor:>9.0f} {1:>6.2f} "
+              f"{floors[-1][1]:>8} {'-':>6}")  # fmt: skip
+        rows = [(stack, "inherit") for stack in args.stack_bytes] + [(4096, "per-thread")]
+        for stack, threads in rows:
+            config = CaptureConfig(events=EventConfig(stack_bytes=stack, threads=threads))
+            runs = [capture_rate(exe, args.rounds, config) for _ in range(args.repeat)]
+            rate = statistics.median(run[0] for run in runs)
+            name = f"capture, {stack} B stack, {threads}"
+            print(f"{name:<38} {rate:>9.0f} {rate / floor:>6.2f} {runs[-1][1]:>8} "
+                  f"{max(run[2] for run in runs):>6}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

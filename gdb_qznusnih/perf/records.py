@@ -1,0 +1,194 @@
+"""Parse the bytes of a perf ring into plain records: samples, losses, throttling, side band.
+
+Every event of a capture has PERF_SAMPLE_IDENTIFIER and sample_id_all, so a sample starts
+with its event's id and every other record ends with it: the id says which event (RW or W)
+and so how the rest is laid out, even when several events share one ring.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from . import abi
+
+_HEADER = struct.Struct("<IHH")
+_U64 = struct.Struct("<Q")
+_SAMPLE_START = struct.Struct("<QQIIQ")  # identifier, ip, pid, tid, time
+_SAMPLE_ID = struct.Struct("<IIQQ")  # the sample_id_all trailer: pid, tid, time, identifier
+_REGISTERS = struct.Struct(f"<{len(abi.REGISTER_NAMES)}Q")
+_REGISTER_INDEX = {name: index for index, name in enumerate(abi.REGISTER_NAMES)}
+_TASK = struct.Struct("<IIIIQ")
+_MMAP2_START = struct.Struct("<IIQQQ")
+_MMAP2_END = struct.Struct("<II")
+
+
+class Sample:
+    """One access as the kernel sampled it in the trap (x86 traps after the instruction)."""
+
+    __slots__ = (
+        "kind", "ip", "pid", "tid", "time", "regs", "stack", "dyn_size", "callchain",
+        "kernel_mode",
+    )  # fmt: skip
+
+    def __init__(self, kind: str, ip: int, pid: int, tid: int, time: int):
+        self.kind = kind  # "rw" or "w": which event fired
+        self.ip = ip
+        self.pid = pid
+        self.tid = tid
+        self.time = time  # CLOCK_MONOTONIC nanoseconds
+        self.regs: tuple[int, ...] | None = None  # user registers, in abi.REGISTER_NAMES order
+        self.stack = b""  # the user stack from rsp up, dyn_size bytes of it
+        self.dyn_size = 0
+        self.callchain: tuple[int, ...] = ()  # kernel frames, innermost first
+        self.kernel_mode = False  # the access was made by the kernel
+
+    def register(self, name: str) -> int:
+        if self.regs is None:
+            raise LookupError("this sample has no registers")
+        return self.regs[_REGISTER_INDEX[name]]
+
+    def registers(self) -> dict[str, int]:
+        return dict(zip(abi.REGISTER_NAMES, self.regs or ()))
+
+
+class Lost:
+    """PERF_RECORD_LOST: `count` samples of event `kind` did not fit in the ring."""
+
+    __slots__ = ("kind", "count", "time")
+
+    def __init__(self, kind: str, count: int, time: int):
+        self.kind, self.count, self.time = kind, count, time
+
+
+class Throttle:
+    """The kernel stopped (or restarted) an event for going over perf_event_max_sample_rate:
+    while stopped, the hardware does not trap, so accesses go uncounted."""
+
+    __slots__ = ("kind", "time", "stopped")
+
+    def __init__(self, kind: str, time: int, stopped: bool):
+        self.kind, self.time, self.stopped = kind, time, stopped
+
+
+class Task:
+    """PERF_RECORD_FORK or _EXIT of a thread or process."""
+
+    __slots__ = ("what", "pid", "ppid", "tid", "ptid", "time")
+
+    def __init__(self, what: str, pid: int, ppid: int, tid: int, ptid: int, time: int):
+        self.what = what  # "fork" or "exit"
+        self.pid, self.ppid, self.tid, self.ptid, self.time = pid, ppid, tid, ptid, time
+
+
+class Comm:
+    """PERF_RECORD_COMM: a thread's name changed, by exec when `exec` is true."""
+
+    __slots__ = ("pid", "tid", "comm", "exec", "time")
+
+    def __init__(self, pid: int, tid: int, comm: str, exec: bool, time: int):
+        self.pid, self.tid, self.comm, self.exec, self.time = pid, tid, comm, exec, time
+
+
+class Mmap2:
+    """PERF_RECORD_MMAP2: an executable mapping (a library loaded, a program exec'd)."""
+
+    __slots__ = ("pid", "tid", "start", "length", "pgoff", "prot", "flags", "filename", "time")
+
+    def __init__(self, pid, tid, start, length, pgoff, prot, flags, filename, time):
+        self.pid, self.tid, self.start, self.length, self.pgoff = pid, tid, start, length, pgoff
+        self.prot, self.flags, self.filename, self.time = prot, flags, filename, time
+
+
+Record = Sample | Lost | Throttle | Task | Comm | Mmap2
+
+
+class RecordParser:
+    """Parses ring bytes, given each event id's kind ("rw"/"w") and sample_type."""
+
+    def __init__(self, layouts: dict[int, tuple[str, int]]):
+        self._layouts = layouts
+        self.unknown = 0  # records of a type or an event this capture did not ask for
+
+    def parse(self, chunk: bytes) -> list[Record]:
+        records: list[Record] = []
+        offset, end = 0, len(chunk)
+        while offset + _HEADER.size <= end:
+            kind, misc, size = _HEADER.unpack_from(chunk, offset)
+            if size < _HEADER.size or offset + size > end:
+                raise ValueError(f"corrupt perf record at {offset}: size {size}")
+            record = self._parse_one(chunk, offset, kind, misc, size)
+            if record is None:
+                self.unknown += 1
+            else:
+                records.append(record)
+            offset += size
+        return records
+
+    def _parse_one(self, chunk: bytes, offset: int, kind: int, misc: int, size: int):
+        if kind == abi.RECORD_SAMPLE:
+            return self._sample(chunk, offset + _HEADER.size, misc)
+        _pid, _tid, time, identifier = _SAMPLE_ID.unpack_from(
+            chunk, offset + size - _SAMPLE_ID.size
+        )
+        layout = self._layouts.get(identifier)
+        body = offset + _HEADER.size
+        if layout is None:
+            return None
+        if kind == abi.RECORD_LOST:
+            _id, count = struct.unpack_from("<QQ", chunk, body)
+            return Lost(layout[0], count, time)
+        if kind in (abi.RECORD_THROTTLE, abi.RECORD_UNTHROTTLE):
+            (when,) = _U64.unpack_from(chunk, body)
+            return Throttle(layout[0], when, kind == abi.RECORD_THROTTLE)
+        if kind in (abi.RECORD_FORK, abi.RECORD_EXIT):
+            pid, ppid, tid, ptid, when = _TASK.unpack_from(chunk, body)
+            return Task("fork" if kind == abi.RECORD_FORK else "exit", pid, ppid, tid, ptid, when)
+        if kind == abi.RECORD_COMM:
+            pid, tid = struct.unpack_from("<II", chunk, body)
+            name = _c_string(chunk, body + 8, offset + size - _SAMPLE_ID.size)
+            return Comm(pid, tid, name, bool(misc & abi.MISC_COMM_EXEC), time)
+        if kind == abi.RECORD_MMAP2:
+            return _mmap2(chunk, body, offset + size - _SAMPLE_ID.size, time)
+        return None
+
+    def _sample(self, chunk: bytes, position: int, misc: int) -> Sample | None:
+        identifier, ip, pid, tid, time = _SAMPLE_START.unpack_from(chunk, position)
+        layout = self._layouts.get(identifier)
+        if layout is None:
+            return None
+        kind, sample_type = layout
+        sample = Sample(kind, ip, pid, tid, time)
+        sample.kernel_mode = misc & abi.MISC_CPUMODE_MASK == abi.MISC_KERNEL
+        position += _SAMPLE_START.size
+        if sample_type & abi.SAMPLE_CALLCHAIN:
+            (count,) = _U64.unpack_from(chunk, position)
+            entries = struct.unpack_from(f"<{count}Q", chunk, position + 8)
+            sample.callchain = tuple(pc for pc in entries if pc < abi.CONTEXT_MAX)
+            position += 8 + 8 * count
+        if sample_type & abi.SAMPLE_REGS_USER:
+            (register_abi,) = _U64.unpack_from(chunk, position)
+            position += 8
+            if register_abi:  # 0: a kernel thread, no user registers
+                sample.regs = _REGISTERS.unpack_from(chunk, position)
+                position += _REGISTERS.size
+        if sample_type & abi.SAMPLE_STACK_USER:
+            (reserved,) = _U64.unpack_from(chunk, position)
+            if reserved:
+                (dyn_size,) = _U64.unpack_from(chunk, position + 8 + reserved)
+                sample.stack = chunk[position + 8 : position + 8 + dyn_size]
+                sample.dyn_size = dyn_size
+        return sample
+
+
+def _c_string(chunk: bytes, start: int, end: int) -> str:
+    raw = chunk[start:end]
+    return raw[: raw.find(b"\0") if b"\0" in raw else len(raw)].decode(errors="replace")
+
+
+def _mmap2(chunk: bytes, body: int, end: int, time: int) -> Mmap2:
+    pid, tid, start, length, pgoff = _MMAP2_START.unpack_from(chunk, body)
+    # then maj, min, ino, ino_generation (or a build id): 24 bytes either way
+    position = body + _MMAP2_START.size + 24
+    prot, flags = _MMAP2_END.unpack_from(chunk, position)
+    filename = _c_string(chunk, position + _MMAP2_END.size, end)
+    return Mmap2(pid, tid, start, length, pgoff, prot, flags, filename, time)

@@ -1,0 +1,180 @@
+"""Capture real accesses of real processes with perf breakpoint events: exact counts."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from gdb_qznusnih.perf.capture import Capture, CaptureConfig
+from gdb_qznusnih.perf.events import EventConfig
+from gdb_qznusnih.perf.hits import Hit
+from gdb_qznusnih.perf.records import Sample, Task
+
+pytestmark = pytest.mark.perf
+
+# 512 B of stack: a sample is 736 B, so a 4 MiB ring holds every sample of these tests even if
+# the drain thread never ran; the counts below are exact, not hopeful.
+SMALL_STACK = CaptureConfig(events=EventConfig(stack_bytes=512))
+WRITES, READS, RMWS = 300, 200, 50
+
+
+def capture_run(target, config=SMALL_STACK):
+    """Arm, let the target do its accesses, check it was never stopped nor traced, drain."""
+    with Capture(target.pid, target.address, 1, config) as capture:
+        target.go()
+        target.wait_done()
+        assert_untouched(target)
+        out = capture.read_all()
+        accounting = capture.accounting()
+    hits = [item for item in out if isinstance(item, Hit)]
+    records = [item for item in out if not isinstance(item, Hit)]
+    return hits, records, accounting
+
+
+def assert_untouched(target):
+    """Not traced by us, and no thread stopped (strace's syscall stops would be 't')."""
+    assert target.status().tracer_pid == 0
+    for tid in target.thread_ids():
+        with open(f"/proc/{target.pid}/task/{tid}/stat") as stat:
+            state = stat.read().rpartition(")")[2].split()[0]
+        assert state not in ("T", "t"), (tid, state)
+
+
+def expected_value(threads=1):
+    """The byte at the end when one thread did everything: the last write, then the RMWs."""
+    assert threads == 1
+    return (WRITES - 1 + RMWS) % 256
+
+
+def test_one_thread_every_access_once_and_rmw_fires_both_events(start_target):
+    target = start_target(WRITES, READS, RMWS)
+    hits, records, accounting = capture_run(target)
+    # An RMW instruction is one trap: one RW sample and one W sample, paired into one hit.
+    assert accounting.hardware == {"rw": WRITES + READS + RMWS, "w": WRITES + RMWS}
+    assert accounting.delivered == accounting.hardware
+    assert accounting.kernel_lost == {"rw": 0, "w": 0}
+    assert (accounting.hits, accounting.hits_with_write) == (WRITES + READS + RMWS, WRITES + RMWS)
+    assert accounting.writes_without_rw_sample == 0 and accounting.complete
+    assert len(hits) == WRITES + READS + RMWS and records == []
+    by_ip = collections.Counter((hit.sample.ip, hit.hardware_saw_write) for hit in hits)
+    assert sorted(by_ip.values()) == [RMWS, READS, WRITES]
+    assert len({ip for ip, _ in by_ip}) == 3
+    assert {hit.sample.tid for hit in hits} == {target.pid}
+    sample = hits[0].sample
+    assert (sample.pid, sample.kind, sample.kernel_mode) == (target.pid, "rw", False)
+    assert sample.dyn_size == 512 and len(sample.stack) == 512
+    assert sample.register("rip") == sample.ip
+    assert target.finish() == expected_value()
+
+
+def test_samples_are_in_time_order_and_times_on_the_target_clock(start_target):
+    import time
+
+    target = start_target(WRITES, READS, RMWS)
+    before = time.monotonic_ns()
+    hits, _, _ = capture_run(target)
+    times = [hit.sample.time for hit in hits]
+    assert times == sorted(times)
+    assert before < times[0] and times[-1] < time.monotonic_ns()
+    target.finish()
+
+
+def test_threads_before_and_after_arming_are_all_caught_with_inherit(start_target):
+    target = start_target(WRITES, READS, RMWS, early=1, late=1)
+    armed_threads = target.thread_ids()
+    hits, records, accounting = capture_run(target)
+    threads = 3
+    assert accounting.hardware == {"rw": threads * (WRITES + READS + RMWS), "w": threads * 350}
+    assert accounting.delivered == accounting.hardware and accounting.complete
+    assert (accounting.hits, accounting.hits_with_write) == (threads * 550, threads * 350)
+    per_thread = collections.Counter(hit.sample.tid for hit in hits)
+    assert sorted(per_thread.values()) == [550] * threads
+    late_threads = set(per_thread) - armed_threads
+    assert len(late_threads) == 1
+    tasks = collections.Counter(record.what for record in records if isinstance(record, Task))
+    assert tasks == {"fork": 1, "exit": 2}  # the late thread made; both threads ended
+    forked = [r.tid for r in records if isinstance(r, Task) and r.what == "fork"]
+    assert set(forked) == late_threads
+
+
+def test_per_thread_events_miss_threads_made_after_arming(start_target):
+    target = start_target(WRITES, READS, RMWS, early=1, late=1)
+    config = CaptureConfig(events=EventConfig(stack_bytes=512, threads="per-thread"))
+    hits, _, accounting = capture_run(target, config)
+    assert accounting.hardware == {"rw": 2 * 550, "w": 2 * 350}  # main and the early thread
+    assert accounting.delivered == accounting.hardware
+    assert len({hit.sample.tid for hit in hits}) == 2
+
+
+def test_kernel_accesses_are_invisible_when_excluded(start_target):
+    target = start_target(WRITES, READS, RMWS, zero_reads=40)
+    _, _, accounting = capture_run(target)
+    assert accounting.hardware == {"rw": 550, "w": 350}
+
+
+def test_kernel_accesses_are_caught_with_kernel_frames_when_not_excluded(start_target):
+    target = start_target(WRITES, READS, RMWS, zero_reads=40)
+    config = CaptureConfig(events=EventConfig(stack_bytes=512, exclude_kernel=False))
+    hits, _, accounting = capture_run(target, config)
+    assert accounting.hardware == {"rw": 550 + 40, "w": 350 + 40}
+    assert accounting.delivered == accounting.hardware
+    kernel = [hit for hit in hits if hit.sample.kernel_mode]
+    assert len(kernel) == 40 and all(hit.hardware_saw_write for hit in kernel)
+    assert all(hit.sample.ip >= 1 << 63 for hit in kernel)
+    # kernel frames from the kernel, user registers and stack of the read() call
+    assert all(len(hit.sample.callchain) >= 2 for hit in kernel)
+    assert all(pc >= 1 << 63 for hit in kernel for pc in hit.sample.callchain)
+    assert all(hit.sample.regs is not None and hit.sample.dyn_size == 512 for hit in kernel)
+    user = [hit for hit in hits if not hit.sample.kernel_mode]
+    assert len(user) == 550 and all(hit.sample.callchain == () for hit in user)
+
+
+def test_a_tiny_ring_reports_exactly_what_it_lost(start_target):
+    writes = 20_000
+    target = start_target(writes, 0, 0)
+    config = CaptureConfig(events=EventConfig(stack_bytes=512), ring_pages=1)
+    with Capture(target.pid, target.address, 1, config) as capture:
+        target.go()
+        target.wait_done()
+        delivered = sum(isinstance(item, Hit) for item in capture.read_all())
+        accounting = capture.accounting()
+    assert accounting.throttled == 0
+    assert accounting.hardware == {"rw": writes, "w": writes}
+    lost = {kind: writes - accounting.delivered[kind] for kind in ("rw", "w")}
+    assert lost["rw"] > 0 and not accounting.complete
+    assert accounting.kernel_lost == lost
+    assert accounting.lost("rw") == lost["rw"] and accounting.lost("w") == lost["w"]
+    assert accounting.lost_records <= lost["rw"] + lost["w"]
+    assert delivered == accounting.delivered["rw"]
+    assert target.finish() == (writes - 1) % 256
+
+
+def test_a_target_under_strace_is_still_watched(start_target):
+    wrapper = ["strace", "-f", "-qq", "-o", "/dev/null"]
+    target = start_target(WRITES, READS, RMWS, early=1, wrapper=wrapper)
+    strace_pid = target.proc.pid
+    assert target.status().tracer_pid == strace_pid
+    with Capture(target.pid, target.address, 1, SMALL_STACK) as capture:
+        target.go()
+        target.wait_done()
+        assert target.status().tracer_pid == strace_pid  # strace's, and still only strace's
+        capture.read_all()
+        accounting = capture.accounting()
+    assert accounting.hardware == {"rw": 2 * 550, "w": 2 * 350}
+    assert accounting.delivered == accounting.hardware
+
+
+def test_samples_carry_the_sampled_registers(start_target):
+    target = start_target(3, 0, 0)
+    hits, _, _ = capture_run(target)
+    samples: list[Sample] = [hit.sample for hit in hits]
+    registers = samples[0].registers()
+    assert set(registers) == {
+        "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "rip", "flags", "cs", "ss",
+        "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
+    }  # fmt: skip
+    assert registers["cs"] & 3 == 3  # user mode
+    # touch_write(i) stores i from a register: the low byte of some register is i
+    for index, sample in enumerate(samples):
+        assert index in {value & 0xFF for value in sample.regs}
