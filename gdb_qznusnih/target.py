@@ -5,7 +5,9 @@ and the debug registers left.  Needs gdb; raises WatchError with one line.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import signal
 
 import gdb
 
@@ -32,6 +34,41 @@ def require_live_process() -> gdb.Inferior:
             "no process to watch; start one with 'run' or 'start', or attach with 'attach PID'"
         )
     return inferior
+
+
+# Signals whose default action is a job-control stop.
+JOB_CONTROL_STOPS = ("SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU")
+
+
+def in_job_control_stop() -> bool:
+    """Whether the selected thread of a native process sits in a job-control stop.
+
+    ptrace(2): PTRACE_GETSIGINFO fails for a group-stop (SIGSTOP, Ctrl-Z, already taken),
+    and only for it, so gdb cannot read `$_siginfo` then; a stop signal still on its way
+    to the process has its siginfo.  Not for whole-system mode: QEMU has no siginfo.
+    """
+    try:
+        int(gdb.parse_and_eval("$_siginfo")["si_signo"])
+    except gdb.error:
+        return True
+    return False
+
+
+def detach_keeping_job_control_stop(pid: int) -> None:
+    """Detach from a process in a job-control stop so that it stays stopped.
+
+    gdb 13's detach sends SIGCONT to each thread it stopped with a SIGSTOP it has not
+    collected (linux-nat.c, detach_one_lwp); a multi-threaded process in a Ctrl-Z stop
+    reports SIGTSTP instead, so it is resumed.  A SIGSTOP right after the detach stops it
+    again; to a process still stopped it changes nothing.  A single thread is never sent one.
+    """
+    several_threads = len(os.listdir(f"/proc/{pid}/task")) > 1
+    gdb.execute("detach", to_string=True)
+    if several_threads:
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            pass
 
 
 def word_size() -> int:
