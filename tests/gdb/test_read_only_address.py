@@ -36,8 +36,10 @@ def attached_gdb(pid: int, *commands: str) -> subprocess.CompletedProcess:
     cmd = ["gdb", "-nx", "-batch", "-p", str(pid), "-x", str(LOADER)]
     for command in commands:
         cmd += ["-ex", command]
+    # A UTF-8 locale: under LC_ALL=C gdb itself cannot hand non-ASCII arguments to Python.
+    env = quiet_env(LC_ALL="C.UTF-8")
     return subprocess.run(
-        cmd, capture_output=True, text=True, env=quiet_env(), timeout=120, stdin=subprocess.DEVNULL
+        cmd, capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL
     )
 
 
@@ -141,3 +143,27 @@ def test_the_users_permissions_are_restored_exactly(idle, setting, expression):
     assert "Traceback" not in done.stderr
     assert f"Permission to call functions in the program is {setting}." in done.stdout
     assert f"Permission to write into target memory is {setting}." in done.stdout
+
+
+@pytest.mark.parametrize(
+    "expression, message",
+    [
+        ("é", 'No symbol "é" in current context'),
+        ("&buf[0] + ñ", 'No symbol "ñ" in current context'),
+        ("&buf\u202e[0]", "unprintable character U+202E"),
+        ("&buf[0]\u2028+1", "unprintable character U+2028"),
+        ("1+" * 50_000 + "1", "is 100,001 characters long"),
+        ("9" * 999, "Numeric constant too large"),
+        ("(" * 499 + "0x10" + ")" * 497, "syntax error"),
+        ("&buf[0]+1e308*1e308", "not a number"),
+    ],
+)
+def test_unicode_or_huge_address_is_one_line(idle, expression, message):
+    target = idle()
+    before = target.writable_memory()
+    done = attached_gdb(target.pid, qzn_watch(expression))
+    assert done.returncode == 1
+    error = the_error(done, message)
+    assert len(error) < 300, error
+    assert target.alive() and target.tracer_pid() == 0
+    assert_memory_unchanged(before, target.writable_memory())
