@@ -23,10 +23,13 @@ class WatchCommand(gdb.Command):
           Usage: qzn-watch [OPTIONS] ADDR
 
           ADDR is any expression giving an address: 0x7ffd1234, &buf[3], $rsp+8.
+          It may only read: assignments and function calls are refused.
           One hardware debug register is used per watch; a hit never stops the
           program unless --stop is given.  In `gdb -batch` the command keeps the
           target running under the watch until it exits, a stop condition is met, or
           gdb gets SIGINT/SIGTERM/SIGHUP; then it detaches and prints a summary.
+          A stopped target is refused; a SIGSTOP or Ctrl-Z during the watch ends
+          it and leaves the target stopped.
 
           Options:
             --access rw|r|w        log reads and writes (default), reads, or writes
