@@ -15,6 +15,8 @@ import threading
 
 import gdb
 
+from . import target
+
 _RELAYED = (signal.SIGTERM, signal.SIGHUP)
 
 
@@ -139,11 +141,12 @@ class Catchpoints:
 
 
 class Outcome:
-    """How a batch watch ended: the reason, and the new program after an exec."""
+    """How a batch watch ended: the reason, the new program after an exec, a stop."""
 
-    def __init__(self, reason: str, exec_path: str | None = None) -> None:
+    def __init__(self, reason: str, exec_path: str | None = None, job_stopped=False) -> None:
         self.reason = reason
         self.exec_path = exec_path
+        self.job_stopped = job_stopped  # in a job-control stop: detach leaving it stopped
 
 
 def run_until_done(session, note) -> Outcome:
@@ -156,6 +159,7 @@ def run_until_done(session, note) -> Outcome:
     resume = "continue"
     exec_path = None
     forks_noted = False
+    job_stopped = False
     try:
         while session.finish_reason is None:
             tracker.last_stop = None
@@ -187,6 +191,14 @@ def run_until_done(session, note) -> Outcome:
                     forks_noted = True
                 continue
             if isinstance(stop, gdb.SignalEvent):
+                if _stopped_by_job_control(session, stop):
+                    job_stopped = True
+                    pid = gdb.selected_inferior().pid
+                    session.finish(
+                        f"the target was stopped by {stop.stop_signal} and is left stopped; "
+                        f"resume it with 'kill -CONT {pid}'"
+                    )
+                    break
                 if stop.stop_signal == "SIGINT" and signal_sender_pid() in (None, os.getpid()):
                     session.finish(_interrupt_reason(relay, session))
                     break
@@ -197,11 +209,25 @@ def run_until_done(session, note) -> Outcome:
         relay.uninstall()
         tracker.disconnect()
         catch.delete()
-    if session.finish_reason is not None and not tracker.exited:
-        _consume_pending_interrupt(session)
+    if session.finish_reason is not None and not tracker.exited and not job_stopped:
+        _consume_pending_interrupt(session)  # resuming would end a job-control stop
     if session.finish_reason is None:
         session.finish(_exit_reason(tracker))
-    return Outcome(session.finish_reason, exec_path)
+    return Outcome(session.finish_reason, exec_path, job_stopped)
+
+
+def _stopped_by_job_control(session, stop) -> bool:
+    """Whether the process has entered a job-control stop (state T once detached).
+
+    gdb reports a stop signal twice: on its way (passed on by `continue`), then as the
+    stop itself, unless the process handles or ignores it.  Only the second ends the watch,
+    so the process stops exactly when it would without gdb.
+    """
+    return (
+        session.kernel is None
+        and stop.stop_signal in target.JOB_CONTROL_STOPS
+        and target.in_job_control_stop()
+    )
 
 
 def _sigint_pending(pid: int) -> bool:

@@ -201,12 +201,13 @@ class _RaisingParser(argparse.ArgumentParser):
 
 WATCH_SUMMARY = "Log every read and write of memory at ADDR, with backtraces."
 WATCH_DESCRIPTION = """\
-ADDR is an expression giving an address: 0x7ffd1234, &buf[3], $rsp+8.  It is
-evaluated without side effects: no assignment, no function call.  One hardware
-debug register is used per watch; a hit never stops the program unless --stop
-is given.  In `gdb -batch` the command keeps the target running under the
-watch until it exits, a stop condition is met, or gdb gets SIGINT, SIGTERM or
-SIGHUP; then it detaches and prints a summary."""
+ADDR is an expression giving an address: 0x7ffd1234, &buf[3], $rsp+8.  It may
+only read: assignments and function calls are refused.  One hardware debug
+register is used per watch; a hit never stops the program unless --stop is
+given.  In `gdb -batch` the command keeps the target running under the watch
+until it exits, a stop condition is met, or gdb gets SIGINT, SIGTERM or SIGHUP;
+then it detaches and prints a summary.  A stopped target is refused; a SIGSTOP
+or Ctrl-Z during the watch ends it and leaves the target stopped."""
 WATCH_EPILOG = """\
 `set qzn NAME VALUE` sets the defaults of --args, --bt-depth, --color, --log
 and --style; `show qzn` lists them."""

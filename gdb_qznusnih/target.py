@@ -4,9 +4,14 @@ and the debug registers left.  Needs gdb; raises WatchError with one line.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
 
 import gdb
+
+from . import address_expression
 
 DEBUG_REGISTERS = 4
 _WATCH_TYPES = {1: "unsigned char", 2: "unsigned short", 4: "unsigned int", 8: "unsigned long long"}
@@ -31,6 +36,41 @@ def require_live_process() -> gdb.Inferior:
     return inferior
 
 
+# Signals whose default action is a job-control stop.
+JOB_CONTROL_STOPS = ("SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU")
+
+
+def in_job_control_stop() -> bool:
+    """Whether the selected thread of a native process sits in a job-control stop.
+
+    ptrace(2): PTRACE_GETSIGINFO fails for a group-stop (SIGSTOP, Ctrl-Z, already taken),
+    and only for it, so gdb cannot read `$_siginfo` then; a stop signal still on its way
+    to the process has its siginfo.  Not for whole-system mode: QEMU has no siginfo.
+    """
+    try:
+        int(gdb.parse_and_eval("$_siginfo")["si_signo"])
+    except gdb.error:
+        return True
+    return False
+
+
+def detach_keeping_job_control_stop(pid: int) -> None:
+    """Detach from a process in a job-control stop so that it stays stopped.
+
+    gdb 13's detach sends SIGCONT to each thread it stopped with a SIGSTOP it has not
+    collected (linux-nat.c, detach_one_lwp); a multi-threaded process in a Ctrl-Z stop
+    reports SIGTSTP instead, so it is resumed.  A SIGSTOP right after the detach stops it
+    again; to a process still stopped it changes nothing.  A single thread is never sent one.
+    """
+    several_threads = len(os.listdir(f"/proc/{pid}/task")) > 1
+    gdb.execute("detach", to_string=True)
+    if several_threads:
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            pass
+
+
 def word_size() -> int:
     return gdb.lookup_type("void").pointer().sizeof
 
@@ -42,11 +82,25 @@ def is_whole_system() -> bool:
 
 
 def evaluate_address(expression: str) -> int:
-    """The address an expression gives: a pointer, an integer, or an lvalue's address."""
+    """The address an expression gives: a pointer, an integer, or an lvalue's address.
+
+    The expression may only read: assignments are refused before gdb sees them, and gdb
+    evaluates it unable to call the target's functions or write its memory.
+    """
     try:
-        value = gdb.parse_and_eval(expression)
-    except gdb.error as error:
-        raise WatchError(f"cannot evaluate '{expression}': {error}") from None
+        address_expression.check_read_only(expression)
+    except address_expression.ExpressionError as error:
+        raise WatchError(str(error)) from None
+    shown = address_expression.shown(expression)
+    with _read_only_evaluation():
+        try:
+            value = gdb.parse_and_eval(expression)
+            return _address_of(value, expression, shown)
+        except gdb.error as error:
+            raise WatchError(f"cannot evaluate {shown}: {_explained(error)}") from None
+
+
+def _address_of(value: gdb.Value, expression: str, shown: str) -> int:
     value_type = value.type.strip_typedefs()
     if value_type.code == gdb.TYPE_CODE_PTR or (
         # An integer can hold an address, but a narrower variable cannot.
@@ -54,10 +108,40 @@ def evaluate_address(expression: str) -> int:
         and (value.address is None or value_type.sizeof >= word_size())
     ):
         return int(value) & ((1 << (8 * word_size())) - 1)
-    hint = f"'&{expression}'" if value.address is not None else "a pointer or an integer"
-    raise WatchError(
-        f"'{expression}' is a {value.type} value, not an address; did you mean {hint}?"
+    hint = (
+        address_expression.shown("&" + expression)
+        if value.address is not None
+        else "a pointer or an integer"
     )
+    raise WatchError(f"{shown} is a {value.type} value, not an address; did you mean {hint}?")
+
+
+# gdb's guards for evaluating ADDR.  may-write-registers has none we can use: gdb refuses
+# to change it while a process runs; address_expression refuses assignments instead.
+_READ_ONLY_SETTINGS = ("may-call-functions", "may-write-memory")
+
+
+@contextlib.contextmanager
+def _read_only_evaluation():
+    """Turn gdb's function-call and memory-write permissions off, then restore the user's."""
+    saved = {name: gdb.parameter(name) for name in _READ_ONLY_SETTINGS}
+    try:
+        for name in _READ_ONLY_SETTINGS:
+            gdb.execute(f"set {name} off", to_string=True)
+        yield
+    finally:
+        for name, enabled in saved.items():
+            gdb.execute(f"set {name} {'on' if enabled else 'off'}", to_string=True)
+
+
+def _explained(error: gdb.error) -> str:
+    """gdb's message, saying why when one of our guards refused."""
+    text = " ".join(str(error).split())
+    if "may-call-functions is off" in text:
+        return "it would call a function in the target; ADDR must only read the target"
+    if text.startswith("Writing to memory is not allowed"):
+        return "it would write the target's memory; ADDR must only read the target"
+    return text
 
 
 def check_address(address: int, length: int, whole_system: bool) -> None:

@@ -32,6 +32,8 @@ class WatchRegistry:
         inferior = target.require_live_process()
         whole_system = target.is_whole_system()
         kernel = _kernel_view(opts) if whole_system else None
+        if self.wants_monitoring() and not whole_system:
+            _refuse_a_stopped_process(inferior.pid)
         address = target.evaluate_address(opts.address)
         target.check_address(address, opts.length, whole_system)
         if not whole_system:
@@ -123,9 +125,13 @@ class WatchRegistry:
                 if outcome.exec_path and opts.follow_exec:
                     generation += 1
                     session = self._arm_after_exec(opts, opts.follow_exec, generation)
-            if gdb.selected_inferior().pid != 0:
+            pid = gdb.selected_inferior().pid
+            if pid != 0:
                 try:
-                    gdb.execute("detach", to_string=True)
+                    if outcome.job_stopped:
+                        target.detach_keeping_job_control_stop(pid)
+                    else:
+                        gdb.execute("detach", to_string=True)
                 except gdb.error as error:
                     _note(f"detach failed: {error}")
         finally:
@@ -191,6 +197,17 @@ def write_report(session: WatchSession) -> None:
         _note(f"no HTML report: {error}")
         return
     _note(f"report: {html}")
+
+
+def _refuse_a_stopped_process(pid: int) -> None:
+    """A batch watch would resume a process in a job-control stop: leave it stopped, say so."""
+    if not target.in_job_control_stop():
+        return
+    target.detach_keeping_job_control_stop(pid)
+    raise target.WatchError(
+        f"process {pid} is stopped (SIGSTOP or Ctrl-Z) and a watch would resume it, "
+        f"so it is left stopped; resume it with 'kill -CONT {pid}', then watch it"
+    )
 
 
 def _kernel_view(opts: WatchOptions):
