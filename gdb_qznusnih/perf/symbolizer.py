@@ -87,6 +87,11 @@ class Symbolizer:
     def __exit__(self, *_exc) -> None:
         self.close()
 
+    @property
+    def gdb_pid(self) -> int | None:
+        """The symbolizer's own gdb (never the target's)."""
+        return self._process.pid if self._process is not None else None
+
     def sync(self) -> None:
         """Catch up with the module map: load new modules (dlopen, MMAP2); if any went away
         or was replaced, load everything again."""
