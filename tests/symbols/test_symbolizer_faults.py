@@ -77,22 +77,25 @@ def test_a_library_name_with_a_newline_and_a_command_runs_nothing(programs, publ
     # A file name holds no "/": the command touches a file in gdb's working directory, /.
     pwned = Path("/") / f"qzn-pwned-{os.getpid()}"
     assert not pwned.exists()
-    evil = public_dir / f"lib 'q\" \nshell touch {pwned.name}\n.so"
+    # Pasted into "add-symbol-file PATH -o BIAS", the first line loads a real library (planted
+    # too), the second runs the command.
+    shutil.copy(plugin, public_dir / "libplugin.so")
+    evil = public_dir / f"libplugin.so\nshell touch {pwned.name}\n.so"
     shutil.copy(plugin, evil)
     shutil.copy(program, public_dir / "symbols")
     target = Waiting([*NOBODY, str(public_dir / "symbols"), str(evil)])
     modules = raw_path_map(target.pid)
     assert str(evil) in [m.path for m in modules.modules()]
     with Symbolizer(modules) as symbolizer:
+        ran = pwned.exists()
+        if ran:
+            pwned.unlink()
+        assert not ran, "gdb ran the command in the library's file name"
         assert symbolizer.notes == []
         assert function_at(symbolizer, modules, evil, "plugin_touch") == "plugin_touch"
         assert (
             function_at(symbolizer, modules, public_dir / "symbols", "load_plain") == "load_plain"
         )
-    ran = pwned.exists()
-    if ran:
-        pwned.unlink()
-    assert not ran, "gdb ran the command in the library's file name"
     assert target.finish() == 0
 
 
