@@ -102,6 +102,13 @@ class Symbolizer:
         new = [m for key, m in current.items() if key not in self._known]
         if new:
             self._load(new, replace=False, timeout=START_TIMEOUT)
+            for module in new:  # answers given before it was known are stale
+                self._forget(module.start, module.end)
+
+    def _forget(self, start: int, end: int) -> None:
+        for cache in (self._sites, self._callers):
+            for pc in [pc for pc in cache if start <= pc <= end]:
+                del cache[pc]
 
     def replace(self, modules: ModuleMap) -> None:
         """Forget everything and load this map (after an exec)."""
