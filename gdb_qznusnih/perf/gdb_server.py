@@ -181,8 +181,7 @@ class Server:
             if frontier < ip:
                 for addr, insn in self._disassemble(frontier, ip):
                     known[addr + insn[0]] = (addr, insn[1])
-        found = known.get(ip)
-        return None if found is None else found
+        return known.get(ip)
 
     def _disassemble(self, start: int, end: int) -> list[tuple[int, tuple[int, str]]]:
         try:
