@@ -106,13 +106,13 @@ def _open_directory(directory: str) -> int:
     return dir_fd
 
 
-def _open_in(dir_fd: int, path: str, extra_flags: int = 0) -> int:
-    """Open the last component of `path` in `dir_fd`, checked; the file is not emptied."""
+def _open_name(dir_fd: int, path: str, flags: int) -> int:
+    """os.open of `path`'s last component in `dir_fd`; a refusal says what is there."""
     name = os.path.basename(path)
     try:
-        fd = os.open(name, _OPEN_FLAGS | extra_flags, _MODE, dir_fd=dir_fd)
+        return os.open(name, flags, _MODE, dir_fd=dir_fd)
     except OSError as error:
-        # ELOOP from O_NOFOLLOW, or EACCES from fs.protected_regular: say what is there.
+        # ELOOP from O_NOFOLLOW, EEXIST from O_EXCL, EACCES from fs.protected_regular...
         try:
             refusal = file_refusal(path, os.lstat(name, dir_fd=dir_fd))
         except OSError:
@@ -120,6 +120,11 @@ def _open_in(dir_fd: int, path: str, extra_flags: int = 0) -> int:
         if refusal is not None:
             raise UnsafeFileError(refusal) from None
         raise error from None
+
+
+def _open_in(dir_fd: int, path: str, extra_flags: int = 0) -> int:
+    """Open the last component of `path` in `dir_fd`, checked; the file is not emptied."""
+    fd = _open_name(dir_fd, path, _OPEN_FLAGS | extra_flags)
     try:
         refusal = file_refusal(path, os.fstat(fd))
         if refusal is not None:
@@ -161,18 +166,27 @@ def replace_private(path: str, chunks) -> None:
     try:
         _check_target_name(dir_fd, path)
         temp = f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp"
-        fd = _open_in(dir_fd, os.path.join(directory, temp), os.O_EXCL)
+        opened = False
         try:
+            fd = _open_name(dir_fd, os.path.join(directory, temp), _OPEN_FLAGS | os.O_EXCL)
+            opened = True  # O_EXCL: a new file of ours
             with open(fd, "w", encoding="utf-8", errors="surrogateescape") as out:
                 out.writelines(chunks)
                 out.flush()
                 os.fsync(out.fileno())  # a full disk shows here, not after the rename
             os.rename(temp, os.path.basename(path), src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        except BaseException:
-            try:
-                os.unlink(temp, dir_fd=dir_fd)
-            except OSError:
-                pass
+        except BaseException as error:
+            # Under gdb one stop signal can raise KeyboardInterrupt twice, after any call
+            # (even os.open's, the file made): every call here sits inside the retry.
+            for _ in (1, 2, 3):
+                try:
+                    if opened or not isinstance(error, OSError):
+                        os.unlink(temp, dir_fd=dir_fd)
+                    break
+                except KeyboardInterrupt:
+                    continue
+                except OSError:
+                    break
             raise
     finally:
         os.close(dir_fd)
