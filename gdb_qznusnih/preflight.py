@@ -13,6 +13,8 @@ import platform
 import tempfile
 from dataclasses import dataclass, field
 
+from . import private_files
+
 PF_KTHREAD = 0x00200000  # include/linux/sched.h
 CAP_SYS_PTRACE = 19
 PID_MAX_LIMIT = 4 * 1024 * 1024
@@ -274,8 +276,14 @@ def check_log_prefix(prefix: str) -> None:
         ) from None
     os.close(fd)
     os.unlink(probe)
-    for suffix in (".jsonl", ".reads.log", ".writes.log"):
+    for suffix in (".jsonl", ".reads.log", ".writes.log", ".html"):
         path = prefix + suffix
+        try:
+            private_files.check_existing(path)  # checked again, on the open file, in gdb
+        except private_files.UnsafeFileError as error:
+            raise PreflightError(
+                f"--log {prefix}: " + private_files.one_line_error(path, error, "prefix")
+            ) from None
         if os.path.exists(path) and not os.access(path, os.W_OK):
             raise PreflightError(
                 f"--log {prefix}: {path} exists and is not writable; remove it "

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .colour import Colorizer, check_style, resolve_color
+from .private_files import one_line_error, replace_private
 from .record import READ, WRITE, Frame, Record, format_time, parse_time, record_from_json
 from .render import ARROW, BlockRenderer
 from .summary import TOP_SITES, Site, Summary, _site_key
@@ -490,30 +491,28 @@ def report_to_json(report: Report) -> dict:
 # ---------------------------------------------------------------- entry points
 
 
-def write_html_report(
-    jsonl_path: str, html_path: str, style: str | None = None, private: bool = False
-) -> Report:
+def write_html_report(jsonl_path: str, html_path: str, style: str | None = None) -> Report:
     """Write the HTML report of a whole log (the end of a run with --log); ReportError if not.
 
-    `private`: mode 0600, as for the logs of another user's process.
+    The report replaces `html_path` whole or not at all (see `_write_file`).
     """
     from .report_html import html_chunks
 
     report = build_report(jsonl_path)
-    _write_file(html_path, html_chunks(report, style), private)
+    _write_file(html_path, html_chunks(report, style), "--log prefix")
     return report
 
 
-def _write_file(path: str, chunks, private: bool = False) -> None:
-    """Write the strings of `chunks` to `path`; ReportError (one line) if it cannot be."""
+def _write_file(path: str, chunks, option: str = "--output FILE") -> None:
+    """Write the strings of `chunks` to `path`, 0600, by a rename; ReportError if not.
+
+    A signal, a full disk or an error part way leaves the old file; `option` is what the
+    user changes to write elsewhere.
+    """
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o666)
-        if private:
-            os.fchmod(fd, 0o600)  # it may have existed with a wider mode
-        with open(fd, "w", encoding="utf-8", errors="surrogateescape") as out:
-            out.writelines(chunks)
+        replace_private(path, chunks)
     except OSError as error:
-        raise ReportError(f"cannot write {path}: {error.strerror or error}") from None
+        raise ReportError(one_line_error(path, error, option)) from None
 
 
 class _Parser(argparse.ArgumentParser):

@@ -6,10 +6,10 @@ record on disk is whole as soon as `emit` returns, even if gdb is killed right a
 
 from __future__ import annotations
 
-import errno
 import os
 
 from .colour import Colorizer
+from .private_files import one_line_error, open_private
 from .record import (
     ISO_SECOND,
     READ,
@@ -33,8 +33,6 @@ _SUFFIXES = {"json": ".jsonl", READ: ".reads.log", WRITE: ".writes.log"}
 
 
 def _reason(error: OSError) -> str:
-    if error.errno == errno.ELOOP:
-        return "it is a symbolic link"
     return error.strerror or str(error)
 
 
@@ -47,44 +45,52 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 class _LogFile:
-    """One log file opened with os.open; remembers its size to undo a partial record."""
+    """One log file, opened safely (see private_files); remembers its size to undo a record."""
 
     __slots__ = ("fd", "path", "size")
 
-    def __init__(self, path: str, private: bool) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
-        if private:
-            flags |= os.O_NOFOLLOW  # root writing for another user: no symlink games
+    def __init__(self, path: str) -> None:
         self.path = path
-        self.fd = os.open(path, flags, 0o600 if private else 0o666)
+        self.fd = open_private(path)
         self.size = 0
-        if private:
-            try:
-                os.fchmod(self.fd, 0o600)  # it may have existed with a wider mode
-            except OSError:
-                os.close(self.fd)
-                raise
 
     def write(self, data: bytes) -> None:
         """Append `data` whole: one syscall unless the kernel takes only part of it."""
-        try:
-            written = os.write(self.fd, data)
-            if written != len(data):
-                write_all(self.fd, data[written:])
-        except OSError:
-            self._undo()
-            raise
+        written = os.write(self.fd, data)
+        if written != len(data):
+            write_all(self.fd, data[written:])
         self.size += len(data)
 
-    def _undo(self) -> None:
-        """Cut a record that was written in part, so the file ends with a whole line."""
+    def cut(self, size: int) -> bool:
+        """Cut the file back to `size` bytes, e.g. a record written in part; False if not."""
         try:
-            os.ftruncate(self.fd, self.size)
+            os.ftruncate(self.fd, size)
         except OSError:
-            pass
+            return False
+        self.size = size
+        return True
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+class _AppendError(Exception):
+    """A record could not be appended to `path`; `cut_short`: files left holding part of it."""
+
+    def __init__(self, path: str, error: OSError, cut_short: list[str]) -> None:
+        super().__init__(path)
+        self.path, self.error, self.cut_short = path, error, cut_short
+
+    def describe(self, seq: int) -> str:
+        """One line: what failed, whether the logs still agree, what to do."""
+        if self.cut_short:
+            state = f"{' and '.join(self.cut_short)} end with part of record {seq}"
+        else:
+            state = f"every log ends with record {seq - 1}"
+        return (
+            f"cannot write {self.path}: {_reason(self.error)}; logging stopped and {state}; "
+            "free some space or choose another --log prefix"
+        )
 
 
 class LogSinks:
@@ -95,7 +101,7 @@ class LogSinks:
     - `style`: pygments style name, or None for the default 16-colour scheme;
     - `writer`: a callable taking the terminal text; the default, faster, writes the
       block's bytes to fd 1 with os.write;
-    - `private`: files get mode 0600 (the target belongs to another user);
+    - `private`: kept for callers, ignored: every log is 0600 now (see private_files);
     - `colorizer`: a ready Colorizer to share (else one is made when colour is wanted).
     Raises SinkError (one line) when a log cannot be opened or written.
     """
@@ -114,7 +120,6 @@ class LogSinks:
     ) -> None:
         self.prefix = prefix
         self.quiet = quiet
-        self.private = private
         self._writer = writer
         wants_color = color or (color_files and prefix is not None)
         if wants_color and colorizer is None:
@@ -140,20 +145,16 @@ class LogSinks:
             return []
         return [self.prefix + _SUFFIXES[k] for k in ("json", READ, WRITE)]
 
-    def open(self, private: bool | None = None) -> None:
-        """Create (truncate) the three log files; SinkError when one cannot be."""
-        if private is not None:
-            self.private = private
+    def open(self) -> None:
+        """Create (empty) the three log files, 0600; SinkError when one cannot be safely."""
         if self.prefix is None or self._files:
             return
         for key, path in zip(("json", READ, WRITE), self.paths):
             try:
-                self._files[key] = _LogFile(path, self.private)
+                self._files[key] = _LogFile(path)
             except OSError as error:
                 self._close_files()
-                raise SinkError(
-                    f"cannot write {path}: {_reason(error)}; choose a writable --log prefix"
-                ) from None
+                raise SinkError(one_line_error(path, error, "--log prefix")) from None
 
     def emit(self, record: Record) -> None:
         """Log one record: the JSON line, the block in its kind's log, the terminal block."""
@@ -161,18 +162,19 @@ class LogSinks:
             raise SinkError(self._failed)
         json_line, file_block, terminal_block = self._texts(record)
         if self._files:
-            log = self._files["json"]
+            parts = [(self._files["json"], json_line)]
+            kind_log = self._files.get(record.kind)
+            if kind_log is not None:
+                parts.append((kind_log, file_block))
             try:
-                log.write(json_line)
-                kind_log = self._files.get(record.kind)
-                if kind_log is not None:
-                    log = kind_log
-                    log.write(file_block)
-            except OSError as error:
-                self._failed = (
-                    f"cannot write {log.path}: {_reason(error)}; logging stopped, "
-                    "free some space or choose another --log prefix"
-                )
+                try:
+                    self._append(parts)
+                except KeyboardInterrupt:
+                    # A stop signal between the two writes: put the record in both, then stop.
+                    self._append(parts)
+                    raise
+            except _AppendError as failure:
+                self._failed = failure.describe(record.seq)
                 raise SinkError(self._failed) from None
         if not self.quiet:
             if self._writer is None:
@@ -182,6 +184,24 @@ class LogSinks:
                     raise SinkError(f"cannot write to standard output: {_reason(error)}") from None
             else:
                 self._writer(terminal_block.decode())
+
+    @staticmethod
+    def _append(parts: list[tuple[_LogFile, bytes]]) -> None:
+        """Append each part to its file: to all of them, or (cut back) to none.
+
+        Raises _AppendError on an OSError, and passes a KeyboardInterrupt on, each after
+        cutting the files back to where they were before this record.
+        """
+        sizes = [log.size for log, _ in parts]
+        log = parts[0][0]
+        try:
+            for log, data in parts:
+                log.write(data)
+        except BaseException as error:
+            cut_short = [part.path for (part, _), size in zip(parts, sizes) if not part.cut(size)]
+            if isinstance(error, OSError):
+                raise _AppendError(log.path, error, cut_short) from None
+            raise
 
     def _texts(self, record: Record) -> tuple[bytes, bytes, bytes]:
         """(JSON line, block for the kind's log, block for the terminal) as UTF-8.

@@ -182,19 +182,24 @@ class WatchRegistry:
 
 
 def write_report(session: WatchSession) -> None:
-    """PREFIX.html from an ended watch's log, when there is one, and a note of its path."""
+    """PREFIX.html from an ended watch's log, when there is one, and a note of its path.
+
+    A stop signal (KeyboardInterrupt) while it is written leaves the old report and is taken
+    as "skip the report": the watch's logs, summary and exit status are already settled.
+    """
     if not session.opts.log or session.sink_error or session.opts.no_html:
         return
-    html = session.opts.log + ".html"
+    jsonl, html = session.opts.log + ".jsonl", session.opts.log + ".html"
     try:
-        write_html_report(
-            session.opts.log + ".jsonl",
-            html,
-            style=session.opts.style,
-            private=session.sinks.private,
-        )
+        write_html_report(jsonl, html, style=session.opts.style)
     except ReportError as error:
         _note(f"no HTML report: {error}")
+        return
+    except KeyboardInterrupt:
+        _note(
+            f"no HTML report: interrupted, {html} left as it was; make it with "
+            f"'qznusnih report {jsonl} --format html --output {html}'"
+        )
         return
     _note(f"report: {html}")
 

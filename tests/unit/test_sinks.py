@@ -129,35 +129,40 @@ def test_text_logs_get_colour_only_when_asked(tmp_path):
     assert "\x1b" not in read(tmp_path / "col.jsonl")
 
 
-def test_private_logs_are_0600_even_if_they_existed(tmp_path):
+def test_logs_are_0600_and_emptied_even_if_they_existed_wider(tmp_path):
     prefix = str(tmp_path / "priv")
     with open(prefix + ".jsonl", "w") as handle:
         handle.write("old\n")
     os.chmod(prefix + ".jsonl", 0o644)
     sinks = LogSinks(prefix, quiet=True)
-    sinks.open(private=True)
+    sinks.open()
     sinks.close()
     for path in sinks.paths:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert read(prefix + ".jsonl") == ""
 
 
-def test_private_logs_refuse_a_symlink(tmp_path):
+def test_logs_refuse_a_symlink_in_one_line(tmp_path):
     prefix = str(tmp_path / "link")
     os.symlink(tmp_path / "elsewhere", prefix + ".jsonl")
-    with pytest.raises(SinkError, match="symbolic link"):
-        LogSinks(prefix, private=True).open()
+    with pytest.raises(SinkError) as caught:
+        LogSinks(prefix).open()
+    assert str(caught.value) == (
+        f"refusing to write through the symlink {prefix}.jsonl; "
+        "remove it or choose another --log prefix"
+    )
+    assert not (tmp_path / "elsewhere").exists()
 
 
-def test_ordinary_logs_follow_the_umask(tmp_path):
-    old = os.umask(0o022)
+def test_logs_are_0600_even_with_umask_0(tmp_path):
+    old = os.umask(0)
     try:
         sinks = LogSinks(str(tmp_path / "pub"), quiet=True)
         sinks.open()
         sinks.close()
     finally:
         os.umask(old)
-    assert stat.S_IMODE(os.stat(sinks.paths[0]).st_mode) == 0o644
+    assert [stat.S_IMODE(os.stat(p).st_mode) for p in sinks.paths] == [0o600] * 3
 
 
 @pytest.mark.parametrize("prefix", ["/etc/passwd/x", "/nonexistent-qzn-dir/run"])
@@ -174,7 +179,7 @@ def test_failure_on_a_later_file_closes_the_earlier_ones(tmp_path):
     prefix = str(tmp_path / "half")
     os.mkdir(prefix + ".writes.log")  # a directory where a log should go
     before = len(os.listdir("/proc/self/fd"))
-    with pytest.raises(SinkError, match=r"half\.writes\.log: Is a directory"):
+    with pytest.raises(SinkError, match=r"half\.writes\.log: it is not a regular file"):
         LogSinks(prefix).open()
     assert len(os.listdir("/proc/self/fd")) == before
 
@@ -261,15 +266,72 @@ def test_full_disk_is_a_one_line_sink_error_and_leaves_whole_lines(tiny_tmpfs):
     message = str(caught.value)
     assert "\n" not in message
     assert "No space left on device" in message
+    assert f"logging stopped and every log ends with record {emitted};" in message
     assert emitted > 10
     lines = read(prefix + ".jsonl").splitlines(keepends=True)
     assert all(line.endswith("\n") for line in lines)
-    assert [json.loads(line)["seq"] for line in lines] == list(range(1, len(lines) + 1))
+    assert [json.loads(line)["seq"] for line in lines] == list(range(1, emitted + 1))
+    in_kind_logs = []
     for kind in ("reads", "writes"):
         text = read(f"{prefix}.{kind}.log")
         assert text == "" or text.endswith("\n")
         blocks = [b for b in text.split("[") if b]
         assert all(b.count("\n") == 4 for b in blocks)
+        in_kind_logs += [int(b.split("]")[0]) for b in blocks]
+    assert sorted(in_kind_logs) == list(range(1, emitted + 1))  # the three logs agree
+
+
+def _fail_on_fd(monkeypatch, fd: int, error: BaseException) -> None:
+    """os.write raises `error` once, on the first write to `fd`."""
+    real_write = os.write
+
+    def write(target, data):
+        if target == fd:
+            monkeypatch.setattr(sinks_module.os, "write", real_write)
+            raise error
+        return real_write(target, data)
+
+    monkeypatch.setattr(sinks_module.os, "write", write)
+
+
+def _seqs(prefix: str) -> tuple[list[int], list[int]]:
+    """Record numbers in PREFIX.jsonl, and in the two text logs together."""
+    in_json = [json.loads(line)["seq"] for line in read(prefix + ".jsonl").splitlines()]
+    text = read(prefix + ".reads.log") + read(prefix + ".writes.log")
+    return in_json, sorted(int(b.split("]")[0]) for b in text.split("[") if b)
+
+
+def test_a_failed_text_log_write_takes_the_json_line_back(tmp_path, monkeypatch):
+    """The JSON line is written first: when its block cannot follow, neither stays."""
+    prefix = str(tmp_path / "cut")
+    sinks = LogSinks(prefix, quiet=True)
+    sinks.open()
+    sinks.emit(make(1))
+    sinks.emit(make(2))
+    _fail_on_fd(monkeypatch, sinks._files["write"].fd, OSError(errno.ENOSPC, "No space left"))
+    with pytest.raises(SinkError) as caught:
+        sinks.emit(make(3))
+    sinks.close()
+    assert str(caught.value) == (
+        f"cannot write {prefix}.writes.log: No space left; logging stopped and every log ends "
+        "with record 2; free some space or choose another --log prefix"
+    )
+    assert _seqs(prefix) == ([1, 2], [1, 2])
+
+
+def test_a_signal_between_the_two_writes_still_logs_the_record_in_both(tmp_path, monkeypatch):
+    """gdb turns SIGINT into KeyboardInterrupt anywhere in Python: the record stays whole."""
+    prefix = str(tmp_path / "sig")
+    sinks = LogSinks(prefix, quiet=True)
+    sinks.open()
+    sinks.emit(make(1))
+    _fail_on_fd(monkeypatch, sinks._files["read"].fd, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        sinks.emit(make(2))
+    sinks.emit(make(3))
+    sinks.close()
+    assert _seqs(prefix) == ([1, 2, 3], [1, 2, 3])
+    assert read(prefix + ".reads.log") == plain_block(make(2))
 
 
 names = st.one_of(st.none(), st.text(max_size=8))
