@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).resolve().parent
 VERSION = re.search(
@@ -17,11 +17,11 @@ setup(
     description="Log every read and write of one byte of a Linux process, with backtraces (gdb)",
     long_description=README.read_text() if README.exists() else "",
     long_description_content_type="text/markdown",
-    packages=["gdb_qznusnih", "gdb_qznusnih.perf"],
+    packages=find_packages(include=["gdb_qznusnih", "gdb_qznusnih.*"]),
     python_requires=">=3.10",
     install_requires=["pygments"],
     extras_require={"dev": ["pytest", "hypothesis", "ruff"]},
-    entry_points={"console_scripts": ["qznusnih = gdb_qznusnih.cli:main"]},
+    entry_points={"console_scripts": ["qznusnih = gdb_qznusnih.launcher.cli:main"]},
     classifiers=[
         "Environment :: Console",
         "Operating System :: POSIX :: Linux",

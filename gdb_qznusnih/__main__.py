@@ -2,6 +2,6 @@
 
 import sys
 
-from gdb_qznusnih.cli import main
+from gdb_qznusnih.launcher.cli import main
 
 sys.exit(main())

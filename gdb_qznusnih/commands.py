@@ -3,12 +3,15 @@ errors into one-line gdb.GdbError messages.  Needs gdb."""
 
 from __future__ import annotations
 
+import os
+
 import gdb
 
-from .options import OptionError, parse_watch_args, watch_help, watch_option_names
-from .settings import Settings
-from .target import WatchError
-from .watches import WatchRegistry
+from gdb_qznusnih.arm.registry import WatchRegistry
+from gdb_qznusnih.arm.target import WatchError
+from gdb_qznusnih.options import OptionError, parse_watch_args, watch_help, watch_option_names
+from gdb_qznusnih.report import build, cli
+from gdb_qznusnih.settings import Settings
 
 _USER_ERRORS = (OptionError, WatchError, gdb.error, gdb.MemoryError)
 
@@ -99,10 +102,43 @@ class StatusCommand(gdb.Command):
             )
 
 
+class _GdbOutput:
+    """A text stream that writes through gdb (pagination and logging apply)."""
+
+    def write(self, text: str) -> None:
+        gdb.write(text)
+
+
+class ReportCommand(gdb.Command):
+    """Summarise a qzn-watch JSON Lines log: who read and wrote the byte, and when.
+
+    Usage: qzn-report LOG.jsonl [--kind read|write] [--tid N] [--since T] [--until T]
+                     [--func REGEX] [--format text|json|html] [--output FILE]
+                     [--color auto|always|never] [--style NAME] [--top N]
+
+    Totals by kind, thread and mode; the top call sites per kind with a sample
+    backtrace; the first and last writer; every write that changed the value.
+    T is an ISO time as in the log, a time of day (03:13:20.5, UTC) or seconds
+    after the first record (+1.5).  `qzn-report --help` lists every option."""
+
+    def __init__(self) -> None:
+        super().__init__("qzn-report", gdb.COMMAND_STATUS, gdb.COMPLETE_FILENAME)
+
+    def invoke(self, argument: str, from_tty: bool) -> None:
+        argv = gdb.string_to_argv(argument)
+        # Colour only what a person reads: gdb's own styling is on and its stdout a terminal.
+        coloured_terminal = bool(from_tty) and bool(gdb.parameter("style enabled")) and os.isatty(1)
+        try:
+            cli.run(argv, _GdbOutput(), coloured_terminal, prog="qzn-report")
+        except build.ReportError as error:
+            raise gdb.GdbError(str(error)) from None
+
+
 def register_commands() -> WatchRegistry:
     """Register the qzn-* commands (called by the loader, once per source)."""
     registry = WatchRegistry()
     WatchCommand(registry, Settings())
     UnwatchCommand(registry)
     StatusCommand(registry)
+    ReportCommand()
     return registry

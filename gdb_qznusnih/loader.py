@@ -13,7 +13,5 @@ if _PACKAGE_PARENT not in sys.path:
     sys.path.insert(0, _PACKAGE_PARENT)
 
 from gdb_qznusnih.commands import register_commands  # noqa: E402
-from gdb_qznusnih.report_command import register_report_command  # noqa: E402
 
 register_commands()
-register_report_command()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gdb
 
-from .colour import check_style
-from .options import COLOR_CHOICES, DEFAULT_BT_DEPTH
+from gdb_qznusnih.options import COLOR_CHOICES, DEFAULT_BT_DEPTH
+from gdb_qznusnih.sinks.colour import check_style
 
 
 class _Setting(gdb.Parameter):

@@ -36,8 +36,8 @@ import gdb
 
 sys.path.insert(0, os.environ["QZN_REPO"])
 
-from gdb_qznusnih.kernel import KernelView  # noqa: E402
-from gdb_qznusnih.record import Frame  # noqa: E402
+from gdb_qznusnih.hit.kernel import KernelView  # noqa: E402
+from gdb_qznusnih.record.access import Frame  # noqa: E402
 
 
 def note(text: str) -> None:

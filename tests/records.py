@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gdb_qznusnih.render import BlockRenderer
+from gdb_qznusnih.sinks.render import BlockRenderer
 
 
 def plain_block(record, show_args: bool = False) -> str:

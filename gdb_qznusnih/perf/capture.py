@@ -20,11 +20,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import abi
-from .events import Event, EventConfig, close_events, open_watch
-from .hits import PAIR_WINDOW_NS, Hit, HitPairer
-from .records import Lost, Record, RecordParser, Sample, Throttle
-from .ring import Ring
+from gdb_qznusnih.perf import abi
+from gdb_qznusnih.perf.events import Event, EventConfig, close_events, open_watch
+from gdb_qznusnih.perf.hits import PAIR_WINDOW_NS, Hit, HitPairer
+from gdb_qznusnih.perf.records import Lost, Record, RecordParser, Sample, Throttle
+from gdb_qznusnih.perf.ring import Ring
 
 KINDS = ("rw", "w")
 # 1024 pages = 4 MiB a CPU: about 950 samples with a 4 KiB stack, 13 ms at 70,000 hits/s.

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 PT_LOAD = 1
 PT_GNU_EH_FRAME = 0x6474E550

@@ -18,7 +18,7 @@ import errno
 import os
 from dataclasses import dataclass
 
-from . import abi
+from gdb_qznusnih.perf import abi
 
 USER_SPACE_END = 1 << 47  # x86-64 with 4-level paging; the kernel refuses higher user addresses
 # 4 KiB holds 16 frames of ordinary code (a main with 768 B of locals stopped a 512 B copy).

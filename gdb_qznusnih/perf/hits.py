@@ -10,7 +10,7 @@ is a read; a lone W sample is a write whose RW sample was lost (the loss account
 
 from __future__ import annotations
 
-from .records import Sample
+from gdb_qznusnih.perf.records import Sample
 
 # The two samples of one trap are taken 3-5 us apart (the RW sample's stack copy between);
 # 1 in 1,000 over 35 us, and 1.2 ms seen on a loaded VM.  A sample with no partner after this

@@ -15,11 +15,11 @@ import bisect
 import os
 import stat
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from .elf import ElfError, ElfImage, bytes_reader, file_reader
-from .unwind_cfi import CfiError, CfiTable, Rule
+from gdb_qznusnih.perf.elf import ElfError, ElfImage, bytes_reader, file_reader
+from gdb_qznusnih.perf.unwind_cfi import CfiError, CfiTable, Rule
 
 VDSO = "[vdso]"
 DELETED = " (deleted)"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from . import abi
+from gdb_qznusnih.perf import abi
 
 _HEADER = struct.Struct("<IHH")
 _U64 = struct.Struct("<Q")

@@ -14,8 +14,8 @@ import ctypes
 import errno
 import mmap
 
-from . import abi
-from .events import PerfError
+from gdb_qznusnih.perf import abi
+from gdb_qznusnih.perf.events import PerfError
 
 
 class Ring:

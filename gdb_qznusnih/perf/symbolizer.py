@@ -1,6 +1,6 @@
 """gdb as a symbol and disassembly server for the perf engine: never attached to anything.
 
-One `gdb -nx -batch` runs gdb_server.py and loads each module of the target's module map (the
+One `gdb -nx -batch` runs hit/symbol_server.py and loads each module of the target's module map (the
 program too, PIE bias included).  For each unique pc, asked once and cached here, it answers
 what the gdb engine would have printed:
   - a trap ip (x86 traps after the access): the instruction that ends exactly at ip, decoded
@@ -24,13 +24,14 @@ import json
 import os
 import socket
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
-from .elf import ElfError, ElfImage, bytes_reader, file_reader
-from .modules import VDSO, Module, ModuleMap, open_mapped_file
+from gdb_qznusnih.perf.elf import ElfError, ElfImage, bytes_reader, file_reader
+from gdb_qznusnih.perf.modules import VDSO, Module, ModuleMap, open_mapped_file
 
-SERVER = Path(__file__).with_name("gdb_server.py")
+SERVER = Path(__file__).resolve().parent.parent / "hit" / "symbol_server.py"
 FD_VARIABLE = "QZN_SYMBOL_SERVER_FD"
 START_TIMEOUT = 60.0  # loading libc's separate debug info takes gdb a few seconds
 LOOKUP_TIMEOUT = 30.0
@@ -211,7 +212,7 @@ class Symbolizer:
             sent = socket.send_fds(self._channel, [data], fds) if fds else 0
             self._channel.sendall(data[sent:])
             answer = json.loads(self._read_line())
-        except socket.timeout:
+        except TimeoutError:
             raise SymbolizerError(
                 f"gdb (the symbolizer) did not answer within {timeout:g} s"
             ) from None

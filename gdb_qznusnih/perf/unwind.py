@@ -19,10 +19,11 @@ The unwind ends, and says why in `Backtrace.end`:
 from __future__ import annotations
 
 import struct
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
-from .modules import ModuleMap
-from .unwind_cfi import (
+from gdb_qznusnih.perf.modules import ModuleMap
+from gdb_qznusnih.perf.unwind_cfi import (
     EXPRESSION,
     OFFSET,
     REG_RSP,
@@ -32,7 +33,7 @@ from .unwind_cfi import (
     VAL_OFFSET,
     Rule,
 )
-from .unwind_expr import UnknownValue, UnsupportedExpression, evaluate
+from gdb_qznusnih.perf.unwind_expr import UnknownValue, UnsupportedExpression, evaluate
 
 # perf REGS_USER / user_regs_struct names in DWARF register order (x86-64 psABI).
 DWARF_REGISTER_NAMES = "rax rdx rcx rbx rsi rdi rbp rsp r8 r9 r10 r11 r12 r13 r14 r15 rip".split()

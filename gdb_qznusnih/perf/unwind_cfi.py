@@ -15,8 +15,8 @@ from array import array
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .elf import ElfImage
-from .unwind_expr import read_sleb, read_uleb
+from gdb_qznusnih.perf.elf import ElfImage
+from gdb_qznusnih.perf.unwind_expr import read_sleb, read_uleb
 
 REG_RBP, REG_RSP, REG_RA = 6, 7, 16
 TRACKED_REGISTERS = 17  # DWARF 0..15 are the general registers, 16 the return address

@@ -13,7 +13,7 @@ bounded: a `bra` loop ends with UnsupportedExpression instead of hanging the con
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 MASK = (1 << 64) - 1
 MAX_STEPS = 1000

@@ -7,7 +7,8 @@ import subprocess
 import pytest
 from launcher_helpers import LOADER, needs_qzn_watch, quiet_env, run_launcher
 
-from gdb_qznusnih import __version__, cli
+from gdb_qznusnih import __version__
+from gdb_qznusnih.launcher import cli
 
 pytestmark = pytest.mark.gdb
 

@@ -25,7 +25,7 @@ from launcher_helpers import (
     watch_gdb_of,
 )
 
-from gdb_qznusnih.ptrace_cleanup import clear_debug_registers
+from gdb_qznusnih.launcher.ptrace_cleanup import clear_debug_registers
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.gdb

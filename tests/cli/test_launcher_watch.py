@@ -19,7 +19,7 @@ from launcher_helpers import (
     wait_for,
 )
 
-from gdb_qznusnih.ptrace_cleanup import clear_debug_registers
+from gdb_qznusnih.launcher.ptrace_cleanup import clear_debug_registers
 
 pytestmark = pytest.mark.gdb
 

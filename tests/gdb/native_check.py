@@ -3,7 +3,8 @@ what native.state_for() reads (ptrace, /proc/PID/mem) with what gdb reads."""
 
 import gdb
 
-from gdb_qznusnih import native, target
+from gdb_qznusnih.arm import target
+from gdb_qznusnih.hit import native
 
 word = target.word_size()
 names = ["rip", "rsp", "rbp", "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8d", "eflags"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gdb_qznusnih.preflight import parse_stat
+from gdb_qznusnih.launcher.preflight import parse_stat
 from tests.conftest import quiet_env
 from tests.gdb.test_attach import (
     attach_command,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gdb_qznusnih.preflight import parse_status
+from gdb_qznusnih.launcher.preflight import parse_status
 
 
 @pytest.fixture(autouse=True)

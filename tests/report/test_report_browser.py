@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from gdb_qznusnih import report
+from gdb_qznusnih.report import cli as report
 
 pytestmark = [pytest.mark.browser, pytest.mark.gdb]
 

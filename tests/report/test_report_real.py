@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from gdb_qznusnih import report
-from tests.conftest import REPO, gdb_base_command, quiet_env
+from gdb_qznusnih.report import cli as report
+from tests.conftest import LOADER, REPO, gdb_base_command, quiet_env
 
 pytestmark = pytest.mark.gdb
 
@@ -152,10 +152,7 @@ def test_no_escape_codes_in_a_pipe_or_a_file(mix_log, tmp_path):
 
 
 def test_qzn_report_inside_gdb(mix_log):
-    register = "python import gdb_qznusnih.report_command as m; m.register_report_command()"
     cmd = gdb_base_command() + [
-        "-ex",
-        register,
         "-ex",
         f"qzn-report {mix_log} --color never --top 3",
         "-ex",
@@ -181,3 +178,19 @@ def test_the_end_of_run_html_report(mix_log, tmp_path):
     assert built.summary.total == 19
     assert 'id="total-reads">10<' in page and 'id="total-writes">9<' in page
     assert page.count('<tr class="change">') == len(changes_in(mix_log.docs))
+
+
+def test_qzn_report_typed_at_a_terminal_does_not_colour_into_a_pipe(mix_log):
+    """gdb reads commands from a terminal (from_tty) but its stdout is a pipe: no colour."""
+    master, slave = pty.openpty()
+    cmd = ["gdb", "-nx", "-q", "-ex", "set style enabled on", "-x", str(LOADER)]
+    with subprocess.Popen(
+        cmd, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=quiet_env()
+    ) as gdb:
+        os.close(slave)
+        os.write(master, f"qzn-report {mix_log} --top 1\nquit\n".encode())
+        out, err = gdb.communicate(timeout=60)
+    os.close(master)
+    text = out.decode()
+    assert "READ call sites (10 reads)" in text, err.decode()
+    assert not ANSI.search(text)

@@ -5,7 +5,7 @@ tell each record's trap pc.  It only observes: the engine runs unchanged."""
 import json
 import os
 
-from gdb_qznusnih import locate
+from gdb_qznusnih.hit import locate
 
 _LOG = os.environ["QZN_TRUTH_LOG"]
 

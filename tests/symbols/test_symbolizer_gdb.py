@@ -13,7 +13,7 @@ import pytest
 
 from gdb_qznusnih.perf.modules import ModuleMap
 from gdb_qznusnih.perf.symbolizer import Symbolizer
-from gdb_qznusnih.record import Frame
+from gdb_qznusnih.record.access import Frame
 from tests.conftest import LOADER, REPO, quiet_env
 
 pytestmark = pytest.mark.gdb

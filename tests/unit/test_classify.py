@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from gdb_qznusnih.classify import (
+from gdb_qznusnih.classify.x86 import (
     READ,
     REP_REACH,
     WRITE,

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gdb_qznusnih import cli, preflight
+from gdb_qznusnih.launcher import cli, preflight
+from gdb_qznusnih.launcher.ptrace_cleanup import CleanupReport, Fate, process_fate
 from gdb_qznusnih.options import OptionError, parse_watch_args
-from gdb_qznusnih.ptrace_cleanup import CleanupReport, Fate, process_fate
 
 
 def buildargv(text: str) -> list[str]:
@@ -139,12 +139,12 @@ def test_watch_argv_shape():
     assert argv[5:7] == ["-x", cli.LOADER]
     flags, commands = argv[7::2], argv[8::2]
     assert flags == ["-ex"] * len(commands) and len(argv) == 7 + 2 * len(commands)
-    # gdb's attach chatter goes to /dev/null (launcher_attach reports a failure), then the watch.
+    # gdb's attach chatter goes to /dev/null (arm/attach.py reports a failure), then the watch.
     assert commands == [
         "set logging file /dev/null",
         "set logging redirect on",
         "set logging enabled on",
-        "python from gdb_qznusnih import launcher_attach; launcher_attach.attach(4242)",
+        "python from gdb_qznusnih.arm import attach; attach.attach(4242)",
         "set logging enabled off",
         "qzn-watch --len 8 --log '/tmp/x y' 0x7ffd0010",
     ]

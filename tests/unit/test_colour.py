@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("pygments")
 
-from gdb_qznusnih.colour import Colorizer, html_painter  # noqa: E402
-from gdb_qznusnih.lexer import backtrace_lexer, token_types  # noqa: E402
-from gdb_qznusnih.record import Frame  # noqa: E402
-from gdb_qznusnih.render import backtrace_roles, format_backtrace  # noqa: E402
+from gdb_qznusnih.record.access import Frame  # noqa: E402
+from gdb_qznusnih.sinks.colour import Colorizer, html_painter  # noqa: E402
+from gdb_qznusnih.sinks.lexer import backtrace_lexer, token_types  # noqa: E402
+from gdb_qznusnih.sinks.render import backtrace_roles, format_backtrace  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 
 FRAME_SETS = [
@@ -62,10 +62,10 @@ def test_terminal_and_html_share_the_painter():
 
 def test_colouring_never_runs_the_lexer():
     script = (
-        "from gdb_qznusnih import lexer\n"
-        "from gdb_qznusnih.colour import Colorizer\n"
-        "from gdb_qznusnih.record import Frame, Record\n"
-        "from gdb_qznusnih.render import BlockRenderer\n"
+        "from gdb_qznusnih.sinks import lexer\n"
+        "from gdb_qznusnih.sinks.colour import Colorizer\n"
+        "from gdb_qznusnih.record.access import Frame, Record\n"
+        "from gdb_qznusnih.sinks.render import BlockRenderer\n"
         "r = Record(1, 'write', 16, 1, 0, 1, 2, 2, 4096, 'movb $0x1,(%rax)', 0.0,"
         " (Frame(0, 4096, 'main', 'm.c', 3, 'argc=1'),))\n"
         "assert '\\x1b[' in BlockRenderer(Colorizer(), show_args=True).render(r)\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gdb_qznusnih import cli
+from gdb_qznusnih.launcher import cli
 
 
 @pytest.mark.parametrize("command", ["watch", "run"])

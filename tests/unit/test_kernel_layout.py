@@ -4,7 +4,7 @@ import struct
 
 import pytest
 
-from gdb_qznusnih import kernel_layout as kl
+from gdb_qznusnih.classify import kernel_layout as kl
 
 
 def test_arch_from_gdb_name():

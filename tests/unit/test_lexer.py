@@ -14,7 +14,7 @@ pygments = pytest.importorskip("pygments")
 from pygments.lexer import RegexLexer  # noqa: E402
 from pygments.token import Error  # noqa: E402
 
-from gdb_qznusnih.lexer import backtrace_lexer, token_types  # noqa: E402
+from gdb_qznusnih.sinks.lexer import backtrace_lexer, token_types  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TT = token_types()
@@ -220,8 +220,10 @@ def test_importing_without_pygments_works_and_renders_plain():
         """
         import sys
         sys.modules["pygments"] = None  # makes `import pygments` fail
-        from gdb_qznusnih import colour, lexer, render
-        from gdb_qznusnih.record import Frame, Record
+        from gdb_qznusnih.sinks import colour
+        from gdb_qznusnih.sinks import lexer
+        from gdb_qznusnih.sinks import render
+        from gdb_qznusnih.record.access import Frame, Record
         try:
             lexer.backtrace_lexer()
         except ImportError:

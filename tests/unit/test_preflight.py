@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from gdb_qznusnih import preflight
-from gdb_qznusnih.preflight import PreflightError
+from gdb_qznusnih.launcher import preflight
+from gdb_qznusnih.launcher.preflight import PreflightError
 
 STATUS = """\
 Name:\tuser_space_test

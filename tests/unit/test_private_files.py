@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from gdb_qznusnih import private_files
-from gdb_qznusnih.private_files import UnsafeFileError, open_private, replace_private
+from gdb_qznusnih.sinks import private_files
+from gdb_qznusnih.sinks.private_files import UnsafeFileError, open_private, replace_private
 
 SECRET = "root's own file\n"
 

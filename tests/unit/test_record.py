@@ -7,7 +7,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gdb_qznusnih.record import (
+from gdb_qznusnih.record.access import (
     Frame,
     JsonLineEncoder,
     Record,

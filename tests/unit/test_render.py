@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from gdb_qznusnih.colour import Colorizer, check_style, resolve_color
-from gdb_qznusnih.record import Frame, Record, format_time
-from gdb_qznusnih.render import BlockRenderer, format_frame
+from gdb_qznusnih.record.access import Frame, Record, format_time
+from gdb_qznusnih.sinks.colour import Colorizer, check_style, resolve_color
+from gdb_qznusnih.sinks.render import BlockRenderer, format_frame
 from tests.records import plain_block
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

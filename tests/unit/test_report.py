@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gdb_qznusnih import report
-from gdb_qznusnih.record import Frame, JsonLineEncoder, Record, record_from_json
-from gdb_qznusnih.report import (
+from gdb_qznusnih.record.access import Frame, JsonLineEncoder, Record, record_from_json
+from gdb_qznusnih.report import cli as report
+from gdb_qznusnih.report.build import (
     Change,
     ChangeLog,
     Filters,

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gdb_qznusnih import sinks as sinks_module
-from gdb_qznusnih.record import Frame, Record
-from gdb_qznusnih.sinks import LogSinks, SinkError
+from gdb_qznusnih.record.access import Frame, Record
+from gdb_qznusnih.sinks import logs as sinks_module
+from gdb_qznusnih.sinks.logs import LogSinks, SinkError
 from tests.records import plain_block
 
 T = 1795662800.123456

@@ -6,8 +6,8 @@ import os
 import pty
 import select
 
-from gdb_qznusnih.record import Frame, Record
-from gdb_qznusnih.status_line import StatusLine
+from gdb_qznusnih.record.access import Frame, Record
+from gdb_qznusnih.sinks.status_line import StatusLine
 
 
 def record(kind: str, func: str = "parse_header") -> Record:

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from gdb_qznusnih.colour import Colorizer
-from gdb_qznusnih.record import Frame, Record
-from gdb_qznusnih.summary import Site, Summary
+from gdb_qznusnih.record.access import Frame, Record
+from gdb_qznusnih.record.summary import Site, Summary
+from gdb_qznusnih.sinks.colour import Colorizer
 
 MAIN = Frame(2, 0x555555555290, "main", "mix.c", 61)
 ROUND_WRITE = Frame(0, 0x555555555168, "round_once", "mix.c", 40)

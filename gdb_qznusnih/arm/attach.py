@@ -12,7 +12,7 @@ import os
 
 import gdb
 
-from .preflight import ATTACH_FAILED_MARKER
+from gdb_qznusnih.launcher.preflight import ATTACH_FAILED_MARKER
 
 
 def attach(pid: int) -> None:

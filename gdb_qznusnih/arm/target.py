@@ -11,7 +11,7 @@ import signal
 
 import gdb
 
-from . import address_expression
+from gdb_qznusnih import address_expression
 
 DEBUG_REGISTERS = 4
 _WATCH_TYPES = {1: "unsigned char", 2: "unsigned short", 4: "unsigned int", 8: "unsigned long long"}

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import time as _time
 
-from .lexer import args_roles
-from .record import (
+from gdb_qznusnih.record.access import (
     WRITE,
     Frame,
     Record,
@@ -26,6 +25,7 @@ from .record import (
     frames_key,
     split_seconds,
 )
+from gdb_qznusnih.sinks.lexer import args_roles
 
 HMS = "%H:%M:%S"
 

@@ -8,14 +8,15 @@ import time
 
 import gdb
 
-from . import target
-from .colour import check_style, resolve_color
-from .monitor import in_batch_mode, run_until_done
-from .options import WatchOptions
-from .report import ReportError, write_html_report
-from .session import WatchSession, write_out
-from .sinks import LogSinks, SinkError, write_all
-from .status_line import StatusLine, status_fd
+from gdb_qznusnih.arm import target
+from gdb_qznusnih.arm.batch import in_batch_mode, run_until_done
+from gdb_qznusnih.hit.session import WatchSession, write_out
+from gdb_qznusnih.options import WatchOptions
+from gdb_qznusnih.report.build import ReportError
+from gdb_qznusnih.report.cli import write_html_report
+from gdb_qznusnih.sinks.colour import check_style, resolve_color
+from gdb_qznusnih.sinks.logs import LogSinks, SinkError, write_all
+from gdb_qznusnih.sinks.status_line import StatusLine, status_fd
 
 
 class WatchRegistry:
@@ -216,7 +217,7 @@ def _refuse_a_stopped_process(pid: int) -> None:
 
 
 def _kernel_view(opts: WatchOptions):
-    from .kernel import KernelView  # only whole-system mode needs it
+    from gdb_qznusnih.hit.kernel import KernelView  # only whole-system mode needs it
 
     return KernelView.detect(opts.pid, opts.cr3)
 

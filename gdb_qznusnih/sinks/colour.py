@@ -11,8 +11,8 @@ from __future__ import annotations
 import io
 from html import escape
 
-from .record import READ, WRITE
-from .render import backtrace_roles, format_backtrace
+from gdb_qznusnih.record.access import READ, WRITE
+from gdb_qznusnih.sinks.render import backtrace_roles, format_backtrace
 
 HTML_STYLE = "default"  # pygments' own: dark text on a light page
 
@@ -95,7 +95,7 @@ class Painter:
         if formatter is not None:
             from pygments.lexers import GasLexer
 
-            from .lexer import token_types
+            from gdb_qznusnih.sinks.lexer import token_types
 
             self._gas_lexer = GasLexer(stripnl=False, ensurenl=True)
             self._types = token_types()

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import time
 
-from .record import WRITE, Record
-from .sinks import write_all
+from gdb_qznusnih.record.access import WRITE, Record
+from gdb_qznusnih.sinks.logs import write_all
 
 # The launcher pipes gdb's stderr, so it passes its terminal as this fd instead.
 STATUS_FD_ENV = "QZNUSNIH_STATUS_FD"

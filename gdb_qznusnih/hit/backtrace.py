@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import gdb
 
-from .record import Frame
-from .target import function_name
+from gdb_qznusnih.arm.target import function_name
+from gdb_qznusnih.record.access import Frame
 
 # Stacks deeper than this are always walked.
 _MAX_SNAPSHOT = 64 * 1024

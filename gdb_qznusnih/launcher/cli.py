@@ -25,7 +25,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from gdb_qznusnih import __version__, preflight
+from gdb_qznusnih import __version__
+from gdb_qznusnih.launcher import preflight
+from gdb_qznusnih.launcher.ptrace_cleanup import CleanupError, DebugRegisterCleaner
 from gdb_qznusnih.options import (
     OptionError,
     WatchOptions,
@@ -34,11 +36,10 @@ from gdb_qznusnih.options import (
     options_from_namespace,
     watch_options_to_argv,
 )
-from gdb_qznusnih.ptrace_cleanup import CleanupError, DebugRegisterCleaner
-from gdb_qznusnih.status_line import STATUS_FD_ENV
+from gdb_qznusnih.sinks.status_line import STATUS_FD_ENV
 
 PROG = "qznusnih"
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # gdb_qznusnih/
 LOADER = os.path.join(PACKAGE_DIR, "loader.py")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 STOP_GRACE_S = 10  # after the stop signal, how long gdb gets to detach and print the summary
@@ -241,7 +242,7 @@ def python_path_command(paths: list[str]) -> str:
 
 def gdb_watch_argv(gdb: str, pid: int, options: WatchOptions, paths: list[str]) -> list[str]:
     # Attach with gdb's stdout sent to /dev/null: its chatter (libthread_db, the frame the
-    # target stopped in) would land in the record stream.  launcher_attach reports a failure.
+    # target stopped in) would land in the record stream.  arm/attach.py reports a failure.
     return [
         gdb,
         "-nx",
@@ -257,7 +258,7 @@ def gdb_watch_argv(gdb: str, pid: int, options: WatchOptions, paths: list[str]) 
         "-ex",
         "set logging enabled on",
         "-ex",
-        f"python from gdb_qznusnih import launcher_attach; launcher_attach.attach({int(pid)})",
+        f"python from gdb_qznusnih.arm import attach; attach.attach({int(pid)})",
         "-ex",
         "set logging enabled off",
         "-ex",
@@ -811,7 +812,7 @@ def _gdbinit() -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["report"]:
-        from gdb_qznusnih import report  # only this subcommand needs it
+        from gdb_qznusnih.report import cli as report  # only this subcommand needs it
 
         return report.main(argv[1:])
     try:

@@ -15,7 +15,7 @@ import threading
 
 import gdb
 
-from . import target
+from gdb_qznusnih.arm import target
 
 _RELAYED = (signal.SIGTERM, signal.SIGHUP)
 

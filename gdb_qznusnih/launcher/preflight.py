@@ -13,7 +13,7 @@ import platform
 import tempfile
 from dataclasses import dataclass, field
 
-from . import private_files
+from gdb_qznusnih.sinks import private_files
 
 PF_KTHREAD = 0x00200000  # include/linux/sched.h
 CAP_SYS_PTRACE = 19
@@ -21,7 +21,7 @@ PID_MAX_LIMIT = 4 * 1024 * 1024
 PROBE_MARKER = "qzn-gdb-python-ok"
 # gdb -nx -batch -ex PROBE_COMMAND prints the marker and gdb's Python sys.path.
 PROBE_COMMAND = f"python import sys; print({PROBE_MARKER!r}, repr(sys.path))"
-# The launcher's attach step (launcher_attach.py) prints this, then gdb's reason, on failure.
+# The launcher's attach step (arm/attach.py) prints this, then gdb's reason, on failure.
 ATTACH_FAILED_MARKER = "qzn-attach-failed:"
 SCOPE_FIX = "run as root, or allow it with 'sudo sysctl kernel.yama.ptrace_scope=0'"
 

@@ -24,7 +24,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from gdb_qznusnih.preflight import read_stat_fields
+from gdb_qznusnih.launcher.preflight import read_stat_fields
 
 PTRACE_PEEKUSER = 3
 PTRACE_POKEUSER = 6

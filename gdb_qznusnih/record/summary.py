@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .record import READ, WRITE, Record
+from gdb_qznusnih.record.access import READ, WRITE, Record
 
 TOP_SITES = 5
 

@@ -6,8 +6,8 @@ No gdb here: kernel.py reads registers and memory and hands the numbers to these
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 X86_64 = "x86_64"
 I386 = "i386"

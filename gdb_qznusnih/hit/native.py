@@ -17,7 +17,7 @@ import os
 
 import gdb
 
-from . import target
+from gdb_qznusnih.arm import target
 
 _PTRACE_GETREGS = 12
 # struct user_regs_struct (x86-64), in order.

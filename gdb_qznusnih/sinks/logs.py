@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 
-from .colour import Colorizer
-from .private_files import one_line_error, open_private
-from .record import (
+from gdb_qznusnih.record.access import (
     ISO_SECOND,
     READ,
     WRITE,
@@ -21,7 +19,9 @@ from .record import (
     record_shape,
     split_seconds,
 )
-from .render import HMS, BlockRenderer
+from gdb_qznusnih.sinks.colour import Colorizer
+from gdb_qznusnih.sinks.private_files import one_line_error, open_private
+from gdb_qznusnih.sinks.render import HMS, BlockRenderer
 
 
 class SinkError(Exception):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from html import escape
 
-from .colour import html_painter
-from .record import READ, WRITE, Record
-from .render import ARROW, format_header, format_insn
-from .report import Report, clock, describe_log, hex_value, writers
+from gdb_qznusnih.record.access import READ, WRITE, Record
+from gdb_qznusnih.report.build import Report, clock, describe_log, hex_value, writers
+from gdb_qznusnih.sinks.colour import html_painter
+from gdb_qznusnih.sinks.render import ARROW, format_header, format_insn
 
 PAGE_CSS = """
 :root { --read: #0e7490; --write: #b91c1c; --line: #d4d4d8; }

@@ -1,6 +1,6 @@
 """The symbol server: runs inside a `gdb -nx -batch` that is attached to nothing.  Needs gdb.
 
-Started by `symbolizer.Symbolizer` as `gdb ... -x gdb_server.py` with one end of a unix socket
+Started by `symbolizer.Symbolizer` as `gdb ... -x symbol_server.py` with one end of a unix socket
 pair at fd $QZN_SYMBOL_SERVER_FD.  Requests and answers are JSON lines on that socket, never
 on gdb's stdout (gdb prints its chatter there).
 
@@ -33,7 +33,7 @@ import gdb
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from gdb_qznusnih.target import function_block, function_name  # noqa: E402
+from gdb_qznusnih.arm.target import function_block, function_name  # noqa: E402
 
 FD_VARIABLE = "QZN_SYMBOL_SERVER_FD"
 MAX_FDS_PER_READ = 64

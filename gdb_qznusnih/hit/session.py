@@ -11,14 +11,16 @@ import time
 
 import gdb
 
-from . import classify, native, target
-from .backtrace import BacktraceCollector
-from .locate import InstructionLocator
-from .options import WatchOptions
-from .record import READ, Record
-from .sinks import SinkError, write_all
-from .status_line import StatusLine
-from .summary import Summary
+from gdb_qznusnih.arm import target
+from gdb_qznusnih.classify import x86 as classify
+from gdb_qznusnih.hit import native
+from gdb_qznusnih.hit.backtrace import BacktraceCollector
+from gdb_qznusnih.hit.locate import InstructionLocator
+from gdb_qznusnih.options import WatchOptions
+from gdb_qznusnih.record.access import READ, Record
+from gdb_qznusnih.record.summary import Summary
+from gdb_qznusnih.sinks.logs import SinkError, write_all
+from gdb_qznusnih.sinks.status_line import StatusLine
 
 
 class AccessWatchpoint(gdb.Breakpoint):

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .record import READ, WRITE
+from gdb_qznusnih.record.access import READ, WRITE
 
 Reg = Callable[[str], int]
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import gdb
 
-from . import kernel_layout as kl
-from .record import Frame
-from .target import WatchError, function_name, symbol_at
+from gdb_qznusnih.arm.target import WatchError, function_name, symbol_at
+from gdb_qznusnih.classify import kernel_layout as kl
+from gdb_qznusnih.record.access import Frame
 
 TASK = "task"
 CR3 = "cr3"

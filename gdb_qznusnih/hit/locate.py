@@ -14,7 +14,7 @@ from collections import Counter
 
 import gdb
 
-from .target import function_block
+from gdb_qznusnih.arm.target import function_block
 
 # How far back to start decoding when the function start is unknown.
 _SWEEP_BYTES = 48

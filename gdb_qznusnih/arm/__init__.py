@@ -1,0 +1,3 @@
+"""Arming watches: the registry, target checks and debug registers, the batch run loop.
+
+Needs gdb."""

@@ -1,0 +1,3 @@
+"""One hit, on gdb's thread: registers and memory, the instruction, backtraces, the kernel view.
+
+Needs gdb."""

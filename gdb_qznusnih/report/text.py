@@ -1,0 +1,95 @@
+"""The report as text for the terminal (coloured like the live stream) and as JSON.  Pure."""
+
+from __future__ import annotations
+
+from gdb_qznusnih.record.access import (
+    READ,
+    WRITE,
+    format_time,
+)
+from gdb_qznusnih.report.build import (
+    Report,
+    clock,
+    describe_log,
+    hex_value,
+    writers,
+)
+from gdb_qznusnih.sinks.colour import Colorizer
+from gdb_qznusnih.sinks.render import ARROW, BlockRenderer
+
+
+def _indent(text: str, prefix: str = "    ") -> str:
+    return "".join(prefix + line for line in text.splitlines(keepends=True))
+
+
+def format_text(report: Report, colorizer: Colorizer | None = None) -> str:
+    """The report for the terminal: coloured like the live stream when `colorizer` is given."""
+
+    def bold(text: str) -> str:
+        return text if colorizer is None else colorizer.bold(text)
+
+    def kind_word(kind: str, text: str) -> str:
+        return text if colorizer is None else colorizer.kind(kind, text)
+
+    blocks = BlockRenderer(colorizer)
+    summary = report.summary
+    out = [bold("qznusnih report: ") + describe_log(report) + "\n"]
+    if report.filters.describe():
+        out.append(f"filters: {report.filters.describe()}\n")
+    out.append(summary.format(colorizer))
+    for kind, noun in ((READ, "reads"), (WRITE, "writes")):
+        count = summary.reads if kind == READ else summary.writes
+        if not count:
+            continue
+        noun = noun if count != 1 else kind
+        out.append(f"\n{kind_word(kind, kind.upper())} call sites ({count:,} {noun}):\n")
+        for rank, (site, sample) in enumerate(report.sites(kind), 1):
+            share = 100 * site.count / count
+            out.append(f"{rank:>3}. {bold(site.describe())}  {site.count:,} ({share:.1f}%)\n")
+            out.append(_indent(blocks.render(sample)))
+    for title, record in writers(report):
+        out.append(f"\n{bold(title)}:\n" + _indent(blocks.render(record)))
+    changed = len(report.changes)
+    out.append(f"\n{bold('value changes')}: {changed:,} of {summary.writes:,} writes\n")
+    start = report.log_start or 0.0
+    for change in report.changes:
+        old = hex_value(change.old, change.length)
+        new = bold(hex_value(change.value, change.length))
+        out.append(
+            f"  [{change.seq}] {clock(change.time)}  +{change.time - start:.6f} s  "
+            f"tid {change.tid}  {old} {ARROW} {new}  {change.where}\n"
+        )
+    return "".join(out)
+
+
+def report_to_json(report: Report) -> dict:
+    """The report as one JSON document (`--format json`)."""
+    summary = report.summary
+    sites = {
+        kind: [dict(site.to_json(), sample=sample.to_json()) for site, sample in report.sites(kind)]
+        for kind in (READ, WRITE)
+    }
+    return {
+        "log": report.path,
+        "records": report.records,
+        "matched": summary.total,
+        "filters": report.filters.describe(),
+        "summary": summary.to_json(),
+        "sites": sites,
+        "first_writer": report.first_writer and report.first_writer.to_json(),
+        "last_writer": report.last_writer and report.last_writer.to_json(),
+        "changes": [
+            {
+                "seq": c.seq,
+                "time": format_time(c.time),
+                "tid": c.tid,
+                "old": c.old,
+                "value": c.value,
+                "where": c.where,
+            }
+            for c in report.changes
+        ],
+    }
+
+
+# ---------------------------------------------------------------- entry points

@@ -1,0 +1,3 @@
+"""Where records go: text blocks, colour, the terminal, the log files, the status line.
+
+Pure: no gdb."""
