@@ -62,6 +62,10 @@ class Record:
     mode: str | None = None  # "user" | "kernel" in whole-system mode
     comm: str | None = None
     extra: dict = field(default_factory=dict)
+    watch: int = 1  # the watch's number, as qzn-status and qzn-unwatch name it
+    # Where `value` comes from: "memory" (read after the trap), "registers" (what the
+    # instruction itself stored or loaded), or None when not known.
+    value_from: str | None = "memory"
 
     def to_json(self) -> dict:
         doc = {
