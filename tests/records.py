@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
-from gdb_qznusnih.sinks.render import BlockRenderer
+import json
+
+from gdb_qznusnih.sinks.formats import BlockRenderer
 
 
 def plain_block(record, show_args: bool = False) -> str:
     """One record as a plain text block, rendered afresh (no cache kept between calls)."""
     return BlockRenderer(show_args=show_args).render(record)
+
+
+def block_seqs(text: str) -> list[int]:
+    """The record numbers of the text blocks in `text` ("[WATCH:SEQ] KIND ..." headers)."""
+    return [
+        int(line[1:].split("]")[0].split(":")[1]) for line in text.splitlines() if line[:1] == "["
+    ]
+
+
+def read_jsonl(path) -> list[dict]:
+    """Every line of a JSON Lines log, parsed."""
+    with open(path, encoding="utf-8") as log:
+        return [json.loads(line) for line in log]

@@ -204,6 +204,7 @@ class WatchSession:
                 kind_from=kind_from,
                 mode=mode,
                 comm=comm,
+                watch=self.number,
             )
             self.summary.add(record)
             try:

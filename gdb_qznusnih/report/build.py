@@ -20,13 +20,12 @@ from typing import NamedTuple
 from gdb_qznusnih.record.access import (
     READ,
     WRITE,
-    Frame,
     Record,
     format_time,
     parse_time,
-    record_from_json,
 )
 from gdb_qznusnih.record.summary import TOP_SITES, Site, Summary, _site_key
+from gdb_qznusnih.sinks.formats import LogDecoder
 
 
 class ReportError(Exception):
@@ -38,80 +37,6 @@ class UsageError(ReportError):
 
 
 # ---------------------------------------------------------------- decoding
-
-_FRAMES_KEY = ', "frames": '
-_FRAMES_END = '], "kind_from": '  # quotes inside JSON strings are escaped: no false match
-_KNOWN_KEYS = frozenset(
-    "seq kind addr len old value pid tid pc insn time frames kind_from mode comm".split()
-)
-
-
-_scan = json.JSONDecoder().scan_once  # the C scanner, without json.loads' wrappers
-
-
-def _object(text: str) -> dict:
-    """The JSON object `text` holds, with nothing after it; ValueError if not."""
-    try:
-        doc, end = _scan(text, 0)
-    except StopIteration:  # the scanner's "no value here"
-        raise ValueError("not JSON") from None
-    if not isinstance(doc, dict) or text[end:].strip():
-        raise ValueError("not one JSON object")
-    return doc
-
-
-class LogDecoder:
-    """JSON lines to Records, equal to `record_from_json(json.loads(line))`, but faster.
-
-    Lines in qzn-watch's own key order are split around "frames": the frames fragment, the
-    same for every hit of a call path, is decoded once per distinct text, and the time stamp's
-    seconds once per second.  Other layouts take the plain path.
-    """
-
-    _CACHE_LIMIT = 4096
-
-    def __init__(self) -> None:
-        self._frames: dict[str, tuple[Frame, ...]] = {}
-        self._seconds: dict[str, int] = {}
-
-    def decode(self, line: str) -> Record:
-        """One line as a Record; raises ValueError, KeyError or TypeError when malformed."""
-        head, found, rest = line.partition(_FRAMES_KEY)
-        end = rest.find(_FRAMES_END) if found else -1
-        if end < 0:
-            return record_from_json(json.loads(line))
-        doc = _object(head + rest[end + 1 :])
-        frames = self._frames.get(rest[: end + 1])
-        if frames is None:
-            frames = self._decode_frames(rest[: end + 1])
-        extra = {k: v for k, v in doc.items() if k not in _KNOWN_KEYS} if len(doc) > 12 else {}
-        get = doc.get
-        return Record(
-            doc["seq"], doc["kind"], int(doc["addr"], 16), doc["len"], doc["old"], doc["value"],
-            doc["pid"], doc["tid"], int(doc["pc"], 16), doc["insn"], self._time(doc["time"]),
-            frames, get("kind_from", "insn"), get("mode"), get("comm"), extra,
-        )  # fmt: skip
-
-    def _decode_frames(self, text: str) -> tuple[Frame, ...]:
-        docs = json.loads(text)
-        frames = tuple(
-            Frame(f["level"], int(f["pc"], 16), f.get("func"), f.get("file"), f.get("line"))
-            for f in docs
-        )
-        if len(self._frames) >= self._CACHE_LIMIT:
-            self._frames.clear()
-        self._frames[text] = frames
-        return frames
-
-    def _time(self, text: str) -> float:
-        if len(text) != 27 or text[19] != "." or text[26] != "Z":
-            return parse_time(text)
-        whole = self._seconds.get(text[:19])
-        if whole is None:
-            if len(self._seconds) >= self._CACHE_LIMIT:
-                self._seconds.clear()
-            whole = self._seconds[text[:19]] = int(parse_time(text[:19]))
-        return whole + int(text[20:26]) / 1_000_000  # as parse_time computes it
 
 
 def _malformed(path: str, number: int, error: Exception) -> ReportError:

@@ -12,7 +12,8 @@ from html import escape
 from gdb_qznusnih.record.access import READ, WRITE, Record
 from gdb_qznusnih.report.build import Report, clock, describe_log, hex_value, writers
 from gdb_qznusnih.sinks.colour import html_painter
-from gdb_qznusnih.sinks.render import ARROW, format_header, format_insn
+from gdb_qznusnih.sinks.formats import format_header
+from gdb_qznusnih.sinks.render import ARROW, format_insn
 
 PAGE_CSS = """
 :root { --read: #0e7490; --write: #b91c1c; --line: #d4d4d8; }

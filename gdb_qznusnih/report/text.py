@@ -15,7 +15,8 @@ from gdb_qznusnih.report.build import (
     writers,
 )
 from gdb_qznusnih.sinks.colour import Colorizer
-from gdb_qznusnih.sinks.render import ARROW, BlockRenderer
+from gdb_qznusnih.sinks.formats import BlockRenderer, to_json
+from gdb_qznusnih.sinks.render import ARROW
 
 
 def _indent(text: str, prefix: str = "    ") -> str:
@@ -66,7 +67,7 @@ def report_to_json(report: Report) -> dict:
     """The report as one JSON document (`--format json`)."""
     summary = report.summary
     sites = {
-        kind: [dict(site.to_json(), sample=sample.to_json()) for site, sample in report.sites(kind)]
+        kind: [dict(site.to_json(), sample=to_json(sample)) for site, sample in report.sites(kind)]
         for kind in (READ, WRITE)
     }
     return {
@@ -76,8 +77,8 @@ def report_to_json(report: Report) -> dict:
         "filters": report.filters.describe(),
         "summary": summary.to_json(),
         "sites": sites,
-        "first_writer": report.first_writer and report.first_writer.to_json(),
-        "last_writer": report.last_writer and report.last_writer.to_json(),
+        "first_writer": report.first_writer and to_json(report.first_writer),
+        "last_writer": report.last_writer and to_json(report.last_writer),
         "changes": [
             {
                 "seq": c.seq,

@@ -8,27 +8,17 @@ from __future__ import annotations
 
 import os
 
-from gdb_qznusnih.record.access import (
-    ISO_SECOND,
-    READ,
-    WRITE,
-    JsonLineEncoder,
-    Record,
-    SecondStamp,
-    frames_key,
-    record_shape,
-    split_seconds,
-)
+from gdb_qznusnih.record.access import READ, WRITE, Record, SecondStamp, frames_key, split_seconds
 from gdb_qznusnih.sinks.colour import Colorizer
+from gdb_qznusnih.sinks.formats import BlockRenderer, JsonLine
 from gdb_qznusnih.sinks.private_files import one_line_error, open_private
-from gdb_qznusnih.sinks.render import HMS, BlockRenderer
+from gdb_qznusnih.sinks.render import HMS
 
 
 class SinkError(Exception):
     """A log cannot be opened or written; the message is one line that says what to do."""
 
 
-_TEMPLATE_LIMIT = 4096  # shapes of record are few; bound memory all the same
 _SUFFIXES = {"json": ".jsonl", READ: ".reads.log", WRITE: ".writes.log"}
 
 
@@ -130,10 +120,7 @@ class LogSinks:
         colored = BlockRenderer(shared, show_args) if shared is not None else plain
         self._terminal_renderer = colored if color else plain
         self._file_renderer = colored if (color_files and shared is not None) else plain
-        self._encoder = JsonLineEncoder()
-        self._show_args = show_args
-        self._templates: dict[tuple, tuple[bytes, bytes, bytes]] = {}
-        self._iso = SecondStamp(ISO_SECOND)
+        self._json = JsonLine()
         self._hms = SecondStamp(HMS)
         self._files: dict[str, _LogFile] = {}
         self._failed: str | None = None
@@ -204,55 +191,21 @@ class LogSinks:
             raise
 
     def _texts(self, record: Record) -> tuple[bytes, bytes, bytes]:
-        """(JSON line, block for the kind's log, block for the terminal) as UTF-8.
-
-        One set of %-templates per shape of record (call path, site, kind...), so a record
-        costs three %-formats.  Rare shapes (extra keys, a read with an old value) are
-        rendered in full.
-        """
+        """(JSON line, block for the kind's log, block for the terminal) as UTF-8 (see formats)."""
         key = frames_key(record.frames)
-        old = record.old
-        if record.extra or (old is not None and record.kind != WRITE):
-            return (
-                self._encoder.encode(record, key).encode(),
-                self._file_renderer.render_bytes(record, key),
-                self._terminal_renderer.render_bytes(record, key),
-            )
-        shape = record_shape(record, key)
-        if self._show_args:
-            shape += (tuple([f.args for f in record.frames]),)
-        templates = self._templates.get(shape) or self._make_templates(record, key, shape)
-        json_template, file_template, terminal_template = templates
-        whole, micros = split_seconds(record.time)
-        if old is None:
-            values = (record.seq, record.value, record.tid)
-        else:
-            values = (record.seq, old, record.value, record.tid)
-        stamped = (*values, self._iso.bytes(whole), micros)
-        clocked = (*values, self._hms.bytes(whole), micros)
-        file_block = file_template % clocked
-        terminal_block = (
-            file_block if terminal_template is file_template else terminal_template % clocked
-        )
-        return json_template % stamped, file_block, terminal_block
-
-    def _make_templates(self, record: Record, key: tuple, shape: tuple):
-        templates = (
-            self._encoder.template(record, key).encode(),
-            self._file_renderer.template(record, key),
-            self._terminal_renderer.template(record, key),
-        )
-        if len(self._templates) >= _TEMPLATE_LIMIT:
-            self._templates.clear()
-        self._templates[shape] = templates
-        return templates
+        hms = self._hms.text(split_seconds(record.time)[0])
+        files, terminal = self._file_renderer, self._terminal_renderer
+        file_block = files.header(record, hms).encode() + files.body(record, key)
+        terminal_block = file_block
+        if terminal is not files:
+            terminal_block = terminal.header(record, hms).encode() + terminal.body(record, key)
+        return self._json.encode(record, key).encode(), file_block, terminal_block
 
     def clear_caches(self) -> None:
         """Forget cached text; call when symbols change (new objfile, exec)."""
         self._terminal_renderer.clear()
         self._file_renderer.clear()
-        self._encoder.clear()
-        self._templates.clear()
+        self._json.clear()
 
     def _close_files(self) -> None:
         files, self._files = self._files, {}

@@ -14,11 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LOADER, quiet_env
-from tests.gdb.test_attach import (
-    read_jsonl,
-    run_attached,
-    tester,  # noqa: F401 (fixture)
-)
+from tests.gdb.conftest import run_attached
+from tests.records import read_jsonl
 
 pytestmark = pytest.mark.gdb
 

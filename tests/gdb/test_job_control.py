@@ -12,11 +12,8 @@ import pytest
 
 from gdb_qznusnih.launcher.preflight import parse_stat
 from tests.conftest import quiet_env
-from tests.gdb.test_attach import (
-    attach_command,
-    read_jsonl,
-    tester,  # noqa: F401 (fixture)
-)
+from tests.gdb.conftest import attach_command
+from tests.records import read_jsonl
 
 pytestmark = pytest.mark.gdb
 

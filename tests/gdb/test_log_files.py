@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.gdb.test_attach import run_attached, tester  # noqa: F401 (fixture)
+from tests.gdb.conftest import run_attached
+from tests.records import block_seqs
 
 pytestmark = pytest.mark.gdb
 
@@ -80,5 +81,4 @@ def test_a_full_disk_leaves_the_three_logs_in_agreement(tester, tiny_disk):  # n
     assert len(errors) == 1, gdb.stderr
     assert f"logging stopped and every log ends with record {len(seqs)};" in errors[0]
     text = Path(f"{prefix}.reads.log").read_text() + Path(f"{prefix}.writes.log").read_text()
-    blocks = [int(b.split("]")[0]) for b in text.split("[") if b]
-    assert sorted(blocks) == seqs
+    assert sorted(block_seqs(text)) == seqs

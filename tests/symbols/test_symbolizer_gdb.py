@@ -14,6 +14,7 @@ import pytest
 from gdb_qznusnih.perf.modules import ModuleMap
 from gdb_qznusnih.perf.symbolizer import Symbolizer
 from gdb_qznusnih.record.access import Frame
+from gdb_qznusnih.sinks.formats import frame_to_json
 from tests.conftest import LOADER, REPO, quiet_env
 
 pytestmark = pytest.mark.gdb
@@ -88,7 +89,7 @@ def assert_same_as_gdb_engine(symbolizer: Symbolizer, records, truth) -> None:
         frames = list(site.frames)
         while len(frames) < len(record["frames"]):
             frames += symbolizer.caller(int(record["frames"][len(frames)]["pc"], 16))
-        got = [Frame(level, *frame).to_json() for level, frame in enumerate(frames)]
+        got = [frame_to_json(Frame(level, *frame)) for level, frame in enumerate(frames)]
         assert got == record["frames"]
 
 

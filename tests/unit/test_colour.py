@@ -65,7 +65,7 @@ def test_colouring_never_runs_the_lexer():
         "from gdb_qznusnih.sinks import lexer\n"
         "from gdb_qznusnih.sinks.colour import Colorizer\n"
         "from gdb_qznusnih.record.access import Frame, Record\n"
-        "from gdb_qznusnih.sinks.render import BlockRenderer\n"
+        "from gdb_qznusnih.sinks.formats import BlockRenderer\n"
         "r = Record(1, 'write', 16, 1, 0, 1, 2, 2, 4096, 'movb $0x1,(%rax)', 0.0,"
         " (Frame(0, 4096, 'main', 'm.c', 3, 'argc=1'),))\n"
         "assert '\\x1b[' in BlockRenderer(Colorizer(), show_args=True).render(r)\n"

@@ -222,7 +222,7 @@ def test_importing_without_pygments_works_and_renders_plain():
         sys.modules["pygments"] = None  # makes `import pygments` fail
         from gdb_qznusnih.sinks import colour
         from gdb_qznusnih.sinks import lexer
-        from gdb_qznusnih.sinks import render
+        from gdb_qznusnih.sinks import formats
         from gdb_qznusnih.record.access import Frame, Record
         try:
             lexer.backtrace_lexer()
@@ -233,7 +233,7 @@ def test_importing_without_pygments_works_and_renders_plain():
         record = Record(1, "write", 0x10, 1, 0, 1, 2, 2, 0x401000, "movb $0x1,(%rax)",
                         0.0, (Frame(0, 0x401000, "main", "m.c", 3),))
         colorizer = colour.Colorizer()
-        block = render.BlockRenderer(colorizer).render(record)
+        block = formats.BlockRenderer(colorizer).render(record)
         assert "#0  0x00401000 in main at m.c:3" in block, block
         print("ok")
         """

@@ -9,20 +9,20 @@ from hypothesis import strategies as st
 
 from gdb_qznusnih.record.access import (
     Frame,
-    JsonLineEncoder,
     Record,
     format_time,
     frames_key,
     parse_time,
-    record_from_json,
 )
+from gdb_qznusnih.sinks.formats import FIELDS, JsonLine, record_from_json, to_json
 
 FRAMES = (
     Frame(0, 0x55D0C3A08168, "round_once", "mix.c", 40),
     Frame(1, 0x55D0C3A0826A, "main", "mix.c", 61),
 )
 CONTRACT_KEYS = [
-    "seq", "kind", "addr", "len", "old", "value", "pid", "tid", "pc", "insn", "time", "frames",
+    "watch", "seq", "kind", "addr", "len", "old", "value", "value_from", "pid", "tid", "pc",
+    "insn", "time", "frames", "kind_from",
 ]  # fmt: skip
 
 
@@ -45,18 +45,24 @@ def make(**changes) -> Record:
     return Record(**fields)
 
 
+def test_the_key_order_is_the_one_in_formats():
+    assert CONTRACT_KEYS == list(FIELDS)
+
+
 def test_the_issue_example_line():
-    line = JsonLineEncoder().encode(make())
+    line = JsonLine().encode(make())
     assert line.endswith("}\n") and line.count("\n") == 1
     doc = json.loads(line)
     assert list(doc)[: len(CONTRACT_KEYS)] == CONTRACT_KEYS
     assert doc == {
+        "watch": 1,
         "seq": 17,
         "kind": "write",
         "addr": "0x55d0c3a0b04b",
         "len": 1,
         "old": 0,
         "value": 1,
+        "value_from": "memory",
         "pid": 4242,
         "tid": 4243,
         "pc": "0x55d0c3a08168",
@@ -71,7 +77,7 @@ def test_the_issue_example_line():
 
 
 def test_encoder_matches_json_dumps_of_to_json_exactly():
-    encoder = JsonLineEncoder()
+    encoder = JsonLine()
     records = [
         make(),
         make(kind="read", old=None, insn=None),
@@ -82,20 +88,20 @@ def test_encoder_matches_json_dumps_of_to_json_exactly():
         make(frames=()),
     ]
     for record in records * 2:  # the second round comes from the caches
-        assert encoder.encode(record) == json.dumps(record.to_json()) + "\n"
+        assert encoder.encode(record) == json.dumps(to_json(record)) + "\n"
 
 
 def test_round_trip_through_json():
     for record in (make(), make(kind="read", old=None, mode="kernel", comm="t", extra={"x": 1})):
-        back = record_from_json(json.loads(JsonLineEncoder().encode(record)))
-        assert back.to_json() == record.to_json()
+        back = record_from_json(json.loads(JsonLine().encode(record)))
+        assert to_json(back) == to_json(record)
 
 
 def test_time_format_and_rounding():
     assert format_time(1795662800.123456) == "2026-11-26T03:13:20.123456Z"
     assert format_time(1795662800.9999996) == "2026-11-26T03:13:21.000000Z"
     assert abs(parse_time(format_time(1795662800.123456)) - 1795662800.123456) < 1e-6
-    encoder = JsonLineEncoder()
+    encoder = JsonLine()
     for t in (1795662800.9999996, 1795662800.0, 1795662801.5, 1795662800.25):
         assert json.loads(encoder.encode(make(time=t)))["time"] == format_time(t)
 
@@ -105,7 +111,7 @@ def test_frames_key_is_levels_and_pcs():
 
 
 def test_clear_forgets_cached_frames():
-    encoder = JsonLineEncoder()
+    encoder = JsonLine()
     encoder.encode(make())
     renamed = (Frame(0, FRAMES[0].pc, "renamed", "mix.c", 40), FRAMES[1])
     assert "round_once" in encoder.encode(make(frames=renamed))  # same pcs: cached
@@ -148,4 +154,4 @@ def test_encoder_equals_json_dumps_for_any_record(
         seq, kind, addr, length, old, value, 1, 2, addr // 2, insn, time, frames,
         mode=mode, comm=comm,
     )  # fmt: skip
-    assert JsonLineEncoder().encode(record) == json.dumps(record.to_json()) + "\n"
+    assert JsonLine().encode(record) == json.dumps(to_json(record)) + "\n"

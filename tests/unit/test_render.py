@@ -8,7 +8,8 @@ import pytest
 
 from gdb_qznusnih.record.access import Frame, Record, format_time
 from gdb_qznusnih.sinks.colour import Colorizer, check_style, resolve_color
-from gdb_qznusnih.sinks.render import BlockRenderer, format_frame
+from gdb_qznusnih.sinks.formats import BlockRenderer
+from gdb_qznusnih.sinks.render import format_frame
 from tests.records import plain_block
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -41,7 +42,7 @@ def make(kind="write", **changes) -> Record:
 
 def test_write_block_layout():
     assert plain_block(make()) == (
-        "[17] WRITE 0x55d0c3a0b04b  0x00 → 0x2a  tid 4243  03:13:20.123456\n"
+        "[1:17] WRITE 0x55d0c3a0b04b  0x00 → 0x2a  tid 4243  03:13:20.123456\n"
         "#0  0x000055d0c3a08168 in round_once at mix.c:40\n"
         "#1  0x000055d0c3a0826a in main at mix.c:61\n"
         "    movb $0x1,(%rax)\n"
@@ -51,7 +52,7 @@ def test_write_block_layout():
 def test_read_block_layout_with_args():
     record = make("read", seq=18, insn="movzbl (%rax),%eax")
     assert plain_block(record, show_args=True) == (
-        "[18] READ  0x55d0c3a0b04b  0x2a  tid 4243  03:13:20.123456\n"
+        "[1:18] READ  0x55d0c3a0b04b  0x2a  tid 4243  03:13:20.123456\n"
         "#0  0x000055d0c3a08168 in round_once (i=3) at mix.c:40\n"
         "#1  0x000055d0c3a0826a in main (argc=1, argv=0x7ffd5c1e0a18) at mix.c:61\n"
         "    movzbl (%rax),%eax\n"
@@ -78,7 +79,7 @@ def test_32_bit_addresses_are_8_digits():
     frames = (Frame(0, 0x565561D7, "round_once", "mix.c", 40),)
     block = plain_block(make(frames=frames, pc=0x565561D7, addr=0x56559008))
     assert "#0  0x565561d7 in round_once at mix.c:40\n" in block
-    assert "[17] WRITE 0x56559008 " in block
+    assert "[1:17] WRITE 0x56559008 " in block
 
 
 def test_wider_values_and_unknown_old_value():

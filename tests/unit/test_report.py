@@ -9,17 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gdb_qznusnih.record.access import Frame, JsonLineEncoder, Record, record_from_json
+from gdb_qznusnih.record.access import Frame, Record
 from gdb_qznusnih.report import cli as report
 from gdb_qznusnih.report.build import (
     Change,
     ChangeLog,
     Filters,
-    LogDecoder,
     UsageError,
     build_report,
     parse_time_bound,
 )
+from gdb_qznusnih.sinks.formats import JsonLine, LogDecoder, record_from_json, to_json
 from tests.unit.test_record import frames as frame_tuples
 from tests.unit.test_record import names
 
@@ -62,7 +62,7 @@ RECORDS = [
 
 
 def write_log(path, records=RECORDS):
-    encoder = JsonLineEncoder()
+    encoder = JsonLine()
     path.write_text("".join(encoder.encode(r) for r in records))
     return str(path)
 
@@ -104,17 +104,17 @@ records = st.builds(
 @settings(deadline=None)  # a loaded machine must not fail a correct decoder
 @given(records)
 def test_decoder_agrees_with_record_from_json(record):
-    line = JsonLineEncoder().encode(record)
+    line = JsonLine().encode(record)
     assert LogDecoder().decode(line) == record_from_json(json.loads(line))
 
 
 def test_decoder_takes_other_key_orders_and_reuses_frames():
-    doc = RECORDS[0].to_json()
+    doc = to_json(RECORDS[0])
     shuffled = json.dumps(dict(reversed(list(doc.items()))))
     decoder = LogDecoder()
     assert decoder.decode(shuffled) == record_from_json(doc)
     first = decoder.decode(json.dumps(doc))
-    again = decoder.decode(json.dumps(RECORDS[4].to_json() | {"seq": 9}))
+    again = decoder.decode(json.dumps(to_json(RECORDS[4]) | {"seq": 9}))
     assert first.frames is not again.frames or first.frames == again.frames
     assert decoder.decode(json.dumps(doc)).frames is first.frames
 
@@ -130,7 +130,7 @@ def test_decoder_takes_other_key_orders_and_reuses_frames():
 )
 def test_a_malformed_line_is_one_line_naming_its_number(tmp_path, capsys, line, why):
     path = tmp_path / "bad.jsonl"
-    good = JsonLineEncoder().encode(RECORDS[0])
+    good = JsonLine().encode(RECORDS[0])
     path.write_text(good + "\n" + line + "\n")
     status, out, err = run_main(capsys, path)
     assert status == 1 and out == ""
@@ -241,7 +241,7 @@ def test_text_report(log, capsys):
     assert "summary: 5 accesses: 2 reads, 3 writes" in out
     assert "WRITE call sites (3 writes):" in out and "READ call sites (2 reads):" in out
     assert "  1. ns::f<int, std::less<int>>& at prog.cc:7  2 (66.7%)" in out
-    assert "first writer:\n    [1] WRITE" in out and "last writer:\n    [4] WRITE" in out
+    assert "first writer:\n    [1:1] WRITE" in out and "last writer:\n    [1:4] WRITE" in out
     assert "value changes: 2 of 3 writes" in out
     assert "  [4] 03:13:22.123456  +2.000000 s  tid 101  0x01 → 0x02  via_b at prog.c:9" in out
 

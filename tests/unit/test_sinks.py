@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from gdb_qznusnih.record.access import Frame, Record
 from gdb_qznusnih.sinks import logs as sinks_module
+from gdb_qznusnih.sinks.formats import to_json
 from gdb_qznusnih.sinks.logs import LogSinks, SinkError
-from tests.records import plain_block
+from tests.records import block_seqs, plain_block
 
 T = 1795662800.123456
 FRAMES = (
@@ -79,7 +80,7 @@ def test_records_go_to_json_and_to_the_log_of_their_kind(tmp_path):
         sinks.emit(record)
     sinks.close()
     lines = read(prefix + ".jsonl").splitlines()
-    assert [json.loads(line) for line in lines] == [r.to_json() for r in records]
+    assert [json.loads(line) for line in lines] == [to_json(r) for r in records]
     reads = [r for r in records if r.kind == "read"]
     writes = [r for r in records if r.kind == "write"]
     assert read(prefix + ".reads.log") == "".join(plain_block(r) for r in reads)
@@ -203,7 +204,7 @@ def test_a_short_write_is_completed(tmp_path, monkeypatch):
     sinks.emit(make(1))
     sinks.close()
     monkeypatch.undo()
-    assert json.loads(read(tmp_path / "short.jsonl")) == make(1).to_json()
+    assert json.loads(read(tmp_path / "short.jsonl")) == to_json(make(1))
     assert read(tmp_path / "short.writes.log") == plain_block(make(1))
 
 
@@ -275,9 +276,9 @@ def test_full_disk_is_a_one_line_sink_error_and_leaves_whole_lines(tiny_tmpfs):
     for kind in ("reads", "writes"):
         text = read(f"{prefix}.{kind}.log")
         assert text == "" or text.endswith("\n")
-        blocks = [b for b in text.split("[") if b]
-        assert all(b.count("\n") == 4 for b in blocks)
-        in_kind_logs += [int(b.split("]")[0]) for b in blocks]
+        seqs = block_seqs(text)
+        assert text.count("\n") == 4 * len(seqs)  # whole blocks: header, two frames, insn
+        in_kind_logs += seqs
     assert sorted(in_kind_logs) == list(range(1, emitted + 1))  # the three logs agree
 
 
@@ -298,7 +299,7 @@ def _seqs(prefix: str) -> tuple[list[int], list[int]]:
     """Record numbers in PREFIX.jsonl, and in the two text logs together."""
     in_json = [json.loads(line)["seq"] for line in read(prefix + ".jsonl").splitlines()]
     text = read(prefix + ".reads.log") + read(prefix + ".writes.log")
-    return in_json, sorted(int(b.split("]")[0]) for b in text.split("[") if b)
+    return in_json, sorted(block_seqs(text))
 
 
 def test_a_failed_text_log_write_takes_the_json_line_back(tmp_path, monkeypatch):
@@ -392,7 +393,7 @@ def test_templated_output_equals_the_full_encoder_and_renderer(bases, hits):
         lines = read(prefix + ".jsonl")
         reads = read(prefix + ".reads.log")
         writes = read(prefix + ".writes.log")
-    assert lines == "".join(json.dumps(r.to_json()) + "\n" for r in records)
+    assert lines == "".join(json.dumps(to_json(r)) + "\n" for r in records)
     assert reads == "".join(plain_block(r) for r in records if r.kind == "read")
     assert writes == "".join(plain_block(r) for r in records if r.kind == "write")
     assert "".join(terminal.chunks) == "".join(plain_block(r) for r in records)
