@@ -10,6 +10,7 @@ import gdb
 
 from gdb_qznusnih.arm import target
 from gdb_qznusnih.arm.batch import in_batch_mode, run_until_done
+from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.hit.session import WatchSession, write_out
 from gdb_qznusnih.options import WatchOptions
 from gdb_qznusnih.report.build import ReportError
@@ -32,7 +33,8 @@ class WatchRegistry:
     def arm(self, opts: WatchOptions) -> WatchSession:
         inferior = target.require_live_process()
         whole_system = target.is_whole_system()
-        kernel = _kernel_view(opts) if whole_system else None
+        caches = CacheRegistry()
+        kernel = _kernel_view(opts, caches) if whole_system else None
         if self.wants_monitoring() and not whole_system:
             _refuse_a_stopped_process(inferior.pid)
         address = target.evaluate_address(opts.address)
@@ -50,15 +52,15 @@ class WatchRegistry:
                 style=opts.style,
                 quiet=opts.quiet,
                 show_args=opts.args,
-                private=_owned_by_other_user(inferior.pid),
                 writer=status.terminal_writer() if status.enabled else None,
+                caches=caches,
             )
             sinks.open()
         except (ValueError, SinkError) as error:
             raise target.WatchError(str(error)) from None
         number = self._next_number
         try:
-            session = WatchSession(number, opts, address, sinks, kernel, status)
+            session = WatchSession(number, opts, address, sinks, caches, kernel, status)
         except Exception:
             sinks.close()
             raise
@@ -166,6 +168,7 @@ class WatchRegistry:
             gdb.events.stop.connect(self._on_stop)
             gdb.events.exited.connect(self._on_exit)
             gdb.events.new_objfile.connect(self._on_new_objfile)
+            gdb.events.clear_objfiles.connect(self._on_clear_objfiles)
             self._connected = True
 
     def _on_stop(self, event) -> None:
@@ -175,7 +178,12 @@ class WatchRegistry:
 
     def _on_new_objfile(self, event) -> None:
         for session in self.sessions.values():
-            session.clear_caches()
+            session.symbols_changed()
+
+    def _on_clear_objfiles(self, event) -> None:
+        # gdb drops a program space's objfiles when it execs: a new address space.
+        for session in self.sessions.values():
+            session.address_space_changed()
 
     def _on_exit(self, event) -> None:
         code = getattr(event, "exit_code", None)
@@ -216,17 +224,10 @@ def _refuse_a_stopped_process(pid: int) -> None:
     )
 
 
-def _kernel_view(opts: WatchOptions):
+def _kernel_view(opts: WatchOptions, caches: CacheRegistry):
     from gdb_qznusnih.hit.kernel import KernelView  # only whole-system mode needs it
 
-    return KernelView.detect(opts.pid, opts.cr3)
-
-
-def _owned_by_other_user(pid: int) -> bool:
-    try:
-        return os.stat(f"/proc/{pid}").st_uid != os.getuid()
-    except OSError:
-        return False
+    return KernelView.detect(opts.pid, opts.cr3, caches)
 
 
 def _armed_message(session: WatchSession, pid: int, kernel) -> str:

@@ -15,30 +15,33 @@ from __future__ import annotations
 import gdb
 
 from gdb_qznusnih.arm.target import function_name
+from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.record.access import Frame
 
 # Stacks deeper than this are always walked.
 _MAX_SNAPSHOT = 64 * 1024
-_MAX_STACKS = 4096
 
 
 class BacktraceCollector:
     """Collects up to `depth` frames; frame 0 is described by the accessing pc."""
 
-    def __init__(self, depth: int, word_size: int, with_args: bool = False, outermost=None) -> None:
+    def __init__(
+        self,
+        depth: int,
+        word_size: int,
+        caches: CacheRegistry,
+        with_args: bool = False,
+        outermost=None,
+    ) -> None:
         self.depth = depth
         self.with_args = with_args
         # outermost(frame) -> True ends the walk there (e.g. at the kernel's entry).
         self.outermost = outermost
         self._sp, self._fp = ("rsp", "rbp") if word_size == 8 else ("esp", "ebp")
         self._word = word_size
-        self._frames: dict[tuple[int, int, int], Frame] = {}  # (level, pc, inline depth)
+        self._frames = caches.cache("frames by (level, pc, inline depth)")
         # (insn pc, trap pc, sp, fp) -> (frames, bytes to read, slot offsets, slot contents)
-        self._stacks: dict[tuple, tuple] = {}
-
-    def clear(self) -> None:
-        self._frames.clear()
-        self._stacks.clear()
+        self._stacks = caches.cache("call paths by registers")
 
     def collect(self, insn_pc: int, trap_pc: int, state) -> tuple[Frame, ...]:
         """Frames from the newest outwards; `state` reads this hit's registers and memory."""
@@ -60,15 +63,13 @@ class BacktraceCollector:
         if 0 < size <= _MAX_SNAPSHOT and all(
             caller_sp - sp >= self._word for caller_sp, _ in callers
         ):
-            if len(self._stacks) >= _MAX_STACKS:
-                self._stacks.clear()
             try:
                 stack = state.read(sp, size)
             except gdb.MemoryError:
                 return frames
             slots = self._slots(stack, sp, callers)
             expected = b"".join(stack[a:b] for a, b in slots)
-            self._stacks[key] = (frames, size, slots, expected)
+            self._stacks.remember(key, (frames, size, slots, expected))
         return frames
 
     def _unsigned(self, frame: gdb.Frame, register_name: str) -> int:
@@ -112,7 +113,7 @@ class BacktraceCollector:
             if cached is None or self.with_args:
                 cached = self._describe(frame, level, described_pc)
                 if not self.with_args:
-                    self._frames[key] = cached
+                    self._frames.remember(key, cached)
             frames.append(cached)
             if level > 0 and not self.with_args:
                 callers.append((self._unsigned(frame, self._sp), self._unsigned(frame, self._fp)))

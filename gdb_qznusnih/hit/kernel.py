@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import gdb
 
 from gdb_qznusnih.arm.target import WatchError, function_name, symbol_at
+from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.classify import kernel_layout as kl
 from gdb_qznusnih.record.access import Frame
 
@@ -120,7 +121,12 @@ class KernelView:
     method: str  # TASK or CR3
 
     def __init__(
-        self, arch: str, probe: _TaskProbe | None, want_pid: int | None, want_cr3: int | None
+        self,
+        arch: str,
+        probe: _TaskProbe | None,
+        want_pid: int | None,
+        want_cr3: int | None,
+        caches: CacheRegistry,
     ) -> None:
         self.arch = arch
         # An explicit --cr3 without --pid asks for address-space filtering.
@@ -135,18 +141,21 @@ class KernelView:
         self._address_mask = (1 << (8 * self._word)) - 1
         self._paging_on = False
         self._stack_layout: tuple[int, int] | None = None
-        self._per_cpu_offsets: dict[int, int] = {}
-        self._stacks: dict[int, int] = {}  # task_struct -> its kernel stack
-        self._call_sites: dict[int, tuple[bool, int | None]] = {}
-        self._function_starts: dict[int, int | None] = {}
-        self._frame_cache: dict[tuple[int, int], Frame] = {}
+        # Cleared with the watch's other caches when symbols change.
+        self._per_cpu_offsets = caches.cache("per-CPU offsets")
+        self._stacks = caches.cache("kernel stacks by task")  # task_struct -> its kernel stack
+        self._call_sites = caches.cache("kernel call sites")
+        self._function_starts = caches.cache("kernel function starts")
+        self._frame_cache = caches.cache("kernel frames")
         self._inferior = gdb.selected_inferior()
         gdb.events.new_objfile.connect(self._on_new_objfile)
 
     # -- construction -------------------------------------------------------
 
     @classmethod
-    def detect(cls, want_pid: int | None, want_cr3: int | None) -> KernelView | None:
+    def detect(
+        cls, want_pid: int | None, want_cr3: int | None, caches: CacheRegistry | None = None
+    ) -> KernelView | None:
         """A view for the selected whole-system target, or None when it is not one.
 
         Raises WatchError when --pid is asked for but there are no kernel symbols.
@@ -165,7 +174,7 @@ class KernelView:
                 "--pid needs kernel symbols (load vmlinux: 'file vmlinux'); "
                 "without them use --cr3 ADDRESS_SPACE"
             )
-        view = cls(arch, probe, want_pid, want_cr3)
+        view = cls(arch, probe, want_pid, want_cr3, caches or CacheRegistry())
         if view.method == CR3 and view.want_cr3 is None:
             view._learn_cr3_now()
         if view.method == TASK and want_pid is not None:
@@ -212,15 +221,11 @@ class KernelView:
 
     def _on_new_objfile(self, _event) -> None:
         # Symbols changed (add-symbol-file, a new vmlinux): probe again, keep the method.
+        # The caches went with the watch's registry.
         probe = _probe_task()
         if probe is not None:
             self._probe = probe
         self._stack_layout = None
-        self._per_cpu_offsets.clear()
-        self._stacks.clear()
-        self._call_sites.clear()
-        self._function_starts.clear()
-        self._frame_cache.clear()
 
     def break_on_exit(self, on_exit=None) -> gdb.Breakpoint | None:
         """A breakpoint that stops when the wanted process's main thread enters do_exit.
@@ -328,7 +333,7 @@ class KernelView:
                 return None
             cached = struct.unpack(self._ptr_fmt, raw)[0]
             if cached:  # zero until setup_per_cpu_areas() has run
-                self._per_cpu_offsets[cpu] = cached
+                self._per_cpu_offsets.remember(cpu, cached)
         return cached
 
     def _read(self, address: int, length: int) -> bytes | None:
@@ -361,7 +366,7 @@ class KernelView:
             stack = struct.unpack(self._ptr_fmt, raw)[0]
             regs = self._pt_regs(stack)
             if regs is not None:
-                self._stacks[task] = stack
+                self._stacks.remember(task, stack)
         return regs
 
     def _pt_regs(self, stack: int) -> tuple[int, int, int] | None:
@@ -440,7 +445,7 @@ class KernelView:
                 known = (False, None)
             else:
                 known = (True, kl.call_target(ret, code))
-            self._call_sites[ret] = known
+            self._call_sites.remember(ret, known)
         return known
 
     def _call_target(self, ret: int) -> int | None:
@@ -448,10 +453,10 @@ class KernelView:
 
     def _function_start(self, pc: int) -> int | None:
         """Entry of the function holding pc, from symbols (debug or minimal)."""
-        if pc not in self._function_starts:
-            symbol = symbol_at(pc)
-            self._function_starts[pc] = pc - symbol[1] if symbol else None
-        return self._function_starts[pc]
+        if pc in self._function_starts:
+            return self._function_starts[pc]
+        symbol = symbol_at(pc)
+        return self._function_starts.remember(pc, pc - symbol[1] if symbol else None)
 
     def _describe_pc(self, level: int, pc: int) -> Frame:
         cached = self._frame_cache.get((level > 0, pc))
@@ -468,7 +473,7 @@ class KernelView:
                 file=symtab.filename if symtab is not None else None,
                 line=sal.line if symtab is not None and sal.line else None,
             )
-            self._frame_cache[(level > 0, pc)] = cached
+            self._frame_cache.remember((level > 0, pc), cached)
         if cached.level != level:
             cached = Frame(level, cached.pc, cached.func, cached.file, cached.line)
         return cached

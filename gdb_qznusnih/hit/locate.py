@@ -15,6 +15,7 @@ from collections import Counter
 import gdb
 
 from gdb_qznusnih.arm.target import function_block
+from gdb_qznusnih.caches import CacheRegistry
 
 # How far back to start decoding when the function start is unknown.
 _SWEEP_BYTES = 48
@@ -25,26 +26,22 @@ _MAX_FUNCTION_BYTES = 64 * 1024
 class InstructionLocator:
     """Maps a trap pc to (start, text) of the instruction that ended there."""
 
-    def __init__(self, arch: gdb.Architecture) -> None:
+    def __init__(self, arch: gdb.Architecture, caches: CacheRegistry) -> None:
         self._arch = arch
-        self._before: dict[int, tuple[int, str] | None] = {}
-        self._at: dict[int, tuple[int, str] | None] = {}
-
-    def clear(self) -> None:
-        self._before.clear()
-        self._at.clear()
+        self._before = caches.cache("instruction before pc")
+        self._at = caches.cache("instruction at pc")
 
     def at(self, pc: int) -> tuple[int, str] | None:
         """The instruction starting at pc: (length, text)."""
-        if pc not in self._at:
-            self._at[pc] = self._decode(pc)
-        return self._at[pc]
+        if pc in self._at:
+            return self._at[pc]
+        return self._at.remember(pc, self._decode(pc))
 
     def before(self, pc: int) -> tuple[int, str] | None:
         """The instruction ending at pc: (start, text), or None when undecodable."""
-        if pc not in self._before:
-            self._before[pc] = self._find_before(pc)
-        return self._before[pc]
+        if pc in self._before:
+            return self._before[pc]
+        return self._before.remember(pc, self._find_before(pc))
 
     def _decode(self, addr: int) -> tuple[int, str] | None:
         try:

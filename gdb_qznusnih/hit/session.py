@@ -12,6 +12,7 @@ import time
 import gdb
 
 from gdb_qznusnih.arm import target
+from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.classify import x86 as classify
 from gdb_qznusnih.hit import native
 from gdb_qznusnih.hit.backtrace import BacktraceCollector
@@ -56,7 +57,14 @@ class WatchSession:
     """An armed watch on `length` bytes at `address` of the selected inferior."""
 
     def __init__(
-        self, number: int, opts: WatchOptions, address: int, sinks, kernel=None, status=None
+        self,
+        number: int,
+        opts: WatchOptions,
+        address: int,
+        sinks,
+        caches: CacheRegistry,
+        kernel=None,
+        status=None,
     ):
         self.number = number
         self.opts = opts
@@ -80,12 +88,14 @@ class WatchSession:
             else native.state_for(gdb.selected_inferior(), self._word)
         )
         self._pc_name = "rip" if self._word == 8 else "eip"
-        self._locator = InstructionLocator(gdb.selected_frame().architecture())
+        # Everything cached about pcs and call paths, here and in the sinks: cleared at once.
+        self.caches = caches
+        self._locator = InstructionLocator(gdb.selected_frame().architecture(), caches)
         self._backtrace = BacktraceCollector(
-            opts.bt_depth, self._word, opts.args, kernel.is_entry_frame if kernel else None
+            opts.bt_depth, self._word, caches, opts.args, kernel.is_entry_frame if kernel else None
         )
-        self._decoded: dict[int, _Decoded] = {}
-        self._static_kinds: dict[int, list[str] | None] = {}
+        self._decoded = caches.cache("decoded trap pcs")
+        self._static_kinds = caches.cache("kinds by pc")
         self._shadow = target.read_value(address, self.length)
         self.watchpoint = AccessWatchpoint(self, target.watch_spec(address, self.length))
         # Whole-system mode: the machine runs on after the program, so watch for its exit.
@@ -115,8 +125,7 @@ class WatchSession:
         pc = state.reg(self._pc_name)
         decoded = self._decoded.get(pc)
         if decoded is None:
-            decoded = self._decode(pc)
-            self._decoded[pc] = decoded
+            decoded = self._decoded.remember(pc, self._decode(pc))
         value = int.from_bytes(state.read(self.address, self.length), "little")
         insn_pc, text, kinds, kind_from = self._classify(pc, decoded, value, state)
         frames = self._backtrace.collect(insn_pc, pc, state)
@@ -143,7 +152,7 @@ class WatchSession:
                     decoded.insn, self.address, self.length, reg, self._word
                 )
                 if not reg.used:
-                    self._static_kinds[pc] = kinds
+                    self._static_kinds.remember(pc, kinds)
             if kinds:
                 return decoded.insn_pc, decoded.text, kinds, "insn"
         return (
@@ -226,13 +235,12 @@ class WatchSession:
             self.finish(f"--duration {self.opts.duration:g}s reached")
         return self.finish_reason is not None or self.opts.stop
 
-    def clear_caches(self) -> None:
-        """Forget what pcs meant: symbols changed (a new objfile)."""
-        self._decoded.clear()
-        self._static_kinds.clear()
-        self._locator.clear()
-        self._backtrace.clear()
-        self.sinks.clear_caches()
+    def symbols_changed(self) -> None:
+        """Forget what pcs meant: gdb loaded a new objfile (exec does too)."""
+        self.caches.clear()
+
+    def address_space_changed(self) -> None:
+        """The process has a new address space (exec): read memory through a fresh handle."""
         self._state.reopen()
 
     # -- life cycle ---------------------------------------------------------

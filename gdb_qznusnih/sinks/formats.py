@@ -15,7 +15,7 @@
 few call paths many times over, so only what a call path determines is cached: the frames'
 JSON, and the backtrace and instruction as text (coloured once).  A record then costs one
 %-format per text.  The same pcs give the same functions and lines until symbols change:
-`clear()` then (new objfile, exec).
+the caches come from a watch's caches.CacheRegistry, cleared then (new objfile, exec).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import time as _time
 
+from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.record.access import (
     ISO_SECOND,
     WRITE,
@@ -51,9 +52,6 @@ _LINE = (
     '"value": %d, "value_from": %s, "pid": %d, "tid": %d, "pc": "0x%x", "insn": %s, '
     '"time": "%s.%06dZ", "frames": %s, "kind_from": "%s"%s}\n'
 )
-
-# Call paths and instruction texts are few; args (with --args) may not be: bound memory.
-_CACHE_LIMIT = 4096
 
 
 def frame_to_json(frame: Frame) -> dict:
@@ -122,14 +120,11 @@ def record_from_json(doc: dict) -> Record:
 class JsonLine:
     """Records as JSON lines equal to `json.dumps(to_json(record))` plus a newline."""
 
-    def __init__(self) -> None:
-        self._frames: dict[tuple, str] = {}
-        self._insns: dict[str | None, str] = {}
+    def __init__(self, caches: CacheRegistry | None = None) -> None:
+        caches = caches if caches is not None else CacheRegistry()
+        self._frames = caches.cache("json frames")
+        self._insns = caches.cache("json insns")
         self._stamp = SecondStamp(ISO_SECOND)
-
-    def clear(self) -> None:
-        self._frames.clear()
-        self._insns.clear()
 
     def encode(self, record: Record, key: tuple | None = None) -> str:
         """One line; `key` is frames_key(record.frames) when the caller has it."""
@@ -138,10 +133,10 @@ class JsonLine:
         frames = self._frames.get(key)
         if frames is None:
             text = json.dumps([frame_to_json(f) for f in record.frames])
-            frames = _remember(self._frames, key, text)
+            frames = self._frames.remember(key, text)
         insn = self._insns.get(record.insn)
         if insn is None:
-            insn = _remember(self._insns, record.insn, json.dumps(record.insn))
+            insn = self._insns.remember(record.insn, json.dumps(record.insn))
         whole, micros = split_seconds(record.time)
         old, value_from = record.old, record.value_from
         tail = ""
@@ -164,13 +159,6 @@ def _json_tail(record: Record) -> str:
     if record.extra:
         tail += ", " + dumps(record.extra)[1:-1]
     return tail
-
-
-def _remember(cache: dict, key, value):
-    if len(cache) >= _CACHE_LIMIT:
-        cache.clear()
-    cache[key] = value
-    return value
 
 
 # ------------------------------------------------------------------ reading lines back
@@ -200,8 +188,9 @@ class LogDecoder:
     """
 
     def __init__(self) -> None:
-        self._frames: dict[str, tuple[Frame, ...]] = {}
-        self._seconds: dict[str, int] = {}
+        caches = CacheRegistry()
+        self._frames = caches.cache("decoded frames")
+        self._seconds = caches.cache("decoded seconds")
 
     def decode(self, line: str) -> Record:
         """One line as a Record; raises ValueError, KeyError or TypeError when malformed."""
@@ -213,7 +202,7 @@ class LogDecoder:
         text = rest[: end + 1]
         frames = self._frames.get(text)
         if frames is None:
-            frames = _remember(self._frames, text, _frames_from_json(json.loads(text)))
+            frames = self._frames.remember(text, _frames_from_json(json.loads(text)))
         extra = {}
         if len(doc) > len(FIELDS) - 1:  # FIELDS less "frames": only then can there be more
             extra = {k: v for k, v in doc.items() if k not in _KNOWN_KEYS}
@@ -224,7 +213,7 @@ class LogDecoder:
             return parse_time(text)
         whole = self._seconds.get(text[:19])
         if whole is None:
-            whole = _remember(self._seconds, text[:19], int(parse_time(text[:19])))
+            whole = self._seconds.remember(text[:19], int(parse_time(text[:19])))
         return whole + int(text[20:26]) / 1_000_000  # as parse_time computes it
 
 
@@ -246,16 +235,15 @@ class BlockRenderer:
     the header's layout per kind, length and whether old is known.
     """
 
-    def __init__(self, colorizer=None, show_args: bool = False) -> None:
+    def __init__(
+        self, colorizer=None, show_args: bool = False, caches: CacheRegistry | None = None
+    ) -> None:
         self.colorizer = colorizer
         self.show_args = show_args
-        self._bodies: dict[tuple, bytes] = {}
-        self._heads: dict[tuple, str] = {}
+        caches = caches if caches is not None else CacheRegistry()
+        self._bodies = caches.cache("text bodies")
+        self._heads: dict[tuple, str] = {}  # a few layouts, independent of symbols
         self._hms = SecondStamp(HMS)
-
-    def clear(self) -> None:
-        """Forget cached text (symbols changed)."""
-        self._bodies.clear()
 
     def _head(self, kind: str, length: int, old_known: bool) -> str:
         """The header's %-format: watch, seq, addr, [old,] value, tid, hh:mm:ss, micros, tail."""
@@ -310,7 +298,7 @@ class BlockRenderer:
             text = painter.backtrace(record.frames, self.show_args)
             if insn:
                 insn = "    " + painter.insn(insn[4:])
-        return _remember(self._bodies, key, _encode(text) + _encode(insn))
+        return self._bodies.remember(key, _encode(text) + _encode(insn))
 
     def render_bytes(self, record: Record, key: tuple | None = None) -> bytes:
         """The whole block as UTF-8, ending with a newline."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.record.access import READ, WRITE, Record, SecondStamp, frames_key, split_seconds
 from gdb_qznusnih.sinks.colour import Colorizer
 from gdb_qznusnih.sinks.formats import BlockRenderer, JsonLine
@@ -91,8 +92,8 @@ class LogSinks:
     - `style`: pygments style name, or None for the default 16-colour scheme;
     - `writer`: a callable taking the terminal text; the default, faster, writes the
       block's bytes to fd 1 with os.write;
-    - `private`: kept for callers, ignored: every log is 0600 now (see private_files);
-    - `colorizer`: a ready Colorizer to share (else one is made when colour is wanted).
+    - `colorizer`: a ready Colorizer to share (else one is made when colour is wanted);
+    - `caches`: the watch's CacheRegistry, for the text and JSON cached per call path.
     Raises SinkError (one line) when a log cannot be opened or written.
     """
 
@@ -105,8 +106,8 @@ class LogSinks:
         quiet: bool = False,
         show_args: bool = False,
         writer=None,
-        private: bool = False,
         colorizer: Colorizer | None = None,
+        caches: CacheRegistry | None = None,
     ) -> None:
         self.prefix = prefix
         self.quiet = quiet
@@ -116,11 +117,12 @@ class LogSinks:
             colorizer = Colorizer(style)  # ValueError on an unknown style
         shared = colorizer if wants_color else None
         self.colorizer = shared if color else None
-        plain = BlockRenderer(show_args=show_args)
-        colored = BlockRenderer(shared, show_args) if shared is not None else plain
+        caches = caches if caches is not None else CacheRegistry()
+        plain = BlockRenderer(show_args=show_args, caches=caches)
+        colored = BlockRenderer(shared, show_args, caches) if shared is not None else plain
         self._terminal_renderer = colored if color else plain
         self._file_renderer = colored if (color_files and shared is not None) else plain
-        self._json = JsonLine()
+        self._json = JsonLine(caches)
         self._hms = SecondStamp(HMS)
         self._files: dict[str, _LogFile] = {}
         self._failed: str | None = None
@@ -200,12 +202,6 @@ class LogSinks:
         if terminal is not files:
             terminal_block = terminal.header(record, hms).encode() + terminal.body(record, key)
         return self._json.encode(record, key).encode(), file_block, terminal_block
-
-    def clear_caches(self) -> None:
-        """Forget cached text; call when symbols change (new objfile, exec)."""
-        self._terminal_renderer.clear()
-        self._file_renderer.clear()
-        self._json.clear()
 
     def _close_files(self) -> None:
         files, self._files = self._files, {}

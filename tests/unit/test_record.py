@@ -7,6 +7,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.record.access import (
     Frame,
     Record,
@@ -110,12 +111,13 @@ def test_frames_key_is_levels_and_pcs():
     assert frames_key(FRAMES) == ((0, 0x55D0C3A08168), (1, 0x55D0C3A0826A))
 
 
-def test_clear_forgets_cached_frames():
-    encoder = JsonLine()
+def test_clearing_the_registry_forgets_cached_frames():
+    caches = CacheRegistry()
+    encoder = JsonLine(caches)
     encoder.encode(make())
     renamed = (Frame(0, FRAMES[0].pc, "renamed", "mix.c", 40), FRAMES[1])
     assert "round_once" in encoder.encode(make(frames=renamed))  # same pcs: cached
-    encoder.clear()
+    caches.clear()
     assert "renamed" in encoder.encode(make(frames=renamed))
 
 

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.record.access import Frame, Record, format_time
 from gdb_qznusnih.sinks.colour import Colorizer, check_style, resolve_color
 from gdb_qznusnih.sinks.formats import BlockRenderer
@@ -172,11 +173,12 @@ def test_backtraces_are_rendered_once_per_call_path():
 
 
 def test_cached_backtrace_follows_symbol_changes_after_clear():
-    renderer = BlockRenderer()
+    caches = CacheRegistry()
+    renderer = BlockRenderer(caches=caches)
     assert "in round_once" in renderer.render(make())
     renamed = (Frame(0, FRAMES[0].pc, "renamed", "mix.c", 40), FRAMES[1])
     assert "in round_once" in renderer.render(make(frames=renamed))  # same pcs: cached
-    renderer.clear()
+    caches.clear()
     assert "in renamed" in renderer.render(make(frames=renamed))
 
 
