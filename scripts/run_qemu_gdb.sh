@@ -54,6 +54,8 @@
 #   --gdb-ex CMD           run gdb command CMD after connecting, before the flow (repeatable)
 #   -h, --help
 # Words after `--` go to qzn-watch (e.g. -- --count 10 --log /tmp/guest).
+# Exit status: 0 done; 1 an error, said in one line; 3 the gdbstub never answered, or the
+# guest cache is not safe to use; 4 QEMU exited under gdb (the records so far are kept).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -50,9 +50,9 @@ def test_a_stub_of_another_user_racing_for_the_gdbstub_gets_no_file_written(gues
     finally:
         racer.kill()
         raced = racer.communicate()[0]
+    assert not target.exists()
     assert "fake_stub: racing for unix:" in raced, raced  # it saw QEMU's -gdb and tried
     assert "fake_stub: took" not in raced, raced
-    assert not target.exists()
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "probe: 5 hits kept" in done.stdout
 
