@@ -12,9 +12,9 @@ else unchanged both ways.  (gdb sends no vFile packets here, so no reply starts 
 from __future__ import annotations
 
 import os
+import select
 import socket
 import sys
-import threading
 
 CHUNK = 65536
 
@@ -28,32 +28,39 @@ def fileio_request_at(previous_tail: bytes, chunk: bytes) -> bool:
     return b"$F" in previous_tail + chunk
 
 
-def copy_to_stub(stub: socket.socket) -> None:
-    """gdb's packets, acks and interrupts, as they are."""
-    while True:
-        data = os.read(0, CHUNK)
-        if not data:
-            os._exit(0)
-        stub.sendall(data)
+def refuse_fileio() -> None:
+    print(
+        "gdbstub_guard: the gdbstub asked gdb for host File-I/O (open/write a file);"
+        " QEMU never does: refused and disconnected",
+        file=sys.stderr,
+        flush=True,
+    )
+    os._exit(1)
 
 
-def copy_to_gdb(stub: socket.socket) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def relay(stub: int) -> None:
+    """One thread, raw descriptors: each hop costs gdb's round trips as little as can be."""
+    poller = select.poll()
+    poller.register(0, select.POLLIN)
+    poller.register(stub, select.POLLIN)
     tail = b""
     while True:
-        data = stub.recv(CHUNK)
-        if not data:
-            os._exit(0)
-        if fileio_request_at(tail, data):
-            print(
-                "gdbstub_guard: the gdbstub asked gdb for host File-I/O (open/write a file);"
-                " QEMU never does: refused and disconnected",
-                file=sys.stderr,
-                flush=True,
-            )
-            os._exit(1)
-        tail = data[-1:]
-        while data:
-            data = data[os.write(1, data) :]
+        for fd, _ in poller.poll():
+            data = os.read(fd, CHUNK)
+            if not data:
+                os._exit(0)  # gdb or the stub hung up
+            if fd == 0:
+                write_all(stub, data)
+                continue
+            if fileio_request_at(tail, data):
+                refuse_fileio()
+            tail = data[-1:]
+            write_all(1, data)
 
 
 def main() -> None:
@@ -63,8 +70,7 @@ def main() -> None:
     except OSError as error:
         print(f"gdbstub_guard: cannot reach {sys.argv[1]}: {error.strerror}", file=sys.stderr)
         sys.exit(1)
-    threading.Thread(target=copy_to_stub, args=(stub,), daemon=True).start()
-    copy_to_gdb(stub)
+    relay(stub.fileno())
 
 
 if __name__ == "__main__":

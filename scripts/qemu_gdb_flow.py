@@ -1,7 +1,8 @@
 """gdb script run by scripts/run_qemu_gdb.sh: connect to QEMU's gdbstub, then the watch flow.
 
 Settings come from the environment (run_qemu_gdb.sh sets them):
-  QZN_GDBSTUB      the gdbstub's unix socket (reached through scripts/gdbstub_guard.py)
+  QZN_GDBSTUB      the gdbstub's unix socket
+  QZN_FILEIO_GUARD "0": connect to it straight, not through scripts/gdbstub_guard.py
   QZN_FLOW         "0": only connect and source the extension
   QZN_REPO         checkout holding gdb_qznusnih/
   QZN_READY        function where the program waits for the debugger (qzn_ready)
@@ -288,12 +289,13 @@ def resume() -> bool:
 
 
 def connect(socket_path: str) -> None:
-    """`target remote` through gdbstub_guard.py (it turns remote File-I/O off), with one
-    line and exit status 3 when the stub never answers."""
+    """`target remote` through gdbstub_guard.py (it turns remote File-I/O off) unless
+    QZN_FILEIO_GUARD is "0", with one line and exit status 3 when the stub never answers."""
     guard = os.path.join(os.environ["QZN_REPO"], "scripts", "gdbstub_guard.py")
     relay = shlex.join(["exec", "/usr/bin/python3", "-I", guard, socket_path])
+    where = f"| {relay}" if os.environ.get("QZN_FILEIO_GUARD", "1") != "0" else socket_path
     try:
-        gdb.execute(f"target remote | {relay}")
+        gdb.execute(f"target remote {where}")
     except gdb.error as error:
         print(
             f"run_qemu_gdb.sh: QEMU's gdbstub at {socket_path} never answered ({error})",
@@ -367,7 +369,7 @@ def main() -> None:
     while gdb.selected_inferior().pid != 0 and not (exit_point and exit_point.hit):
         if not resume() or not (exit_point and exit_point.hit):
             break  # QEMU quit, or a stop for something else: --count, --stop, Ctrl-C
-    if not (exit_point and exit_point.hit):
+    if exit_point is not None and not exit_point.hit:  # without one, the guest's end is the end
         leave_if_target_lost()
     if probe is not None:
         per_hit = probe.seconds / probe.hits * 1000 if probe.hits else 0.0

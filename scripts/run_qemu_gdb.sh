@@ -51,6 +51,9 @@
 #                          read-only ones; it does not work inside these VMs
 #   --smp N                virtual CPUs (default 1)
 #   --qemu-arg ARG         pass ARG to QEMU (repeatable)
+#   --no-fileio-guard      connect gdb straight to the private socket, without
+#                          gdbstub_guard.py: about half the cost per hit, but gdb then
+#                          serves remote File-I/O (only the QEMU started here can ask)
 #   --gdb-ex CMD           run gdb command CMD after connecting, before the flow (repeatable)
 #   -h, --help
 # Words after `--` go to qzn-watch (e.g. -- --count 10 --log /tmp/guest).
@@ -66,7 +69,7 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 ARCH="" KERNEL="" INITRD="" ROOTFS="" VMLINUX="" YOCTO="" MACHINE="" APPEND=""
 SYMBOLS="" COMM="" READY=qzn_ready WATCH='&qzn_byte' GO=qzn_go FLOW=1
 KSYMS=1 SMP=1 BATCH=0 WATCHER=qzn PROBE_LOG="" SERIAL_LOG="" TIMEOUT=600 ACCEL=tcg
-QEMU_EXTRA=() WATCH_OPTS=() GDB_EXTRA=()
+QEMU_EXTRA=() WATCH_OPTS=() GDB_EXTRA=() FILEIO_GUARD=1
 need() { [ $# -ge 2 ] || die "$1 needs a value (see --help)"; }
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -94,6 +97,7 @@ while [ $# -gt 0 ]; do
         --kvm) ACCEL=kvm; shift ;;
         --smp) need "$@"; SMP="$2"; shift 2 ;;
         --qemu-arg) need "$@"; QEMU_EXTRA+=("$2"); shift 2 ;;
+        --no-fileio-guard) FILEIO_GUARD=0; shift ;;
         --gdb-ex) need "$@"; GDB_EXTRA+=(-ex "$2"); shift 2 ;;
         -h|--help) usage; exit 0 ;;
         --) shift; WATCH_OPTS=("$@"); break ;;
@@ -268,7 +272,7 @@ if [ "$KSYMS" = 1 ]; then
 else
     [ -z "$SYMBOLS" ] || GDB_ARGS+=(-ex "file $SYMBOLS")
 fi
-export QZN_REPO="$REPO" QZN_GDBSTUB="$GDBSTUB" QZN_FLOW="$FLOW" QZN_BATCH="$BATCH"
+export QZN_REPO="$REPO" QZN_GDBSTUB="$GDBSTUB" QZN_FILEIO_GUARD="$FILEIO_GUARD" QZN_FLOW="$FLOW" QZN_BATCH="$BATCH"
 export QZN_READY="$READY" QZN_COMM="$COMM" QZN_WATCH="$WATCH" QZN_GO="$GO"
 export QZN_WATCHER="$WATCHER" QZN_PROBE_LOG="$PROBE_LOG" QZN_SYMBOLS="$SYMBOLS"
 QZN_WATCH_OPTS=""
@@ -284,7 +288,11 @@ if [ "$BATCH" = 1 ]; then
         echo "run_qemu_gdb.sh: guest console ($SERIAL_LOG):" >&2
         sed 's/^/  | /' "$SERIAL_LOG" | tail -n 40 >&2
     fi
-    # 4: the gdbstub connection closed under gdb (the records so far are in the logs)
+    # 4: the gdbstub connection closed under gdb (the records so far are in the logs);
+    # without kernel symbols the guest's end is the run's end, unless a signal killed QEMU.
+    if [ "$status" = 0 ] && [ -e "$TMP/qemu.status" ] && [ "$(cat "$TMP/qemu.status")" -gt 128 ]; then
+        status=4
+    fi
     [ "$status" != 4 ] || gdbstub_gone >&2
 else
     gdb "${GDB_ARGS[@]}" || status=$?

@@ -36,7 +36,8 @@ def _vault(tmp_path):
 # --- 1. the gdbstub -------------------------------------------------------------------
 
 
-def test_a_stub_of_another_user_racing_for_the_gdbstub_gets_no_file_written(guest, tmp_path):
+@pytest.mark.parametrize("guard", [[], ["--no-fileio-guard"]], ids=["guarded", "socket-only"])
+def test_a_stub_of_another_user_racing_for_the_gdbstub_gets_no_file_written(guest, tmp_path, guard):
     needs_root_and_setpriv()
     target = _vault(tmp_path)
     racer = subprocess.Popen(
@@ -46,7 +47,7 @@ def test_a_stub_of_another_user_racing_for_the_gdbstub_gets_no_file_written(gues
         text=True,
     )
     try:
-        done = run_batch(guest, "--watcher", "probe")
+        done = run_batch(guest, "--watcher", "probe", *guard)
     finally:
         racer.kill()
         raced = racer.communicate()[0]
