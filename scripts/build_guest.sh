@@ -12,6 +12,10 @@
 # this script, the C sources and the linux-source package version.  Only bzImage, vmlinux,
 # initramfs.cpio.gz, the two programs and manifest.txt are kept.  The last line printed on
 # stdout is that directory.  --print-dir prints it without building (exit 1 if not built).
+# The cache is used only if no other user can have written it (exit 3 otherwise): the
+# directories above it owned by root or you and writable by nobody else (sticky ones such
+# as /tmp excepted), the cache itself and every file in the guest's directory yours and
+# writable only by you.
 set -euo pipefail
 
 ARCH=x86_64
@@ -19,11 +23,12 @@ PRINT_ONLY=0
 FORCE=0
 while [ $# -gt 0 ]; do
     case "$1" in
-        --arch) ARCH="${2:-}"; shift 2 ;;
+        --arch) [ $# -ge 2 ] || { echo "build_guest.sh: --arch needs a value" >&2; exit 2; }
+                ARCH="$2"; shift 2 ;;
         --arch=*) ARCH="${1#--arch=}"; shift ;;
         --print-dir) PRINT_ONLY=1; shift ;;
         --force) FORCE=1; shift ;;
-        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "build_guest.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -55,8 +60,48 @@ command -v sha256sum >/dev/null || die "sha256sum not found (coreutils)"
 LINUX_VERSION="$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || stat -c %s "$LINUX_TARBALL")"
 KEY="$( { cat "$0" "$TESTER_SRC" "$INIT_SRC"; echo "$CONFIG_FRAGMENT $LINUX_VERSION $ARCH"; } \
         | sha256sum | cut -c1-12)"
-CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/qznusnih"
+CACHE_ROOT="$(realpath -m "${XDG_CACHE_HOME:-$HOME/.cache}/qznusnih")"
 OUT="$CACHE_ROOT/$ARCH-$KEY"
+
+# --- trust the cache only if nobody else can have written it ---------------------
+ME="$(id -u)"
+refuse_cache() {
+    echo "build_guest.sh: refusing the guest cache $CACHE_ROOT: $*;" \
+        "set XDG_CACHE_HOME to a directory only you can write" >&2
+    exit 3
+}
+check_above() {  # PATH: every existing directory above it is root's or mine, and only
+    local dir="$1" owner mode  # writable by its owner unless sticky (like /tmp)
+    while [ "$dir" != / ]; do
+        dir="$(dirname "$dir")"
+        [ -e "$dir" ] || continue
+        read -r owner mode < <(stat -c '%u %a' "$dir")
+        [ "$owner" = 0 ] || [ "$owner" = "$ME" ] || refuse_cache "$dir is owned by uid $owner"
+        if (( 8#$mode & 8#022 )) && ! (( 8#$mode & 8#1000 )); then
+            refuse_cache "$dir is writable by others (mode $mode)"
+        fi
+    done
+}
+check_mine() {  # PATH: mine, not a symlink, writable only by me
+    local path="$1" owner mode
+    [ ! -L "$path" ] || refuse_cache "$path is a symlink"
+    read -r owner mode < <(stat -c '%u %a' "$path")
+    [ "$owner" = "$ME" ] || refuse_cache "$path is owned by uid $owner, not by you (uid $ME)"
+    ! (( 8#$mode & 8#022 )) || refuse_cache "$path is writable by others (mode $mode)"
+}
+check_cache() {
+    check_above "$CACHE_ROOT"
+    [ -e "$CACHE_ROOT" ] || return 0
+    check_mine "$CACHE_ROOT"
+    [ -e "$OUT" ] || return 0
+    check_mine "$OUT"
+    local entry
+    while IFS= read -r -d '' entry; do
+        [ -f "$entry" ] || refuse_cache "$entry is not a regular file"
+        check_mine "$entry"
+    done < <(find "$OUT" -mindepth 1 -print0)
+}
+check_cache
 
 if [ "$PRINT_ONLY" = 1 ]; then
     [ -f "$OUT/manifest.txt" ] || exit 1
@@ -72,7 +117,7 @@ for tool in gcc make flex bison bc cpio gzip xz; do
 done
 
 START=$(date +%s)
-mkdir -p "$CACHE_ROOT"
+mkdir -p -m 0700 "$CACHE_ROOT"
 WORK="$(mktemp -d "$CACHE_ROOT/.build-$ARCH-XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 exec </dev/null  # never wait for input (CI=true, no stdin)

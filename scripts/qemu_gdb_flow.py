@@ -1,7 +1,8 @@
 """gdb script run by scripts/run_qemu_gdb.sh: connect to QEMU's gdbstub, then the watch flow.
 
 Settings come from the environment (run_qemu_gdb.sh sets them):
-  QZN_PORT         the gdbstub's port on 127.0.0.1
+  QZN_GDBSTUB      the gdbstub's unix socket
+  QZN_FILEIO_GUARD "0": connect to it straight, not through scripts/gdbstub_guard.py
   QZN_FLOW         "0": only connect and source the extension
   QZN_REPO         checkout holding gdb_qznusnih/
   QZN_READY        function where the program waits for the debugger (qzn_ready)
@@ -261,6 +262,22 @@ class ProbeWatch(gdb.Breakpoint):
             self.log.flush()
 
 
+QEMU_GONE = 4  # exit status: the gdbstub went away; run_qemu_gdb.sh says how QEMU ended
+
+
+def target_lost() -> bool:
+    """Whether the connection to QEMU closed under gdb (gdb then drops the target)."""
+    return gdb.selected_inferior().connection is None
+
+
+def leave_if_target_lost() -> None:
+    """Exit at once when QEMU is gone: the watch has already ended and written its
+    records; gdb's own teardown of a dead remote target is not to be trusted."""
+    if target_lost():
+        sys.stdout.flush()
+        os._exit(QEMU_GONE)
+
+
 def resume() -> bool:
     """`continue`; False when the target is gone (QEMU quit)."""
     try:
@@ -271,13 +288,17 @@ def resume() -> bool:
     return gdb.selected_inferior().pid != 0
 
 
-def connect(port: str) -> None:
-    """`target remote`, with one line and exit status 3 when the stub never answers."""
+def connect(socket_path: str) -> None:
+    """`target remote` through gdbstub_guard.py (it turns remote File-I/O off) unless
+    QZN_FILEIO_GUARD is "0", with one line and exit status 3 when the stub never answers."""
+    guard = os.path.join(os.environ["QZN_REPO"], "scripts", "gdbstub_guard.py")
+    relay = shlex.join(["exec", "/usr/bin/python3", "-I", guard, socket_path])
+    where = f"| {relay}" if os.environ.get("QZN_FILEIO_GUARD", "1") != "0" else socket_path
     try:
-        gdb.execute(f"target remote 127.0.0.1:{port}")
+        gdb.execute(f"target remote {where}")
     except gdb.error as error:
         print(
-            f"run_qemu_gdb.sh: QEMU's gdbstub on port {port} never answered ({error})",
+            f"run_qemu_gdb.sh: QEMU's gdbstub at {socket_path} never answered ({error})",
             file=sys.stderr,
             flush=True,
         )
@@ -292,7 +313,7 @@ def fail(message: str) -> None:
 
 
 def main() -> None:
-    connect(os.environ["QZN_PORT"])
+    connect(os.environ["QZN_GDBSTUB"])
     if os.environ.get("QZN_FLOW", "1") != "1":
         return
     batch = os.environ.get("QZN_BATCH") == "1"
@@ -310,6 +331,7 @@ def main() -> None:
     started = time.monotonic()
     while not ready.found:
         if not resume():
+            leave_if_target_lost()
             fail(f"qzn-qemu: the guest ended before {comm} reached {ready_spec}")
     who = (
         f"pid {ready.pid}" if ready.pid is not None else "running (no kernel symbols: pid unknown)"
@@ -347,6 +369,8 @@ def main() -> None:
     while gdb.selected_inferior().pid != 0 and not (exit_point and exit_point.hit):
         if not resume() or not (exit_point and exit_point.hit):
             break  # QEMU quit, or a stop for something else: --count, --stop, Ctrl-C
+    if exit_point is not None and not exit_point.hit:  # without one, the guest's end is the end
+        leave_if_target_lost()
     if probe is not None:
         per_hit = probe.seconds / probe.hits * 1000 if probe.hits else 0.0
         note(f"probe: {probe.kept} hits kept of {probe.hits}, {per_hit:.3f} ms per hit")

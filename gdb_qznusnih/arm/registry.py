@@ -187,7 +187,22 @@ class WatchRegistry:
 
     def _on_exit(self, event) -> None:
         code = getattr(event, "exit_code", None)
-        self.end_all("target exited" + (f" with code {code}" if code is not None else ""))
+        reason = "target exited" + (f" with code {code}" if code is not None else "")
+        if event.inferior.connection is not None:
+            self.end_all(reason)
+            return
+        # A remote target being torn down (its stub closed the connection, e.g. QEMU died):
+        # deleting breakpoints now makes gdb free them twice, so end the watches after:
+        # in batch mode monitor() does when `continue` returns (an event still posted
+        # when gdb exits crashes it), else a posted event.
+        if not self.sessions:
+            return
+        if code is None:
+            reason = "lost the connection to the target"
+        for session in self.sessions.values():
+            session.finish(reason)
+        if not in_batch_mode():
+            gdb.post_event(lambda: self.end_all(reason))
 
 
 def write_report(session: WatchSession) -> None:

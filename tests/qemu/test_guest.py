@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 
 from qemu_support import (
-    RUN_QEMU_GDB,
     TESTER_CHILD,
     TESTER_DONE,
     TESTER_PID,
+    assert_one_line_error,
     quiet_env,
     run_batch,
+    run_script,
 )
 
 EXPECTED_DONE = "user writes 2, user reads 1, kernel writes 1, kernel reads 1, child writes 1"
@@ -102,36 +102,11 @@ def test_cost_per_hit(probe_run):
 # --- run_qemu_gdb.sh errors --------------------------------------------------------
 
 
-def _run(*args: str, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(RUN_QEMU_GDB), *args],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env or quiet_env(),
-    )
-
-
-def _one_line_error(done: subprocess.CompletedProcess, words: str) -> None:
-    assert done.returncode != 0
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and words in lines[0], done.stderr
-    assert "Traceback" not in done.stderr
-
-
 def test_error_missing_kernel(tmp_path):
-    _one_line_error(
-        _run("--kernel", str(tmp_path / "bzImage"), "--vmlinux", "x"), "kernel image not found"
+    assert_one_line_error(
+        run_script("--kernel", str(tmp_path / "bzImage"), "--vmlinux", "x"),
+        "kernel image not found",
     )
-
-
-def test_error_port_in_use(guest):
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        _one_line_error(_run("--arch", guest.arch, "--batch", "--port", str(port)), "in use")
 
 
 def test_error_missing_qemu(guest, tmp_path):
@@ -146,7 +121,7 @@ def test_error_missing_qemu(guest, tmp_path):
         "basename",
         "dirname",
         "file",
-        "ss",
+        "readelf",
         "mktemp",
         "sha256sum",
         "cut",
@@ -161,7 +136,7 @@ def test_error_missing_qemu(guest, tmp_path):
         if path:
             (bin_dir / tool).symlink_to(path)
     env = quiet_env(PATH=str(bin_dir))
-    done = _run(
+    done = run_script(
         "--kernel",
         str(guest.bzimage),
         "--initrd",
@@ -172,11 +147,11 @@ def test_error_missing_qemu(guest, tmp_path):
         guest.arch,
         env=env,
     )
-    _one_line_error(done, "not found: apt-get install qemu-system-x86")
+    assert_one_line_error(done, "not found: apt-get install qemu-system-x86")
 
 
 def test_help():
-    done = _run("--help")
+    done = run_script("--help")
     assert done.returncode == 0 and "--batch" in done.stdout and "--yocto" in done.stdout
 
 
@@ -204,11 +179,11 @@ def test_batch_qzn_watch_logs_every_access_with_mode(guest, tmp_path):
 
 
 FAKE_QEMU = """#!/usr/bin/python3
-# A QEMU whose gdbstub port accepts connections and never answers.
+# A QEMU whose gdbstub socket accepts connections and never answers.
 import socket, sys
-port = int(sys.argv[sys.argv.index("-gdb") + 1].rsplit(":", 1)[1])
-server = socket.socket()
-server.bind(("127.0.0.1", port))
+path = sys.argv[sys.argv.index("-gdb") + 1].removeprefix("unix:").split(",")[0]
+server = socket.socket(socket.AF_UNIX)
+server.bind(path)
 server.listen()
 held = []
 while True:
@@ -221,7 +196,7 @@ def test_error_gdbstub_never_answers(guest, tmp_path):
     fake.write_text(FAKE_QEMU)
     fake.chmod(0o755)
     env = quiet_env(PATH=f"{tmp_path}:{quiet_env()['PATH']}", QZN_REMOTE_TIMEOUT="1")
-    done = _run("--arch", guest.arch, "--batch", env=env)
+    done = run_script("--arch", guest.arch, "--batch", env=env)
     assert done.returncode == 3
     assert "never answered" in done.stderr.strip().splitlines()[-1], done.stderr
     assert "Traceback" not in done.stderr
@@ -245,7 +220,7 @@ def test_yocto_build_dir_layout(guest, tmp_path):
     )
     build.mkdir(parents=True)
     (build / "vmlinux").symlink_to(guest.vmlinux)
-    done = _run(
+    done = run_script(
         "--yocto",
         str(tmp_path),
         "--symbols",
