@@ -61,6 +61,7 @@ class WatchRegistry:
         number = self._next_number
         try:
             session = WatchSession(number, opts, address, sinks, caches, kernel, status)
+            session.on_failure = self._hit_failed
         except Exception:
             sinks.close()
             raise
@@ -188,21 +189,38 @@ class WatchRegistry:
     def _on_exit(self, event) -> None:
         code = getattr(event, "exit_code", None)
         reason = "target exited" + (f" with code {code}" if code is not None else "")
-        if event.inferior.connection is not None:
+        # A remote target being torn down: its stub closed the connection (QEMU died).
+        torn_down = event.inferior.connection is None
+        if torn_down and code is None:
+            reason = "lost the connection to the target"
+        if not (torn_down or in_batch_mode()):
             self.end_all(reason)
             return
-        # A remote target being torn down (its stub closed the connection, e.g. QEMU died):
-        # deleting breakpoints now makes gdb free them twice, so end the watches after:
-        # in batch mode monitor() does when `continue` returns (an event still posted
-        # when gdb exits crashes it), else a posted event.
-        if not self.sessions:
-            return
-        if code is None:
-            reason = "lost the connection to the target"
+        # Ending a watch deletes breakpoints and writes the report: not inside gdb's exit
+        # handling, where a torn-down remote target frees them twice and a stop signal is
+        # taken twice.  In batch mode monitor() ends them once `continue` returns (an event
+        # still posted when gdb exits crashes it), else a posted event does.
         for session in self.sessions.values():
             session.finish(reason)
-        if not in_batch_mode():
+        if self.sessions and not in_batch_mode():
             gdb.post_event(lambda: self.end_all(reason))
+
+    def _hit_failed(self, session: WatchSession, error: Exception) -> bool:
+        """A hit raised: one line on what was lost; the watch ends, the target runs on.
+
+        No breakpoint may be deleted inside a hit: in batch mode the stop this asks for
+        returns monitor()'s `continue`, which ends the watch and detaches; inside an
+        interactive gdb a posted event ends it and the program does not stop.
+        """
+        what = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+        _note(
+            f"watch {session.number}: error in a hit ({what}); that access is not logged, "
+            f"the {session.logged} before it are; the watch ends"
+        )
+        if in_batch_mode():
+            return True
+        gdb.post_event(lambda: self.end(session))
+        return False
 
 
 def write_report(session: WatchSession) -> None:

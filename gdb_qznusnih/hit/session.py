@@ -39,6 +39,8 @@ class AccessWatchpoint(gdb.Breakpoint):
             # gdb turns a SIGINT that lands while Python runs into this: stop now.
             self.session.interrupted = True
             return True
+        except Exception as error:  # a hit must never take the target down with it
+            return self.session.fail(error)
 
 
 class _Decoded:
@@ -76,6 +78,7 @@ class WatchSession:
         self.started = time.time()
         self.summary = Summary(start=self.started)
         self.seq = 0
+        self.logged = 0  # records the sinks took whole
         self.hits = 0
         self.finish_reason: str | None = None
         self.interrupted = False  # a SIGINT reached gdb during a hit
@@ -105,6 +108,8 @@ class WatchSession:
                 lambda: self.finish(f"process {kernel.want_pid} exited")
             )
         self.sink_error: str | None = None
+        # on_failure(session, error) -> stop?: says what was lost and ends the watch.
+        self.on_failure = None
 
     # -- the hot path -------------------------------------------------------
 
@@ -218,6 +223,7 @@ class WatchSession:
             self.summary.add(record)
             try:
                 self.sinks.emit(record)
+                self.logged += 1
                 self.status.update(record)
             except SinkError as error:  # the disk is full or the log is gone
                 self.sink_error = str(error)
@@ -249,6 +255,14 @@ class WatchSession:
         """Mark the watch finished; the watchpoint goes at the next stop."""
         if self.finish_reason is None:
             self.finish_reason = reason
+
+    def fail(self, error: Exception) -> bool:
+        """A hit raised: the watch ends (see `on_failure`); True stops the target."""
+        if self.finish_reason is not None:
+            return False
+        self.finish("error in a hit")
+        stop = self.on_failure(self, error) if self.on_failure is not None else True
+        return stop or self.opts.stop
 
     def remove(self) -> None:
         """Remove the hardware watchpoint (and the exit breakpoint) and close the logs.
