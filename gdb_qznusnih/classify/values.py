@@ -11,6 +11,7 @@ answer is "unknown": a wrong value is worse than none.  Pure: no gdb.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -27,6 +28,10 @@ from gdb_qznusnih.classify.x86 import (
     parse_mem_operand,
     register_part,
 )
+
+# The engine asks once per record, and the same few instructions recur: parse each text once.
+_parse_instruction = functools.lru_cache(maxsize=4096)(parse_instruction)
+_mem_operand = functools.lru_cache(maxsize=4096)(parse_mem_operand)
 
 REGISTERS = "registers"
 UNKNOWN = "unknown"
@@ -96,7 +101,7 @@ def derive_value(
     name (rax ... r15, rip, flags; cs tells a 32-bit task).  `access_address`, when the caller
     knows it, is where the access started; else it is computed from the operand.
     """
-    parsed = parse_instruction(insn)
+    parsed = _parse_instruction(insn)
     if parsed is None or watch_length <= 0 or not set(parsed.prefixes) <= _HARMLESS_PREFIXES:
         return None, UNKNOWN
     reg = _register_reader(registers)
@@ -260,7 +265,7 @@ def _loaded(insn: Instruction, reg: Reg, word: int) -> Moved | None:
 def _into_register(ops: tuple[str, ...], width: int | None, reg: Reg) -> Moved | None:
     source, target = ops
     part = register_part(target)
-    if part is None or parse_mem_operand(source) is None:
+    if part is None or _mem_operand(source) is None:
         return None
     size = width or part.size
     return _at_operand(reg(target) & _mask(size), size, source, reg, {part.full})
@@ -279,7 +284,7 @@ def _compared_equal(mnemonic: str, ops: tuple[str, ...], reg: Reg) -> Moved | No
     """cmp reads memory and keeps only flags: ZF set means memory equalled the other operand."""
     if not reg("flags") & _ZF:
         return None
-    memory = next((op for op in ops if parse_mem_operand(op) is not None), None)
+    memory = next((op for op in ops if _mem_operand(op) is not None), None)
     if memory is None:
         return None
     other = ops[0] if memory == ops[1] else ops[1]
@@ -307,7 +312,7 @@ def _pop(insn: Instruction, reg: Reg, word: int) -> Moved | None:
 def _at_operand(
     value: int, size: int, operand: str, reg: Reg, overwritten: frozenset | set = frozenset()
 ) -> Moved | None:
-    op = parse_mem_operand(operand)
+    op = _mem_operand(operand)
     if op is None:
         return None
     return Moved(value, size, _operand_address(op, reg, overwritten))

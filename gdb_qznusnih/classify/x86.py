@@ -99,7 +99,7 @@ def _general_registers() -> dict[str, RegisterPart]:
         full = f"r{n}"
         for suffix, size in (("", 8), ("d", 4), ("w", 2), ("b", 1)):
             parts[full + suffix] = RegisterPart(full, 0, size)
-    return parts
+    return parts | {"%" + name: part for name, part in parts.items()}
 
 
 _GENERAL_REGISTERS = _general_registers()
@@ -186,7 +186,8 @@ def _number(text: str) -> int:
 def register_part(operand: str) -> RegisterPart | None:
     """`%al` -> (rax, 0, 1), `%ah` -> (rax, 1, 1), `%r8d` -> (r8, 0, 4); None for anything that
     is not a general register (xmm, segment, control registers, memory, immediates)."""
-    return _GENERAL_REGISTERS.get(operand.strip().lower().removeprefix("%"))
+    part = _GENERAL_REGISTERS.get(operand)  # the hot path: gdb's own spelling
+    return part or _GENERAL_REGISTERS.get(operand.strip().lower().removeprefix("%"))
 
 
 def immediate_value(operand: str) -> int | None:
