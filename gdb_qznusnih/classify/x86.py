@@ -11,6 +11,7 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from gdb_qznusnih.record.access import READ, WRITE
 
@@ -28,7 +29,7 @@ _PREFIXES = frozenset(
 _PREFIX_RE = re.compile(r"rex\.[wrxb]+|\{[a-z0-9]+\}")  # rex.W, rex.WRXB, {vex}, {evex}
 _REP = frozenset({"rep", "repz", "repe", "repnz", "repne"})
 _MNEMONIC_RE = re.compile(r"[a-z][a-z0-9]*")
-_SIZE_SUFFIX = {"b": 1, "w": 2, "l": 4, "q": 8}
+SIZE_SUFFIX = {"b": 1, "w": 2, "l": 4, "q": 8}  # AT&T operand size suffixes, in bytes
 
 _REG = r"%[a-z][a-z0-9]*"
 _REG_RE = re.compile(_REG + r"(?:\(\d\))?")  # %st(1)
@@ -73,6 +74,35 @@ _STRING = {
 }
 _ACC_SIZE = {"al": 1, "ax": 2, "eax": 4, "rax": 8}
 _KNOWN = _RMW | _READ_ONLY | _NO_ACCESS | _SINGLE_STORES | _BRANCHES | _PORT_IO | set(_STACK)
+
+
+class RegisterPart(NamedTuple):
+    """A general register name as `size` bytes from byte `offset` of the 64-bit register `full`."""
+
+    full: str
+    offset: int
+    size: int
+
+
+def _general_registers() -> dict[str, RegisterPart]:
+    parts = {"rip": RegisterPart("rip", 0, 8), "eip": RegisterPart("rip", 0, 4)}
+    for x in "abcd":
+        full = f"r{x}x"
+        for name, offset, size in ((full, 0, 8), (f"e{x}x", 0, 4), (f"{x}x", 0, 2)):
+            parts[name] = RegisterPart(full, offset, size)
+        parts[f"{x}l"], parts[f"{x}h"] = RegisterPart(full, 0, 1), RegisterPart(full, 1, 1)
+    for x in ("si", "di", "bp", "sp"):
+        full = "r" + x
+        for name, size in ((full, 8), ("e" + x, 4), (x, 2), (x + "l", 1)):
+            parts[name] = RegisterPart(full, 0, size)
+    for n in range(8, 16):
+        full = f"r{n}"
+        for suffix, size in (("", 8), ("d", 4), ("w", 2), ("b", 1)):
+            parts[full + suffix] = RegisterPart(full, 0, size)
+    return parts | {"%" + name: part for name, part in parts.items()}
+
+
+_GENERAL_REGISTERS = _general_registers()
 
 
 @dataclass(frozen=True)
@@ -151,6 +181,19 @@ def _number(text: str) -> int:
     digits = text.lstrip("-")
     value = int(digits, 16) if digits.lower().startswith("0x") else int(digits, 10)
     return -value if negative else value
+
+
+def register_part(operand: str) -> RegisterPart | None:
+    """`%al` -> (rax, 0, 1), `%ah` -> (rax, 1, 1), `%r8d` -> (r8, 0, 4); None for anything that
+    is not a general register (xmm, segment, control registers, memory, immediates)."""
+    part = _GENERAL_REGISTERS.get(operand)  # the hot path: gdb's own spelling
+    return part or _GENERAL_REGISTERS.get(operand.strip().lower().removeprefix("%"))
+
+
+def immediate_value(operand: str) -> int | None:
+    """`$0x5a` -> 90, `$-3` -> -3 (gdb prints most negatives already sign-extended); else None."""
+    text = operand.strip().lower()
+    return _number(text[1:]) if _IMM_RE.fullmatch(text) else None
 
 
 def parse_mem_operand(operand: str) -> MemOperand | None:
@@ -267,7 +310,7 @@ def accesses(insn: Instruction, word_size: int = 8) -> tuple[Access, ...]:
         return (Access(READ, "implicit", "rbx" if word == 8 else "ebx"),)
     base, slot = _base(m), word
     if base != m and base in _STACK:
-        slot = _SIZE_SUFFIX[m[-1]]  # pushw, popq, retw...
+        slot = SIZE_SUFFIX[m[-1]]  # pushw, popq, retw...
     stack = _stack_access(insn, base, word, slot)
     mem = _explicit_memory(insn, base)
     if mem is None:
@@ -325,7 +368,7 @@ def _explicit_memory(insn: Instruction, base: str) -> tuple[int, MemOperand] | N
 
 def _string_accesses(insn: Instruction, string: str, word: int) -> tuple[Access, ...]:
     m = insn.mnemonic
-    size = _SIZE_SUFFIX.get(m[len(string) :], 0)
+    size = SIZE_SUFFIX.get(m[len(string) :], 0)
     for text in insn.operands:
         size = size or _ACC_SIZE.get(text.lstrip("%"), 0)
     names = {}
@@ -346,7 +389,7 @@ def _string_base(mnemonic: str) -> str | None:
 
 def _base(mnemonic: str) -> str:
     """The mnemonic without its AT&T size suffix, when that names a known instruction."""
-    if mnemonic not in _KNOWN and mnemonic[-1:] in _SIZE_SUFFIX and mnemonic[:-1] in _KNOWN:
+    if mnemonic not in _KNOWN and mnemonic[-1:] in SIZE_SUFFIX and mnemonic[:-1] in _KNOWN:
         return mnemonic[:-1]
     return mnemonic
 

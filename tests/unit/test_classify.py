@@ -18,10 +18,12 @@ from gdb_qznusnih.classify.x86 import (
     accesses_memory,
     classify_access,
     effective_address,
+    immediate_value,
     kind_from_value,
     memory_operand,
     parse_instruction,
     parse_mem_operand,
+    register_part,
     string_access_near,
 )
 
@@ -771,3 +773,50 @@ def test_xlat_reads_through_rbx_plus_al():
 def test_unreadable_operand_register_keeps_the_slot():
     reg = _registers(rsp=SP)  # no rdi: the operand cannot be placed, the slot was hit
     assert _classify("push   (%rdi)", SP, reg) == W
+
+
+@pytest.mark.parametrize(
+    ("operand", "part"),
+    [
+        ("%rax", ("rax", 0, 8)),
+        ("%eax", ("rax", 0, 4)),
+        ("%ax", ("rax", 0, 2)),
+        ("%al", ("rax", 0, 1)),
+        ("%ah", ("rax", 1, 1)),
+        ("%dh", ("rdx", 1, 1)),
+        ("%sil", ("rsi", 0, 1)),
+        ("%spl", ("rsp", 0, 1)),
+        ("%bp", ("rbp", 0, 2)),
+        ("%r8d", ("r8", 0, 4)),
+        ("%r15w", ("r15", 0, 2)),
+        ("%r9b", ("r9", 0, 1)),
+        ("%rip", ("rip", 0, 8)),
+        ("%eip", ("rip", 0, 4)),
+        ("rdi", ("rdi", 0, 8)),  # as MemOperand names them, without '%'
+        ("%xmm0", None),
+        ("%ymm1", None),
+        ("%fs", None),
+        ("%st(1)", None),
+        ("%k1", None),
+        ("(%rax)", None),
+        ("$0x1", None),
+    ],
+)
+def test_register_part(operand, part):
+    assert register_part(operand) == part
+
+
+@pytest.mark.parametrize(
+    ("operand", "value"),
+    [
+        ("$0x5a", 0x5A),
+        ("$0xfffffffffffffffd", 2**64 - 3),
+        ("$-3", -3),
+        ("$10", 10),
+        ("0x5a", None),
+        ("%rax", None),
+        ("*0x8(%rax)", None),
+    ],
+)
+def test_immediate_value(operand, value):
+    assert immediate_value(operand) == value
