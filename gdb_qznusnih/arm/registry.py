@@ -95,6 +95,7 @@ class WatchRegistry:
         if reason is not None:
             session.finish(reason)
         session.summary.end = time.time()
+        session.paused()
         session.status.clear()
         session.remove()
         write_out(session.summary.format(session.sinks.colorizer))
@@ -167,13 +168,22 @@ class WatchRegistry:
     def _connect(self) -> None:
         if not self._connected:
             gdb.events.stop.connect(self._on_stop)
+            gdb.events.cont.connect(self._on_cont)
             gdb.events.exited.connect(self._on_exit)
             gdb.events.new_objfile.connect(self._on_new_objfile)
             gdb.events.clear_objfiles.connect(self._on_clear_objfiles)
             self._connected = True
 
+    def _on_cont(self, event) -> None:
+        for session in self.sessions.values():
+            session.resumed()
+
     def _on_stop(self, event) -> None:
+        hit = set(getattr(event, "breakpoints", ()))
         for session in list(self.sessions.values()):
+            session.paused()
+            if session.opts.stop and session.watchpoint in hit and not in_batch_mode():
+                _print_location()
             if session.finish_reason is not None and not in_batch_mode():
                 self.end(session)
 
@@ -275,6 +285,16 @@ def _armed_message(session: WatchSession, pid: int, kernel) -> str:
     if session.sinks.paths:
         text += "; logs " + ", ".join(session.sinks.paths)
     return text
+
+
+def _print_location() -> None:
+    """gdb's usual line for a stop, as after a plain watchpoint: `store_new () at m.c:20`
+    and the source line (our watchpoint is silent; it logged the hit already)."""
+    try:
+        text = gdb.execute("frame", to_string=True)
+    except gdb.error:
+        return
+    gdb.write(text[4:] if text.startswith("#0  ") else text)
 
 
 def _note(text: str) -> None:

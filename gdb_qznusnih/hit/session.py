@@ -79,6 +79,7 @@ class WatchSession:
         self.summary = Summary(start=self.started)
         self.seq = 0
         self.logged = 0  # records the sinks took whole
+        self._resumed_at: float | None = None  # the program runs since (monotonic)
         self.hits = 0
         self.finish_reason: str | None = None
         self.interrupted = False  # a SIGINT reached gdb during a hit
@@ -255,6 +256,18 @@ class WatchSession:
         """Mark the watch finished; the watchpoint goes at the next stop."""
         if self.finish_reason is None:
             self.finish_reason = reason
+
+    def resumed(self) -> None:
+        """The program runs again (gdb's cont event)."""
+        if self._resumed_at is None:
+            self._resumed_at = time.monotonic()
+
+    def paused(self) -> None:
+        """The program stopped (at gdb's prompt, or for good): its running time so far."""
+        if self._resumed_at is not None:
+            ran = time.monotonic() - self._resumed_at
+            self.summary.running = (self.summary.running or 0.0) + ran
+            self._resumed_at = None
 
     def fail(self, error: Exception) -> bool:
         """A hit raised: the watch ends (see `on_failure`); True stops the target."""

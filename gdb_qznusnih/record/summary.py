@@ -55,12 +55,14 @@ class Summary:
     """Totals by kind, thread and mode, and call sites per kind.
 
     `start` and `end` (seconds since the epoch) give the duration and the rate; when unset,
-    the times of the first and last record stand in.
+    the times of the first and last record stand in.  `running` (seconds), when a watch
+    tracks it, is the time the program ran, without the time it sat stopped at gdb's prompt.
     """
 
     def __init__(self, start: float | None = None, end: float | None = None) -> None:
         self.start = start
         self.end = end
+        self.running: float | None = None
         self.reads = 0
         self.writes = 0
         self.first_time: float | None = None
@@ -95,6 +97,8 @@ class Summary:
 
     @property
     def duration(self) -> float | None:
+        if self.running is not None:
+            return self.running
         start = self.start if self.start is not None else self.first_time
         end = self.end if self.end is not None else self.last_time
         if start is None or end is None:

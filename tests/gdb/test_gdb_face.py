@@ -109,3 +109,29 @@ def test_qzn_unwatch_completes_watch_numbers(build_c):
         "qzn-unwatch 2",
         "qzn-unwatch all",
     ], result.stdout + result.stderr
+
+
+def test_the_summary_rate_counts_only_the_time_the_program_ran(build_c):
+    """A second at gdb's prompt after arming is not part of the watch's duration or rate."""
+    cmd = ["gdb", "-nx", "-x", str(LOADER)]
+    for command in (
+        "set confirm off",
+        "tbreak ready",
+        "run",
+        "qzn-watch --quiet &area[11]",
+        "shell sleep 1",
+        "continue",
+    ):
+        cmd += ["-ex", command]
+    result = subprocess.run(
+        cmd + [str(build_c("mix"))],
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    line = next(x for x in result.stdout.splitlines() if x.startswith("summary: "))
+    seconds = float(line.split(" in ")[1].split(" s ")[0])
+    assert line.startswith("summary: 19 accesses: 10 reads, 9 writes in "), line
+    assert seconds < 0.5, line  # the sleep at the prompt took 1 s
