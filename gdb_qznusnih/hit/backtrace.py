@@ -40,25 +40,28 @@ class BacktraceCollector:
         self._sp, self._fp = ("rsp", "rbp") if word_size == 8 else ("esp", "ebp")
         self._word = word_size
         self._frames = caches.cache("frames by (level, pc, inline depth)")
-        # (insn pc, trap pc, sp, fp) -> (frames, bytes to read, slot offsets, slot contents)
+        # (insn pc, trap pc, sp, fp) -> (frames, cut, bytes to read, slot offsets, contents)
         self._stacks = caches.cache("call paths by registers")
 
-    def collect(self, insn_pc: int, trap_pc: int, state) -> tuple[Frame, ...]:
-        """Frames from the newest outwards; `state` reads this hit's registers and memory."""
+    def collect(self, insn_pc: int, trap_pc: int, state) -> tuple[tuple[Frame, ...], bool]:
+        """(frames from the newest outwards, whether --bt-depth cut off more frames);
+        `state` reads this hit's registers and memory."""
         if self.with_args:
-            return self._walk(gdb.newest_frame(), insn_pc)[0]
+            frames, _, cut = self._walk(gdb.newest_frame(), insn_pc)
+            return frames, cut
         try:
             sp = state.reg(self._sp)
             key = (insn_pc, trap_pc, sp, state.reg(self._fp))
             known = self._stacks.get(key)
             if known is not None:
-                frames, size, slots, expected = known
+                frames, cut, size, slots, expected = known
                 stack = state.read(sp, size)
                 if b"".join(stack[a:b] for a, b in slots) == expected:
-                    return frames
+                    return frames, cut
         except (gdb.error, gdb.MemoryError):
-            return self._walk(gdb.newest_frame(), insn_pc)[0]
-        frames, callers = self._walk(gdb.newest_frame(), insn_pc)
+            frames, _, cut = self._walk(gdb.newest_frame(), insn_pc)
+            return frames, cut
+        frames, callers, cut = self._walk(gdb.newest_frame(), insn_pc)
         size = callers[-1][0] - sp if callers else 0
         if 0 < size <= _MAX_SNAPSHOT and all(
             caller_sp - sp >= self._word for caller_sp, _ in callers
@@ -66,11 +69,11 @@ class BacktraceCollector:
             try:
                 stack = state.read(sp, size)
             except gdb.MemoryError:
-                return frames
+                return frames, cut
             slots = self._slots(stack, sp, callers)
             expected = b"".join(stack[a:b] for a, b in slots)
-            self._stacks.remember(key, (frames, size, slots, expected))
-        return frames
+            self._stacks.remember(key, (frames, cut, size, slots, expected))
+        return frames, cut
 
     def _unsigned(self, frame: gdb.Frame, register_name: str) -> int:
         return int(frame.read_register(register_name)) & ((1 << (8 * self._word)) - 1)
@@ -96,7 +99,8 @@ class BacktraceCollector:
         return slots
 
     def _walk(self, frame: gdb.Frame, insn_pc: int):
-        """Unwind with gdb: the frames, and each caller's (stack pointer, frame pointer)."""
+        """Unwind with gdb: the frames, each caller's (stack pointer, frame pointer), and
+        whether frames were left beyond the depth."""
         frames = []
         callers = []
         level = 0
@@ -123,8 +127,11 @@ class BacktraceCollector:
             try:
                 frame = frame.older()
             except gdb.error:
+                frame = None
                 break
-        return tuple(frames), callers
+        else:
+            return tuple(frames), callers, frame is not None
+        return tuple(frames), callers, False
 
     def _describe(self, frame: gdb.Frame, level: int, pc: int) -> Frame:
         func = frame.name()

@@ -134,11 +134,12 @@ class WatchSession:
             decoded = self._decoded.remember(pc, self._decode(pc))
         value = int.from_bytes(state.read(self.address, self.length), "little")
         insn_pc, text, kinds, kind_from = self._classify(pc, decoded, value, state)
-        frames = self._backtrace.collect(insn_pc, pc, state)
+        frames, cut = self._backtrace.collect(insn_pc, pc, state)
         if context is not None and context.mode == "kernel":
             # Kernel frames up to the system call entry, then up to as many user frames.
             frames = tuple(self.kernel.stitch(frames, 2 * self.opts.bt_depth, context))
-        self._emit(kinds, kind_from, value, insn_pc, text, frames, pid, tid, context)
+            cut = False  # the stitched user part has its own bound
+        self._emit(kinds, kind_from, value, insn_pc, text, frames, cut, pid, tid, context)
         self._shadow = value
         return self._should_stop()
 
@@ -184,7 +185,7 @@ class WatchSession:
             insn = None
         return _Decoded(start, _tidy(text), insn, in_progress)
 
-    def _emit(self, kinds, kind_from, value, insn_pc, text, frames, pid, tid, context):
+    def _emit(self, kinds, kind_from, value, insn_pc, text, frames, cut, pid, tid, context):
         mode = comm = None
         if context is not None:
             mode, comm = context.mode, context.comm
@@ -220,6 +221,7 @@ class WatchSession:
                 mode=mode,
                 comm=comm,
                 watch=self.number,
+                more_frames=cut,
             )
             self.summary.add(record)
             try:

@@ -56,6 +56,7 @@ class Record:
     # Where `value` comes from: "memory" (read after the trap), "registers" (what the
     # instruction itself stored or loaded), or None when not known.
     value_from: str | None = "memory"
+    more_frames: bool = False  # --bt-depth cut the backtrace: the program had more frames
 
 
 def split_seconds(seconds: float) -> tuple[int, int]:

@@ -38,12 +38,13 @@ from gdb_qznusnih.record.access import (
 from gdb_qznusnih.sinks.render import ARROW, HMS, format_backtrace, format_insn
 
 # The JSON keys, in the order every line has them; "mode" and "comm" follow in whole-system
-# mode, then a record's extra keys.
+# mode, "more_frames": true when --bt-depth cut the backtrace, then a record's extra keys.
 FIELDS = (
     "watch", "seq", "kind", "addr", "len", "old", "value", "value_from", "pid", "tid", "pc",
     "insn", "time", "frames", "kind_from",
 )  # fmt: skip
-WHOLE_SYSTEM_FIELDS = ("mode", "comm")
+OPTIONAL_FIELDS = ("mode", "comm", "more_frames")
+MORE_FRAMES = "…more frames"
 VALUE_GUESS_NOTE = "(kind guessed from the value change)"
 
 # The line as one %-format, in FIELDS' order (kind and kind_from are our own ASCII words).
@@ -86,11 +87,13 @@ def to_json(record: Record) -> dict:
     if record.mode is not None:
         doc["mode"] = record.mode
         doc["comm"] = record.comm
+    if record.more_frames:
+        doc["more_frames"] = True
     doc.update(record.extra)
     return doc
 
 
-_KNOWN_KEYS = frozenset(FIELDS + WHOLE_SYSTEM_FIELDS)
+_KNOWN_KEYS = frozenset(FIELDS + OPTIONAL_FIELDS)
 
 
 def _frames_from_json(docs) -> tuple[Frame, ...]:
@@ -108,6 +111,7 @@ def _record(doc: dict, frames: tuple[Frame, ...], time: float, extra: dict) -> R
         pc=int(doc["pc"], 16), insn=doc["insn"], time=time, frames=frames,
         kind_from=get("kind_from", "insn"), mode=get("mode"), comm=get("comm"), extra=extra,
         watch=get("watch", 1), value_from=get("value_from", "memory"),
+        more_frames=get("more_frames", False),
     )  # fmt: skip
 
 
@@ -140,7 +144,7 @@ class JsonLine:
         whole, micros = split_seconds(record.time)
         old, value_from = record.old, record.value_from
         tail = ""
-        if record.mode is not None or record.extra:
+        if record.mode is not None or record.more_frames or record.extra:
             tail = _json_tail(record)
         return _LINE % (
             record.watch, record.seq, record.kind, record.addr, record.length,
@@ -156,6 +160,8 @@ def _json_tail(record: Record) -> str:
     tail = ""
     if record.mode is not None:
         tail = f', "mode": {dumps(record.mode)}, "comm": {dumps(record.comm)}'
+    if record.more_frames:
+        tail += ', "more_frames": true'
     if record.extra:
         tail += ", " + dumps(record.extra)[1:-1]
     return tail
@@ -284,18 +290,19 @@ class BlockRenderer:
         if key is None:
             key = frames_key(record.frames)
         if self.show_args:
-            key = (key, record.insn, tuple([f.args for f in record.frames]))
+            key = (key, record.insn, record.more_frames, tuple([f.args for f in record.frames]))
         else:
-            key = (key, record.insn)
+            key = (key, record.insn, record.more_frames)
         body = self._bodies.get(key)
         if body is not None:
             return body
         insn = format_insn(record.insn)
+        more = f"#{len(record.frames):<2} {MORE_FRAMES}\n" if record.more_frames else ""
         if self.colorizer is None:
-            text = format_backtrace(record.frames, self.show_args)
+            text = format_backtrace(record.frames, self.show_args) + more
         else:
             painter = self.colorizer.painter
-            text = painter.backtrace(record.frames, self.show_args)
+            text = painter.backtrace(record.frames, self.show_args) + more
             if insn:
                 insn = "    " + painter.insn(insn[4:])
         return self._bodies.remember(key, _encode(text) + _encode(insn))

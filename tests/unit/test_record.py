@@ -16,6 +16,7 @@ from gdb_qznusnih.record.access import (
     parse_time,
 )
 from gdb_qznusnih.sinks.formats import FIELDS, JsonLine, record_from_json, to_json
+from tests.records import plain_block
 
 FRAMES = (
     Frame(0, 0x55D0C3A08168, "round_once", "mix.c", 40),
@@ -157,3 +158,14 @@ def test_encoder_equals_json_dumps_for_any_record(
         mode=mode, comm=comm,
     )  # fmt: skip
     assert JsonLine().encode(record) == json.dumps(to_json(record)) + "\n"
+
+
+def test_a_cut_backtrace_says_so_in_json_and_text():
+    record = make(more_frames=True)
+    line = JsonLine().encode(record)
+    assert line == json.dumps(to_json(record)) + "\n"
+    assert json.loads(line)["more_frames"] is True
+    assert record_from_json(json.loads(line)) == record
+    assert "more_frames" not in json.loads(JsonLine().encode(make()))
+    block = plain_block(record).splitlines()
+    assert block[3] == "#2  …more frames"  # after the two frames, before the instruction
