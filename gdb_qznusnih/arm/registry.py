@@ -37,7 +37,7 @@ class WatchRegistry:
         kernel = _kernel_view(opts, caches) if whole_system else None
         if self.wants_monitoring() and not whole_system:
             _refuse_a_stopped_process(inferior.pid)
-        address = target.evaluate_address(opts.address)
+        address, object_size = target.evaluate_address(opts.address)
         target.check_address(address, opts.length, whole_system)
         if not whole_system:
             self._check_capacity(address, opts.length)
@@ -62,6 +62,7 @@ class WatchRegistry:
         try:
             session = WatchSession(number, opts, address, sinks, caches, kernel, status)
             session.on_failure = self._hit_failed
+            session.object_size = object_size
         except Exception:
             sinks.close()
             raise
@@ -282,6 +283,13 @@ def _armed_message(session: WatchSession, pid: int, kernel) -> str:
     )
     if kernel is not None:
         text += f"; {kernel.describe()}"
+    object_size = session.object_size
+    if object_size is not None and object_size > session.length:
+        verb = "is" if session.length == 1 else "are"
+        text += (
+            f"; that object is {object_size} bytes, only its first {size} {verb} watched "
+            "(use --len 2, 4 or 8, or the address of the part to watch)"
+        )
     if session.sinks.paths:
         text += "; logs " + ", ".join(session.sinks.paths)
     return text

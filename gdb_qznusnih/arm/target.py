@@ -8,6 +8,7 @@ import contextlib
 import os
 import re
 import signal
+from typing import NamedTuple
 
 import gdb
 
@@ -81,7 +82,14 @@ def is_whole_system() -> bool:
     return connection is not None and connection.type in ("remote", "extended-remote")
 
 
-def evaluate_address(expression: str) -> int:
+class Address(NamedTuple):
+    """Where ADDR points, and how big the object there is (None: not known, e.g. an int)."""
+
+    value: int
+    object_size: int | None
+
+
+def evaluate_address(expression: str) -> Address:
     """The address an expression gives: a pointer, an integer, or an lvalue's address.
 
     The expression may only read: assignments are refused before gdb sees them, and gdb
@@ -100,14 +108,19 @@ def evaluate_address(expression: str) -> int:
             raise WatchError(f"cannot evaluate {shown}: {_explained(error)}") from None
 
 
-def _address_of(value: gdb.Value, expression: str, shown: str) -> int:
+def _address_of(value: gdb.Value, expression: str, shown: str) -> Address:
     value_type = value.type.strip_typedefs()
-    if value_type.code == gdb.TYPE_CODE_PTR or (
-        # An integer can hold an address, but a narrower variable cannot.
-        value_type.code == gdb.TYPE_CODE_INT
-        and (value.address is None or value_type.sizeof >= word_size())
+    address = int(value) if value_type.code in (gdb.TYPE_CODE_PTR, gdb.TYPE_CODE_INT) else 0
+    address &= (1 << (8 * word_size())) - 1
+    if value_type.code == gdb.TYPE_CODE_PTR:
+        pointee = value_type.target().strip_typedefs()
+        sized = pointee.code not in (gdb.TYPE_CODE_VOID, gdb.TYPE_CODE_FUNC)
+        return Address(address, pointee.sizeof if sized else None)
+    # An integer can hold an address, but a narrower variable cannot.
+    if value_type.code == gdb.TYPE_CODE_INT and (
+        value.address is None or value_type.sizeof >= word_size()
     ):
-        return int(value) & ((1 << (8 * word_size())) - 1)
+        return Address(address, None)
     hint = (
         address_expression.shown("&" + expression)
         if value.address is not None

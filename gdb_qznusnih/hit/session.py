@@ -111,6 +111,7 @@ class WatchSession:
         self.sink_error: str | None = None
         # on_failure(session, error) -> stop?: says what was lost and ends the watch.
         self.on_failure = None
+        self.object_size: int | None = None  # what ADDR points to, when gdb knows its type
 
     # -- the hot path -------------------------------------------------------
 

@@ -135,3 +135,31 @@ def test_the_summary_rate_counts_only_the_time_the_program_ran(build_c):
     seconds = float(line.split(" in ")[1].split(" s ")[0])
     assert line.startswith("summary: 19 accesses: 10 reads, 9 writes in "), line
     assert seconds < 0.5, line  # the sleep at the prompt took 1 s
+
+
+@pytest.mark.parametrize(
+    "expression, note",
+    [
+        ("&area", "; that object is 64 bytes, only its first 1 byte is watched"),
+        ("--len 8 &area[8]", None),
+        ("&area[11]", None),
+    ],
+)
+def test_watching_an_object_larger_than_len_says_so(build_c, expression, note):
+    cmd = ["gdb", "-nx", "-x", str(LOADER)]
+    for command in ("set confirm off", "tbreak ready", "run", f"qzn-watch --quiet {expression}"):
+        cmd += ["-ex", command]
+    result = subprocess.run(
+        cmd + [str(build_c("mix"))],
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    armed = [line for line in result.stderr.splitlines() if line.startswith("qzn: watch 1: ")]
+    assert len(armed) == 1, result.stderr
+    if note is None:
+        assert "that object is" not in armed[0]
+    else:
+        assert note + " (use --len 2, 4 or 8, or the address of the part to watch)" in armed[0]
