@@ -9,7 +9,11 @@ rate the watched program sees) and the wall clock around gdb (start, arming,
 the run, the summary and, in the third run, the HTML report written at the
 end).  Prints the ratios on both.
 
-Usage: bench/bench_watch.py [--rounds N] [--repeat K]
+Usage: bench/bench_watch.py [--rounds N] [--repeat K] [--also CHECKOUT]
+
+--also CHECKOUT adds a row for the qzn-watch of another checkout of this project (e.g. an
+older commit: `git worktree add /tmp/before COMMIT`), run interleaved with the others, so
+before and after are measured in the same run.
 """
 
 from __future__ import annotations
@@ -43,11 +47,13 @@ def plain_gdb(exe: Path, rounds: int, tmp: Path) -> list[str]:
     return ["gdb", "-nx", "-batch", "-x", str(script), "--args", str(exe), str(rounds)]
 
 
-def qznusnih(exe: Path, rounds: int, tmp: Path, html: bool = False) -> list[str]:
+def qznusnih(
+    exe: Path, rounds: int, tmp: Path, html: bool = False, loader: Path = LOADER, log="bench"
+) -> list[str]:
     options = "--color never" + ("" if html else " --no-html")
     return [
-        "gdb", "-nx", "-batch", "-x", str(LOADER), "-ex", "tbreak main", "-ex", "run",
-        "-ex", f"qzn-watch {options} --log {tmp / 'bench'} &byte",
+        "gdb", "-nx", "-batch", "-x", str(loader), "-ex", "tbreak main", "-ex", "run",
+        "-ex", f"qzn-watch {options} --log {tmp / log} &byte",
         "--args", str(exe), str(rounds),
     ]  # fmt: skip
 
@@ -71,16 +77,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--also", type=Path, metavar="CHECKOUT", help="another checkout's row")
     args = parser.parse_args()
     hits = 2 * args.rounds
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         exe = build(tmp)
-        runs = (
+        runs = [
             ("plain gdb", plain_gdb),
             ("gdb-qznusnih", qznusnih),
             ("  + HTML", qznusnih_with_html),
-        )
+        ]
+        if args.also is not None:
+            other = args.also.resolve() / "gdb_qznusnih" / "loader.py"
+            runs.append(("  --also", lambda e, r, t: qznusnih(e, r, t, loader=other, log="also")))
         wall: dict[str, list[float]] = {name: [] for name, _ in runs}
         target: dict[str, list[float]] = {name: [] for name, _ in runs}
         for _ in range(args.repeat):
@@ -106,6 +116,10 @@ def report(title: str, hits: int, times: dict[str, list[float]]) -> None:
     plain = rates["plain gdb"]
     print(f"  ratio gdb-qznusnih / plain gdb: {rates['gdb-qznusnih'] / plain:.2f}x")
     print(f"  ratio with the end-of-run HTML report: {rates['  + HTML'] / plain:.2f}x")
+    if "  --also" in rates:
+        print(f"  ratio --also CHECKOUT / plain gdb: {rates['  --also'] / plain:.2f}x")
+        ratio = rates["gdb-qznusnih"] / rates["  --also"]
+        print(f"  ratio this checkout / --also CHECKOUT: {ratio:.2f}x")
 
 
 if __name__ == "__main__":
