@@ -12,6 +12,7 @@ import signal
 import gdb
 
 from gdb_qznusnih import address_expression
+from gdb_qznusnih.user_errors import one_line
 
 DEBUG_REGISTERS = 4
 _WATCH_TYPES = {1: "unsigned char", 2: "unsigned short", 4: "unsigned int", 8: "unsigned long long"}
@@ -136,7 +137,7 @@ def _read_only_evaluation():
 
 def _explained(error: gdb.error) -> str:
     """gdb's message, saying why when one of our guards refused."""
-    text = " ".join(str(error).split())
+    text = one_line(error)
     if "may-call-functions is off" in text:
         return "it would call a function in the target; ADDR must only read the target"
     if text.startswith("Writing to memory is not allowed"):

@@ -37,6 +37,7 @@ from gdb_qznusnih.options import (
     watch_options_to_argv,
 )
 from gdb_qznusnih.sinks.status_line import STATUS_FD_ENV
+from gdb_qznusnih.user_errors import raising_parser
 
 PROG = "qznusnih"
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # gdb_qznusnih/
@@ -79,11 +80,7 @@ class LauncherError(Exception):
 # ---------------------------------------------------------------- parsing
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (raised as OptionError) instead of usage + exit."""
-
-    def error(self, message: str):
-        raise OptionError(f"{message} (see '{self.prog} --help')")
+_Parser = raising_parser(OptionError)
 
 
 @dataclass

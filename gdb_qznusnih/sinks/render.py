@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from gdb_qznusnih.record.access import Frame
 from gdb_qznusnih.sinks.lexer import args_roles
+from gdb_qznusnih.user_errors import one_line
 
 HMS = "%H:%M:%S"
 
@@ -64,4 +65,4 @@ def format_insn(insn: str | None) -> str:
     """The instruction line, whitespace normalised: `    movb $0x1,(%rax)`; "" when unknown."""
     if not insn:
         return ""
-    return "    " + " ".join(insn.split()) + "\n"
+    return "    " + one_line(insn) + "\n"
