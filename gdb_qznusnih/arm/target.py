@@ -12,6 +12,7 @@ import signal
 import gdb
 
 from gdb_qznusnih import address_expression
+from gdb_qznusnih.launcher import procfs
 from gdb_qznusnih.user_errors import one_line
 
 DEBUG_REGISTERS = 4
@@ -63,7 +64,7 @@ def detach_keeping_job_control_stop(pid: int) -> None:
     reports SIGTSTP instead, so it is resumed.  A SIGSTOP right after the detach stops it
     again; to a process still stopped it changes nothing.  A single thread is never sent one.
     """
-    several_threads = len(os.listdir(f"/proc/{pid}/task")) > 1
+    several_threads = len(procfs.thread_ids(pid)) > 1
     gdb.execute("detach", to_string=True)
     if several_threads:
         try:

@@ -24,14 +24,13 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from gdb_qznusnih.launcher.preflight import read_stat_fields
+from gdb_qznusnih.launcher import procfs
 
 PTRACE_PEEKUSER = 3
 PTRACE_POKEUSER = 6
 PTRACE_DETACH = 17
 PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
-PTRACE_EVENT_STOP = 128
 WALL = 0x40000000  # __WALL: wait for threads too
 
 DR6_HIT_BITS = 0xF  # B0-B3: which debug register fired
@@ -109,14 +108,14 @@ class Fate:
 
 def process_fate(pid: int, expected_start_time: str | None = None) -> Fate:
     """Read /proc/PID/stat: alive, a zombie (with its exit status), gone, or a reused PID."""
-    fields = read_stat_fields(pid)
+    fields = procfs.read_stat_fields(pid)
     if fields is None:
         return Fate(alive=False)
-    if expected_start_time is not None and fields[19:20] != [expected_start_time]:
+    start = procfs.START_TIME
+    if expected_start_time is not None and fields[start : start + 1] != [expected_start_time]:
         return Fate(alive=False, reused=True)
     if fields[:1] in (["Z"], ["X"]):
-        # Field 52, exit_code (Linux 3.5+), in waitpid format; shown to a tracer-capable reader.
-        exit_code = int(fields[49]) if len(fields) > 49 else None
+        exit_code = int(fields[procfs.EXIT_CODE]) if len(fields) > procfs.EXIT_CODE else None
         return Fate(alive=False, exit_status=exit_code)
     return Fate(alive=True)
 
@@ -159,13 +158,6 @@ class _Ptrace:
         self.call(PTRACE_POKEUSER, tid, self.offset + self.word * index, value)
 
 
-def _thread_ids(pid: int) -> list[int]:
-    try:
-        return sorted(int(name) for name in os.listdir(f"/proc/{pid}/task"))
-    except FileNotFoundError:
-        return []
-
-
 def _wait_for_stop(tid: int, deadline: float) -> int | None:
     """The wait status of tid's next stop, or None if it exited or never stopped.
 
@@ -187,11 +179,6 @@ def _wait_for_stop(tid: int, deadline: float) -> int | None:
             os.sched_yield()
         else:
             time.sleep(0.0005)
-
-
-def _process_state(pid: int) -> str:
-    fields = read_stat_fields(pid)
-    return fields[0] if fields else ""
 
 
 def _fix_thread(pt: _Ptrace, tid: int, report: CleanupReport, deadline: float) -> None:
@@ -269,13 +256,13 @@ def _clear(
     pt: _Ptrace, pid: int, resume_if_stopped: bool, expected_start_time: str | None
 ) -> CleanupReport:
     report = CleanupReport(pid)
-    if expected_start_time is not None and _start_time(pid) != expected_start_time:
+    if expected_start_time is not None and procfs.start_time(pid) != expected_start_time:
         report.gone = True
         return report
     seen: set[int] = set()
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while True:
-        new = [tid for tid in _thread_ids(pid) if tid not in seen]
+        new = [tid for tid in procfs.thread_ids(pid) if tid not in seen]
         if not new:
             break
         seized = []
@@ -294,15 +281,10 @@ def _clear(
     if not seen:
         report.gone = True
         return report
-    if resume_if_stopped and _process_state(pid) in ("T", "t"):
+    if resume_if_stopped and procfs.state(pid) in ("T", "t"):
         try:
             os.kill(pid, signal.SIGCONT)
             report.resumed = True
         except ProcessLookupError:
             pass
     return report
-
-
-def _start_time(pid: int) -> str | None:
-    fields = read_stat_fields(pid)
-    return fields[19] if fields and len(fields) > 19 else None
