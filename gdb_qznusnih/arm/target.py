@@ -12,6 +12,7 @@ import signal
 import gdb
 
 from gdb_qznusnih import address_expression
+from gdb_qznusnih.classify import kernel_layout
 from gdb_qznusnih.launcher import procfs
 from gdb_qznusnih.user_errors import one_line
 
@@ -153,7 +154,7 @@ def check_address(address: int, length: int, whole_system: bool) -> None:
             f"address {address:#x} is not aligned to --len {length}; "
             f"use {address - address % length:#x} or a smaller --len"
         )
-    if not whole_system and _is_kernel_address(address):
+    if not whole_system and address >= kernel_layout.user_limit(word_size()):
         raise WatchError(
             f"{address:#x} is a kernel address; a process watch sees user memory only "
             "(for the kernel's side use scripts/run_qemu_gdb.sh)"
@@ -164,12 +165,6 @@ def check_address(address: int, length: int, whole_system: bool) -> None:
         raise WatchError(
             f"address {address:#x} is not mapped in the target; pick one from 'info proc mappings'"
         ) from None
-
-
-def _is_kernel_address(address: int) -> bool:
-    if word_size() == 8:
-        return address >= 0x0000_8000_0000_0000
-    return address >= 0xC000_0000
 
 
 def function_block(pc: int):

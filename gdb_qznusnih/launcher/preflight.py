@@ -13,6 +13,7 @@ import platform
 import tempfile
 from dataclasses import dataclass, field
 
+from gdb_qznusnih.classify import kernel_layout
 from gdb_qznusnih.launcher import procfs
 from gdb_qznusnih.sinks import private_files
 
@@ -120,14 +121,6 @@ def address_bits(machine: str | None = None) -> int:
     return 64 if machine in ("x86_64", "amd64") else 32
 
 
-def kernel_space_start(machine: str | None = None) -> int:
-    """The lowest kernel address for user processes of this machine."""
-    machine = machine or platform.machine()
-    if machine in ("x86_64", "amd64"):
-        return 0x800000000000
-    return 0xC0000000  # i386 with the usual 3G/1G split
-
-
 def check_target(target: Target) -> None:
     """Refuse a zombie, a kernel thread or a process another debugger holds."""
     pid, status = target.pid, target.status
@@ -200,7 +193,7 @@ def check_address(
         raise PreflightError(
             f"{shown} does not fit in {bits} bits; give an address from /proc/{target.pid}/maps"
         )
-    if address >= kernel_space_start(machine):
+    if address >= kernel_layout.user_limit(bits // 8):
         raise PreflightError(
             f"{address:#x} is a kernel address; 'qznusnih watch' watches user memory only "
             "(watch the kernel through QEMU: scripts/run_qemu_gdb.sh)"
