@@ -198,7 +198,8 @@ def function_name(pc: int) -> str | None:
 
 
 def register(name: str, word: int = 8) -> int:
-    """A register of the selected (newest) frame, without making a gdb.Frame.
+    """A register of the selected (newest) frame, without making a gdb.Frame: its frame id
+    would cost an unwind step (0.3 ms a hit with a vmlinux loaded).
 
     Unsigned at the word size: gdb gives pointer registers as signed numbers.
     """
