@@ -170,12 +170,24 @@ def check_address(address: int, length: int, whole_system: bool) -> None:
 def function_block(pc: int):
     """The gdb.Block of the function holding pc, from debug info; None without it."""
     try:
-        block = gdb.current_progspace().block_for_pc(pc)
+        return enclosing_function(gdb.current_progspace().block_for_pc(pc))
     except RuntimeError:
         return None
+
+
+def enclosing_function(block):
+    """The innermost function's block (an inlined one's too) holding `block`, or None."""
     while block is not None and block.function is None:
         block = block.superblock
     return block
+
+
+def source_location(sal: gdb.Symtab_and_line) -> tuple[str | None, int | None]:
+    """(file, line) of a symtab-and-line, each None where gdb knows none."""
+    symtab = sal.symtab
+    if symtab is None:
+        return None, None
+    return symtab.filename, sal.line or None
 
 
 _SYMBOL_IN_ADDRESS = re.compile(r"<([^+>]+)(?:\+(\d+))?>")

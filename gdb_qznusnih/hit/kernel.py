@@ -19,7 +19,13 @@ from dataclasses import dataclass
 
 import gdb
 
-from gdb_qznusnih.arm.target import WatchError, function_name, register, symbol_at
+from gdb_qznusnih.arm.target import (
+    WatchError,
+    function_name,
+    register,
+    source_location,
+    symbol_at,
+)
 from gdb_qznusnih.classify import kernel_layout as kl
 from gdb_qznusnih.record.access import Frame
 
@@ -453,15 +459,8 @@ class KernelView:
             # A return address's call is the instruction before it.
             lookup = pc - 1 if level > 0 else pc
             func = function_name(lookup)
-            sal = gdb.find_pc_line(lookup)
-            symtab = sal.symtab
-            cached = Frame(
-                level=level,
-                pc=pc,
-                func=func,
-                file=symtab.filename if symtab is not None else None,
-                line=sal.line if symtab is not None and sal.line else None,
-            )
+            file, line = source_location(gdb.find_pc_line(lookup))
+            cached = Frame(level=level, pc=pc, func=func, file=file, line=line)
             self._frame_cache[(level > 0, pc)] = cached
         if cached.level != level:
             cached = Frame(level, cached.pc, cached.func, cached.file, cached.line)

@@ -33,7 +33,12 @@ import gdb
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from gdb_qznusnih.arm.target import function_block, function_name  # noqa: E402
+from gdb_qznusnih.arm.target import (  # noqa: E402
+    enclosing_function,
+    function_block,
+    function_name,
+    source_location,
+)
 from gdb_qznusnih.user_errors import one_line  # noqa: E402
 
 FD_VARIABLE = "QZN_SYMBOL_SERVER_FD"
@@ -195,9 +200,7 @@ class Server:
 def _function_start(pc: int) -> int | None:
     block = function_block(pc)
     while block is not None and _is_inlined(block):
-        block = block.superblock
-        while block is not None and block.function is None:
-            block = block.superblock
+        block = enclosing_function(block.superblock)
     return block.start if block is not None else None
 
 
@@ -273,9 +276,7 @@ def _outer_frames(chain: list, pc: int) -> list:
 
 
 def _describe(pc: int, sal, func: str | None) -> list:
-    symtab = sal.symtab
-    file = symtab.filename if symtab is not None else None
-    return [pc, func, file, sal.line if symtab is not None and sal.line else None]
+    return [pc, func, *source_location(sal)]
 
 
 def main() -> None:
