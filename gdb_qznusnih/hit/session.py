@@ -257,10 +257,6 @@ class WatchSession:
         self._state.close()
         self.sinks.close()
 
-    @property
-    def deadline(self) -> float | None:
-        return self._deadline
-
     def counts(self) -> tuple[int, int]:
         return self.summary.reads, self.summary.writes
 
