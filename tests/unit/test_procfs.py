@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
-
-import pytest
 
 from gdb_qznusnih.launcher import procfs
 
@@ -45,14 +42,6 @@ def test_status_fields_are_stripped_key_value_pairs():
         "ShdPnd": "0000000000000002",
         "Uid": "0\t0\t0\t0",
     }
-
-
-@pytest.fixture
-def sleeper():
-    child = subprocess.Popen(["sleep", "60"])
-    yield child
-    child.kill()
-    child.wait()
 
 
 def _wait_for(predicate) -> None:

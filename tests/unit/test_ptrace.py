@@ -6,22 +6,11 @@ import ctypes
 import errno
 import os
 import platform
-import subprocess
 import time
-
-import pytest
 
 from gdb_qznusnih.launcher import procfs, ptrace
 
 WALL = 0x40000000
-
-
-@pytest.fixture
-def sleeper():
-    child = subprocess.Popen(["sleep", "60"])
-    yield child
-    child.kill()
-    child.wait()
 
 
 def _wait_until_asleep(pid: int) -> None:
