@@ -12,12 +12,13 @@ from gdb_qznusnih.arm.target import WatchError
 from gdb_qznusnih.options import OptionError, parse_watch_args, watch_help, watch_option_names
 from gdb_qznusnih.report import build, cli
 from gdb_qznusnih.settings import Settings
+from gdb_qznusnih.user_errors import one_line
 
 _USER_ERRORS = (OptionError, WatchError, gdb.error, gdb.MemoryError)
 
 
 def _one_line(error: Exception) -> gdb.GdbError:
-    return gdb.GdbError(" ".join(str(error).split()))
+    return gdb.GdbError(one_line(error))
 
 
 class WatchCommand(gdb.Command):

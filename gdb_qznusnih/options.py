@@ -6,6 +6,8 @@ import argparse
 import math
 from dataclasses import dataclass, fields
 
+from gdb_qznusnih.user_errors import raising_parser
+
 ACCESS_CHOICES = ("rw", "r", "w")
 LENGTHS = (1, 2, 4, 8)
 COLOR_CHOICES = ("auto", "always", "never")
@@ -189,14 +191,7 @@ def add_watch_options(parser: argparse.ArgumentParser, whole_system: bool = True
     )
 
 
-class _RaisingParser(argparse.ArgumentParser):
-    """argparse that raises OptionError instead of printing and exiting."""
-
-    def error(self, message: str):
-        raise OptionError(f"{message} (see 'help {self.prog}')")
-
-    def exit(self, status: int = 0, message: str | None = None):
-        raise OptionError(message.strip() if message else f"{self.prog}: exit {status}")
+_RaisingParser = raising_parser(OptionError, "see 'help {prog}'", exit_raises=True)
 
 
 WATCH_SUMMARY = "Log every read and write of memory at ADDR, with backtraces."

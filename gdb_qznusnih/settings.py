@@ -6,6 +6,7 @@ import gdb
 
 from gdb_qznusnih.options import COLOR_CHOICES, DEFAULT_BT_DEPTH
 from gdb_qznusnih.sinks.colour import check_style
+from gdb_qznusnih.user_errors import one_line
 
 
 class _Setting(gdb.Parameter):
@@ -29,7 +30,7 @@ class _Setting(gdb.Parameter):
             except ValueError as error:
                 # gdb has stored the new value already: put the last good one back.
                 self.value = self._accepted
-                raise gdb.GdbError(" ".join(str(error).split())) from None
+                raise gdb.GdbError(one_line(error)) from None
         self._accepted = self.value
         return ""
 

@@ -13,12 +13,13 @@ import os
 import gdb
 
 from gdb_qznusnih.launcher.preflight import ATTACH_FAILED_MARKER
+from gdb_qznusnih.user_errors import one_line
 
 
 def attach(pid: int) -> None:
     try:
         gdb.execute(f"attach {int(pid)}", to_string=True)
     except gdb.error as error:
-        reason = " ".join(str(error).split())  # "warning: ... \nptrace: ..." -> one line
+        reason = one_line(error)  # "warning: ... \nptrace: ..." -> one line
         os.write(2, f"{ATTACH_FAILED_MARKER} {reason}\n".encode("utf-8", "replace"))
         gdb.execute("quit 1")

@@ -16,6 +16,7 @@ import threading
 import gdb
 
 from gdb_qznusnih.arm import target
+from gdb_qznusnih.launcher import procfs
 
 _RELAYED = (signal.SIGTERM, signal.SIGHUP)
 
@@ -230,17 +231,6 @@ def _stopped_by_job_control(session, stop) -> bool:
     )
 
 
-def _sigint_pending(pid: int) -> bool:
-    """Whether a SIGINT (e.g. gdb's own interrupt) waits to be delivered to `pid`."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            fields = dict(line.split(":", 1) for line in status if ":" in line)
-        masks = [fields.get("ShdPnd", "0"), fields.get("SigPnd", "0")]
-        return any(int(mask.strip(), 16) & (1 << (signal.SIGINT - 1)) for mask in masks)
-    except (OSError, ValueError):
-        return False
-
-
 def _consume_pending_interrupt(session) -> None:
     """Take back a SIGINT that gdb sent the target to interrupt it, before detaching.
 
@@ -249,7 +239,7 @@ def _consume_pending_interrupt(session) -> None:
     take the signal (it does not pass SIGINT by default).
     """
     pid = gdb.selected_inferior().pid
-    if not pid or not _sigint_pending(pid):
+    if not pid or not procfs.signal_pending(pid, signal.SIGINT):
         return
     session.remove()
     try:

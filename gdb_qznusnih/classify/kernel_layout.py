@@ -52,6 +52,11 @@ def kernel_entry_index(names: list[str | None]) -> int | None:
     return None
 
 
+def user_limit(word_size: int) -> int:
+    """The lowest kernel address where pointers are `word_size` bytes (8: x86_64, 4: i386)."""
+    return USER_LIMIT[X86_64 if word_size == 8 else I386]
+
+
 def arch_from_gdb_name(name: str) -> str:
     """'i386:x86-64' -> x86_64, 'i386' / 'i386:intel' -> i386."""
     return X86_64 if "x86-64" in name else I386

@@ -212,11 +212,6 @@ def parse_mem_operand(operand: str) -> MemOperand | None:
     )
 
 
-def memory_operand(insn: Instruction) -> MemOperand | None:
-    """The explicit memory operand the instruction accesses, if it has one."""
-    return next((a.operand for a in accesses(insn) if a.operand is not None), None)
-
-
 def accesses_memory(insn: Instruction) -> bool:
     """Whether the instruction accesses data memory at all, explicitly or implicitly."""
     return bool(accesses(insn))

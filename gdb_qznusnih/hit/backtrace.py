@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import gdb
 
-from gdb_qznusnih.arm.target import function_name
+from gdb_qznusnih.arm.target import enclosing_function, function_name, source_location
 from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.record.access import Frame
 
@@ -141,13 +141,13 @@ class BacktraceCollector:
             func = function_name(pc) or func
         else:
             sal = frame.find_sal()
-        symtab = sal.symtab
+        file, line = source_location(sal)
         return Frame(
             level=level,
             pc=pc,
             func=func,
-            file=symtab.filename if symtab is not None else None,
-            line=sal.line if symtab is not None and sal.line else None,
+            file=file,
+            line=line,
             args=_frame_args(frame) if self.with_args else None,
         )
 
@@ -155,11 +155,9 @@ class BacktraceCollector:
 def _frame_args(frame: gdb.Frame) -> str:
     """`argc=1, argv=0x7ffd…` as gdb's bt shows them."""
     try:
-        block = frame.block()
+        block = enclosing_function(frame.block())
     except RuntimeError:
         return ""
-    while block is not None and block.function is None:
-        block = block.superblock
     if block is None:
         return ""
     parts = []

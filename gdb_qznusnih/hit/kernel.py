@@ -19,7 +19,13 @@ from dataclasses import dataclass
 
 import gdb
 
-from gdb_qznusnih.arm.target import WatchError, function_name, symbol_at
+from gdb_qznusnih.arm.target import (
+    WatchError,
+    function_name,
+    register,
+    source_location,
+    symbol_at,
+)
 from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.classify import kernel_layout as kl
 from gdb_qznusnih.record.access import Frame
@@ -54,12 +60,6 @@ class _TaskProbe:
     pt_regs_fields: dict[str, int]  # ip, sp, bp, cs -> offset
     init_task: int | None  # &init_task, the head of the process list
     tasks_offset: int | None  # task_struct.tasks
-
-
-def _register(name: str) -> int:
-    """A register of the current stop.  `$name` skips building a gdb.Frame, whose
-    frame id costs an unwind step (0.3 ms a hit with a vmlinux loaded)."""
-    return int(gdb.parse_and_eval("$" + name))
 
 
 def _symbol_address(expression: str) -> int | None:
@@ -165,7 +165,7 @@ class KernelView:
             return None
         try:
             arch = kl.arch_from_gdb_name(gdb.newest_frame().architecture().name())
-            _register("cs")
+            register("cs")
         except (gdb.error, ValueError):
             return None  # not an x86 machine stub: no way to tell modes apart
         probe = _probe_task()
@@ -281,12 +281,12 @@ class KernelView:
         """Like hit_context, without the --pid or cr3 filter; None only before paging."""
         if not self._paging_on:
             # Before paging (early boot with -S) a virtual address means nothing.
-            if not kl.paging_enabled(_register("cr0")):
+            if not kl.paging_enabled(register("cr0")):
                 return None
             self._paging_on = True
-        mode = kl.privilege_mode(_register("cs"))
+        mode = kl.privilege_mode(register("cs"))
         if self.method == CR3:
-            space = kl.address_space_id(_register("cr3"), self.arch)
+            space = kl.address_space_id(register("cr3"), self.arch)
             return HitContext(mode=mode, pid=None, tid=None, comm=None, cr3=space)
         task = self._current_task(mode)
         if task is None:
@@ -300,10 +300,10 @@ class KernelView:
     def _learn_cr3_now(self) -> None:
         """Stopped in user mode (e.g. at the program's ready point): that is its space."""
         try:
-            if not kl.paging_enabled(_register("cr0")):
+            if not kl.paging_enabled(register("cr0")):
                 return
-            if kl.privilege_mode(_register("cs")) == "user":
-                self.want_cr3 = kl.address_space_id(_register("cr3"), self.arch)
+            if kl.privilege_mode(register("cs")) == "user":
+                self.want_cr3 = kl.address_space_id(register("cr3"), self.arch)
                 self.cr3_learned = True
         except gdb.error:
             pass
@@ -318,7 +318,7 @@ class KernelView:
             if base is None:
                 return None
         else:
-            base = _register(source) & self._address_mask  # gdb shows it signed
+            base = register(source, self._word)
         raw = self._read(base + probe.current_addr, self._word)
         if raw is None:
             return None
@@ -353,7 +353,7 @@ class KernelView:
             return None
         task = context.task if context is not None else None
         if task is None:
-            task = self._current_task(kl.privilege_mode(_register("cs")))
+            task = self._current_task(kl.privilege_mode(register("cs")))
             if task is None:
                 return None
         stack = self._stacks.get(task)
@@ -464,15 +464,8 @@ class KernelView:
             # A return address's call is the instruction before it.
             lookup = pc - 1 if level > 0 else pc
             func = function_name(lookup)
-            sal = gdb.find_pc_line(lookup)
-            symtab = sal.symtab
-            cached = Frame(
-                level=level,
-                pc=pc,
-                func=func,
-                file=symtab.filename if symtab is not None else None,
-                line=sal.line if symtab is not None and sal.line else None,
-            )
+            file, line = source_location(gdb.find_pc_line(lookup))
+            cached = Frame(level=level, pc=pc, func=func, file=file, line=line)
             self._frame_cache.remember((level > 0, pc), cached)
         if cached.level != level:
             cached = Frame(level, cached.pc, cached.func, cached.file, cached.line)

@@ -18,8 +18,8 @@ import os
 import gdb
 
 from gdb_qznusnih.arm import target
+from gdb_qznusnih.launcher import ptrace
 
-_PTRACE_GETREGS = 12
 # struct user_regs_struct (x86-64), in order.
 _USER_REGS = (
     "r15 r14 r13 r12 rbp rbx r11 r10 r9 r8 rax rcx rdx rsi rdi orig_rax "
@@ -87,10 +87,10 @@ class _PtraceSnapshot:
 class PtraceState:
     """Registers by PTRACE_GETREGS and memory by /proc/PID/mem, for a native process."""
 
-    def __init__(self, word: int, pid: int, libc) -> None:
+    def __init__(self, word: int, pid: int, libc_ptrace) -> None:
         self.word = word
         self._pid = pid
-        self._ptrace = libc.ptrace
+        self._ptrace = libc_ptrace
         self._fd: int | None = None
         self._gdb = GdbState(word)
         self.reopen()
@@ -98,7 +98,7 @@ class PtraceState:
     def snapshot(self, tid: int):
         """This hit's registers: `tid` is the thread that hit (gdb's selected thread)."""
         regs = (ctypes.c_ulong * len(_USER_REGS))()
-        if self._ptrace(_PTRACE_GETREGS, tid, None, ctypes.addressof(regs)) != 0:
+        if self._ptrace(ptrace.GETREGS, tid, None, ctypes.addressof(regs)) != 0:
             return self._gdb
         return _PtraceSnapshot(self, regs)
 
@@ -140,12 +140,10 @@ def state_for(inferior: gdb.Inferior, word: int):
     ):
         return fallback
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.ptrace.restype = ctypes.c_long
-        libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+        libc_ptrace = ptrace.libc_ptrace()
     except (OSError, AttributeError):
         return fallback
-    fast = PtraceState(word, inferior.pid, libc)
+    fast = PtraceState(word, inferior.pid, libc_ptrace)
     if not _agrees(fast.snapshot(target.current_thread_ids()[1]), fallback, word):
         fast.close()
         return fallback

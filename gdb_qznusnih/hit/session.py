@@ -22,6 +22,7 @@ from gdb_qznusnih.record.access import READ, Record
 from gdb_qznusnih.record.summary import Summary
 from gdb_qznusnih.sinks.logs import SinkError, write_all
 from gdb_qznusnih.sinks.status_line import StatusLine
+from gdb_qznusnih.user_errors import one_line
 
 
 class AccessWatchpoint(gdb.Breakpoint):
@@ -176,7 +177,7 @@ class WatchSession:
         if at is not None:
             insn = classify.parse_instruction(at[1])
             if insn is not None and insn.is_string and insn.is_rep:
-                in_progress = (pc, _tidy(at[1]), insn)
+                in_progress = (pc, one_line(at[1]), insn)
         before = self._locator.before(pc)
         if before is None:
             return _Decoded(pc, None, None, in_progress)
@@ -184,7 +185,7 @@ class WatchSession:
         insn = classify.parse_instruction(text)
         if insn is not None and not classify.accesses_memory(insn):
             insn = None
-        return _Decoded(start, _tidy(text), insn, in_progress)
+        return _Decoded(start, one_line(text), insn, in_progress)
 
     def _emit(self, kinds, kind_from, value, insn_pc, text, frames, cut, pid, tid, context):
         mode = comm = None
@@ -294,10 +295,6 @@ class WatchSession:
         self._state.close()
         self.sinks.close()
 
-    @property
-    def deadline(self) -> float | None:
-        return self._deadline
-
     def counts(self) -> tuple[int, int]:
         return self.summary.reads, self.summary.writes
 
@@ -314,11 +311,6 @@ class _RegisterReader:
     def __call__(self, name: str) -> int:
         self.used = True
         return self._state.reg(name)
-
-
-def _tidy(text: str) -> str:
-    """`movb   $0x1,(%rax)` -> `movb $0x1,(%rax)`; comments kept."""
-    return " ".join(text.split())
 
 
 def write_out(text: str) -> None:

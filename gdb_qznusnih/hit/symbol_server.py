@@ -33,7 +33,13 @@ import gdb
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from gdb_qznusnih.arm.target import function_block, function_name  # noqa: E402
+from gdb_qznusnih.arm.target import (  # noqa: E402
+    enclosing_function,
+    function_block,
+    function_name,
+    source_location,
+)
+from gdb_qznusnih.user_errors import one_line  # noqa: E402
 
 FD_VARIABLE = "QZN_SYMBOL_SERVER_FD"
 MAX_FDS_PER_READ = 64
@@ -108,7 +114,7 @@ class Server:
             try:
                 answer = self._answer(request)
             except (gdb.error, OSError, ValueError, KeyError, TypeError) as error:
-                answer = {"error": _one_line(error)}
+                answer = {"error": one_line(error) or type(error).__name__}
             self.channel.sendall(json.dumps(answer).encode() + b"\n")
 
     def _requests(self):
@@ -150,7 +156,7 @@ class Server:
                     command = f"add-symbol-file /proc/self/fd/{fd} -o {int(module['bias']):#x}"
                     gdb.execute(command, to_string=True)
             except gdb.error as error:
-                problems[str(index)] = _one_line(error)
+                problems[str(index)] = one_line(error) or type(error).__name__
                 os.close(fd)
                 continue
             size = int(module["end"]) - int(module["start"])
@@ -194,9 +200,7 @@ class Server:
 def _function_start(pc: int) -> int | None:
     block = function_block(pc)
     while block is not None and _is_inlined(block):
-        block = block.superblock
-        while block is not None and block.function is None:
-            block = block.superblock
+        block = enclosing_function(block.superblock)
     return block.start if block is not None else None
 
 
@@ -272,13 +276,7 @@ def _outer_frames(chain: list, pc: int) -> list:
 
 
 def _describe(pc: int, sal, func: str | None) -> list:
-    symtab = sal.symtab
-    file = symtab.filename if symtab is not None else None
-    return [pc, func, file, sal.line if symtab is not None and sal.line else None]
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
+    return [pc, func, *source_location(sal)]
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 
 from gdb_qznusnih import __version__
-from gdb_qznusnih.launcher import preflight
+from gdb_qznusnih.launcher import preflight, procfs
 from gdb_qznusnih.launcher.ptrace_cleanup import CleanupError, DebugRegisterCleaner
 from gdb_qznusnih.options import (
     OptionError,
@@ -37,6 +37,7 @@ from gdb_qznusnih.options import (
     watch_options_to_argv,
 )
 from gdb_qznusnih.sinks.status_line import STATUS_FD_ENV
+from gdb_qznusnih.user_errors import raising_parser
 
 PROG = "qznusnih"
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # gdb_qznusnih/
@@ -79,11 +80,7 @@ class LauncherError(Exception):
 # ---------------------------------------------------------------- parsing
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (raised as OptionError) instead of usage + exit."""
-
-    def error(self, message: str):
-        raise OptionError(f"{message} (see '{self.prog} --help')")
+_Parser = raising_parser(OptionError)
 
 
 @dataclass
@@ -507,11 +504,6 @@ class StopRequests:
             self.signum, self.at = signum, time.monotonic()
 
 
-def _proc_state(pid: int) -> str:
-    fields = preflight.read_stat_fields(pid)
-    return fields[0] if fields else ""
-
-
 def _cpu_time_ns(pid: int) -> int | None:
     """Nanoseconds the process's main thread has run (/proc/PID/schedstat)."""
     try:
@@ -519,21 +511,6 @@ def _cpu_time_ns(pid: int) -> int | None:
             return int(schedstat.read().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-
-
-def _tracer_of(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            return preflight.parse_status(status.read()).tracer_pid
-    except OSError:
-        return 0
-
-
-def _threads_of(pid: int) -> set[int]:
-    try:
-        return {int(tid) for tid in os.listdir(f"/proc/{pid}/task")}
-    except OSError:
-        return set()
 
 
 class Supervisor:
@@ -698,7 +675,7 @@ class Supervisor:
             if not self._attached():
                 self._cancel_before_attach()
             return False
-        if _proc_state(self.proc.pid) == "T":
+        if procfs.state(self.proc.pid) == "T":
             self._signal(signal.SIGCONT)  # someone stopped gdb: it must run to end the watch
         # Armed, and the target has left the stop of the attach: gdb is in `continue`, where
         # its interrupt and its monitor's signal relay work.  A hot target is in a hit's stop
@@ -706,17 +683,17 @@ class Supervisor:
         run_time = _cpu_time_ns(self.target.pid)
         if self._armed_run_time is None:
             self._armed_run_time = run_time
-        state = _proc_state(self.target.pid)
+        state = procfs.state(self.target.pid)
         return state not in ("t", "") or run_time != self._armed_run_time
 
     def _attached(self) -> bool:
-        return _tracer_of(self.target.pid) in _threads_of(self.proc.pid)
+        return procfs.tracer_pid(self.target.pid) in procfs.thread_ids(self.proc.pid)
 
     def _cancel_before_attach(self) -> None:
         """Freeze gdb, and if it has not attached (it cannot now), kill it."""
         self._signal(signal.SIGSTOP)
         deadline = time.monotonic() + FREEZE_TIMEOUT_S
-        while _proc_state(self.proc.pid) not in ("T", "Z", "") and time.monotonic() < deadline:
+        while procfs.state(self.proc.pid) not in ("T", "Z", "") and time.monotonic() < deadline:
             time.sleep(0.0005)
         if self._attached():  # it got there first: wait for the watch, then stop it
             self._signal(signal.SIGCONT)
@@ -727,7 +704,7 @@ class Supervisor:
     def _send(self, signum: int) -> None:
         """Signal gdb; a stopped gdb is continued, or it could not act on it."""
         self._signal(signum)
-        if signum != signal.SIGKILL and _proc_state(self.proc.pid) == "T":
+        if signum != signal.SIGKILL and procfs.state(self.proc.pid) == "T":
             self._signal(signal.SIGCONT)
 
     def _signal(self, signum: int) -> None:

@@ -13,6 +13,8 @@ import platform
 import tempfile
 from dataclasses import dataclass, field
 
+from gdb_qznusnih.classify import kernel_layout
+from gdb_qznusnih.launcher import procfs
 from gdb_qznusnih.sinks import private_files
 
 PF_KTHREAD = 0x00200000  # include/linux/sched.h
@@ -74,11 +76,7 @@ class Target:
 
 def parse_status(text: str) -> ProcessStatus:
     """Parse /proc/PID/status."""
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            values[key.strip()] = value.strip()
+    values = procfs.status_fields(text)
 
     def numbers(key: str) -> tuple[int, ...]:
         return tuple(int(part) for part in values.get(key, "").split())
@@ -93,25 +91,12 @@ def parse_status(text: str) -> ProcessStatus:
     )
 
 
-def stat_fields(text: str) -> list[str]:
-    """The fields of /proc/PID/stat after the name (state first); the name may hold ')'."""
-    return text.rpartition(")")[2].split()
-
-
-def read_stat_fields(pid: int) -> list[str] | None:
-    """stat_fields of a live or zombie process; None once it is gone."""
-    try:
-        return stat_fields(_read(f"/proc/{pid}/stat"))
-    except OSError:
-        return None
-
-
 def parse_stat(text: str) -> tuple[str, int, str]:
     """(state, flags, start time) from /proc/PID/stat; the name may hold spaces and ')'."""
-    rest = stat_fields(text)
-    if len(rest) < 20:
+    rest = procfs.stat_fields(text)
+    if len(rest) <= procfs.START_TIME:
         raise ValueError("short /proc/PID/stat")
-    return rest[0], int(rest[6]), rest[19]
+    return rest[procfs.STATE], int(rest[procfs.FLAGS]), rest[procfs.START_TIME]
 
 
 def parse_maps(text: str) -> list[Mapping]:
@@ -134,14 +119,6 @@ def address_bits(machine: str | None = None) -> int:
     """The width of a user address on this machine."""
     machine = machine or platform.machine()
     return 64 if machine in ("x86_64", "amd64") else 32
-
-
-def kernel_space_start(machine: str | None = None) -> int:
-    """The lowest kernel address for user processes of this machine."""
-    machine = machine or platform.machine()
-    if machine in ("x86_64", "amd64"):
-        return 0x800000000000
-    return 0xC0000000  # i386 with the usual 3G/1G split
 
 
 def check_target(target: Target) -> None:
@@ -216,7 +193,7 @@ def check_address(
         raise PreflightError(
             f"{shown} does not fit in {bits} bits; give an address from /proc/{target.pid}/maps"
         )
-    if address >= kernel_space_start(machine):
+    if address >= kernel_layout.user_limit(bits // 8):
         raise PreflightError(
             f"{address:#x} is a kernel address; 'qznusnih watch' watches user memory only "
             "(watch the kernel through QEMU: scripts/run_qemu_gdb.sh)"
@@ -307,18 +284,13 @@ def parse_gdb_probe(gdb: str, returncode: int, stdout: str, stderr: str) -> list
     )
 
 
-def _read(path: str) -> str:
-    with open(path, encoding="utf-8", errors="replace") as file:
-        return file.read()
-
-
 def read_my_status() -> ProcessStatus:
-    return parse_status(_read("/proc/self/status"))
+    return parse_status(procfs.read_text("/proc/self/status"))
 
 
 def read_ptrace_scope() -> int | None:
     try:
-        return int(_read("/proc/sys/kernel/yama/ptrace_scope").strip())
+        return int(procfs.read_text("/proc/sys/kernel/yama/ptrace_scope").strip())
     except (OSError, ValueError):
         return None  # no Yama: classic ptrace rules
 
@@ -331,8 +303,8 @@ def read_target(pid: int) -> Target:
         )
     base = f"/proc/{pid}"
     try:
-        status = parse_status(_read(f"{base}/status"))
-        state, flags, start_time = parse_stat(_read(f"{base}/stat"))
+        status = parse_status(procfs.read_text(f"{base}/status"))
+        state, flags, start_time = parse_stat(procfs.read_text(f"{base}/stat"))
     except (FileNotFoundError, ProcessLookupError, ValueError):
         raise PreflightError(
             f"no process with PID {pid}; check it with 'ps -p {pid}' or find it with 'pgrep NAME'"
@@ -341,7 +313,7 @@ def read_target(pid: int) -> Target:
         status.state = state
     target = Target(pid, status, flags, start_time)
     try:
-        target.maps = parse_maps(_read(f"{base}/maps"))
+        target.maps = parse_maps(procfs.read_text(f"{base}/maps"))
     except OSError:
         target.maps = None  # not ours to read: check_ptrace_permission says why
     try:
@@ -350,7 +322,7 @@ def read_target(pid: int) -> Target:
         target.exe_readable = False
     if status.tracer_pid:
         try:
-            target.tracer_name = _read(f"/proc/{status.tracer_pid}/comm").strip()
+            target.tracer_name = procfs.read_text(f"/proc/{status.tracer_pid}/comm").strip()
         except OSError:
             target.tracer_name = None
     return target

@@ -4,11 +4,11 @@ When gdb is killed (SIGKILL) with a hardware watchpoint armed, the kernel detach
 but leaves its debug registers armed, and the target dies of SIGTRAP at its next access
 (exit 133).  The launcher prepares a `DebugRegisterCleaner` before gdb can die and calls it at
 once when that happens: it seizes every thread with ptrace, zeroes DR7 and DR0-DR3 through
-PTRACE_POKEUSER and detaches.  Nothing can close the window between gdb's death and that
+ptrace.POKEUSER and detaches.  Nothing can close the window between gdb's death and that
 (the target runs again the moment the kernel detaches it), so the report says what really
 became of the target: alive and cleared, or dead and of what.
 
-It uses PTRACE_SEIZE + PTRACE_INTERRUPT, which sends no SIGSTOP, so nothing is injected.  A
+It uses ptrace.SEIZE + ptrace.INTERRUPT, which sends no SIGSTOP, so nothing is injected.  A
 signal that was on its way to a thread when we stopped it is handed back at detach, except a
 SIGTRAP that the orphaned watchpoint itself raised (DR6 says so): that one is dropped, since
 delivering it would kill the target.  x86 (64- and 32-bit) only.  Standard library only.
@@ -24,14 +24,8 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from gdb_qznusnih.launcher.preflight import read_stat_fields
+from gdb_qznusnih.launcher import procfs, ptrace
 
-PTRACE_PEEKUSER = 3
-PTRACE_POKEUSER = 6
-PTRACE_DETACH = 17
-PTRACE_SEIZE = 0x4206
-PTRACE_INTERRUPT = 0x4207
-PTRACE_EVENT_STOP = 128
 WALL = 0x40000000  # __WALL: wait for threads too
 
 DR6_HIT_BITS = 0xF  # B0-B3: which debug register fired
@@ -109,14 +103,14 @@ class Fate:
 
 def process_fate(pid: int, expected_start_time: str | None = None) -> Fate:
     """Read /proc/PID/stat: alive, a zombie (with its exit status), gone, or a reused PID."""
-    fields = read_stat_fields(pid)
+    fields = procfs.read_stat_fields(pid)
     if fields is None:
         return Fate(alive=False)
-    if expected_start_time is not None and fields[19:20] != [expected_start_time]:
+    start = procfs.START_TIME
+    if expected_start_time is not None and fields[start : start + 1] != [expected_start_time]:
         return Fate(alive=False, reused=True)
     if fields[:1] in (["Z"], ["X"]):
-        # Field 52, exit_code (Linux 3.5+), in waitpid format; shown to a tracer-capable reader.
-        exit_code = int(fields[49]) if len(fields) > 49 else None
+        exit_code = int(fields[procfs.EXIT_CODE]) if len(fields) > procfs.EXIT_CODE else None
         return Fate(alive=False, exit_status=exit_code)
     return Fate(alive=True)
 
@@ -136,10 +130,7 @@ class _Ptrace:
     """Thin ctypes wrapper over ptrace(2) raising OSError."""
 
     def __init__(self) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        self._ptrace = libc.ptrace
-        self._ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
-        self._ptrace.restype = ctypes.c_long
+        self._ptrace = ptrace.libc_ptrace()
         self.word = ctypes.sizeof(ctypes.c_void_p)
         self.offset = debugreg_offset()
 
@@ -152,18 +143,11 @@ class _Ptrace:
         return result
 
     def peek_dr(self, tid: int, index: int) -> int:
-        value = self.call(PTRACE_PEEKUSER, tid, self.offset + self.word * index)
+        value = self.call(ptrace.PEEKUSER, tid, self.offset + self.word * index)
         return value & ((1 << (8 * self.word)) - 1)
 
     def poke_dr(self, tid: int, index: int, value: int) -> None:
-        self.call(PTRACE_POKEUSER, tid, self.offset + self.word * index, value)
-
-
-def _thread_ids(pid: int) -> list[int]:
-    try:
-        return sorted(int(name) for name in os.listdir(f"/proc/{pid}/task"))
-    except FileNotFoundError:
-        return []
+        self.call(ptrace.POKEUSER, tid, self.offset + self.word * index, value)
 
 
 def _wait_for_stop(tid: int, deadline: float) -> int | None:
@@ -187,11 +171,6 @@ def _wait_for_stop(tid: int, deadline: float) -> int | None:
             os.sched_yield()
         else:
             time.sleep(0.0005)
-
-
-def _process_state(pid: int) -> str:
-    fields = read_stat_fields(pid)
-    return fields[0] if fields else ""
 
 
 def _fix_thread(pt: _Ptrace, tid: int, report: CleanupReport, deadline: float) -> None:
@@ -221,7 +200,7 @@ def _fix_thread(pt: _Ptrace, tid: int, report: CleanupReport, deadline: float) -
         report.failed.append(f"thread {tid} ({error.strerror})")
     finally:
         try:
-            pt.call(PTRACE_DETACH, tid, 0, deliver)
+            pt.call(ptrace.DETACH, tid, 0, deliver)
             report.threads += 1
             if deliver:
                 report.redelivered.append(deliver)
@@ -269,21 +248,21 @@ def _clear(
     pt: _Ptrace, pid: int, resume_if_stopped: bool, expected_start_time: str | None
 ) -> CleanupReport:
     report = CleanupReport(pid)
-    if expected_start_time is not None and _start_time(pid) != expected_start_time:
+    if expected_start_time is not None and procfs.start_time(pid) != expected_start_time:
         report.gone = True
         return report
     seen: set[int] = set()
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while True:
-        new = [tid for tid in _thread_ids(pid) if tid not in seen]
+        new = [tid for tid in procfs.thread_ids(pid) if tid not in seen]
         if not new:
             break
         seized = []
         for tid in new:  # stop them all first: the others keep running while we work
             seen.add(tid)
             try:
-                pt.call(PTRACE_SEIZE, tid)
-                pt.call(PTRACE_INTERRUPT, tid)
+                pt.call(ptrace.SEIZE, tid)
+                pt.call(ptrace.INTERRUPT, tid)
                 seized.append(tid)
             except OSError as error:
                 if error.errno != errno.ESRCH:
@@ -294,15 +273,10 @@ def _clear(
     if not seen:
         report.gone = True
         return report
-    if resume_if_stopped and _process_state(pid) in ("T", "t"):
+    if resume_if_stopped and procfs.state(pid) in ("T", "t"):
         try:
             os.kill(pid, signal.SIGCONT)
             report.resumed = True
         except ProcessLookupError:
             pass
     return report
-
-
-def _start_time(pid: int) -> str | None:
-    fields = read_stat_fields(pid)
-    return fields[19] if fields and len(fields) > 19 else None

@@ -18,6 +18,7 @@ import errno
 import os
 from dataclasses import dataclass
 
+from gdb_qznusnih.launcher import procfs
 from gdb_qznusnih.perf import abi
 
 USER_SPACE_END = 1 << 47  # x86-64 with 4-level paging; the kernel refuses higher user addresses
@@ -138,10 +139,10 @@ def breakpoint_attr(kind: str, address: int, length: int, config: EventConfig) -
 
 
 def thread_ids(pid: int) -> list[int]:
-    try:
-        return sorted(int(name) for name in os.listdir(f"/proc/{pid}/task"))
-    except FileNotFoundError:
-        raise PerfError(f"no process {pid}: check the PID (it may have exited)") from None
+    tids = procfs.thread_ids(pid)
+    if not tids:
+        raise PerfError(f"no process {pid}: check the PID (it may have exited)")
+    return tids
 
 
 def online_cpus(text: str | None = None) -> list[int]:

@@ -51,7 +51,27 @@ def _site_key(record: Record) -> tuple:
     return (None, None, None, record.pc)
 
 
-class Summary:
+class AccessCounts:
+    """Reads and writes counted: the summary's totals and the status line's live counts."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.writes = 0
+
+    @property
+    def total(self) -> int:
+        return self.reads + self.writes
+
+    def count(self, kind: str) -> bool:
+        """Count one access of `kind`; True when it was a write."""
+        if kind == WRITE:
+            self.writes += 1
+            return True
+        self.reads += 1
+        return False
+
+
+class Summary(AccessCounts):
     """Totals by kind, thread and mode, and call sites per kind.
 
     `start` and `end` (seconds since the epoch) give the duration and the rate; when unset,
@@ -60,28 +80,19 @@ class Summary:
     """
 
     def __init__(self, start: float | None = None, end: float | None = None) -> None:
+        super().__init__()
         self.start = start
         self.end = end
         self.running: float | None = None
-        self.reads = 0
-        self.writes = 0
         self.first_time: float | None = None
         self.last_time: float | None = None
         self._threads: dict[int, list[int]] = {}  # tid -> [reads, writes]
         self._modes: dict[str, int] = {}
         self._sites: dict[str, dict[tuple, int]] = {READ: {}, WRITE: {}}
 
-    @property
-    def total(self) -> int:
-        return self.reads + self.writes
-
     def add(self, record: Record) -> None:
         """Count one record."""
-        is_write = record.kind == WRITE
-        if is_write:
-            self.writes += 1
-        else:
-            self.reads += 1
+        is_write = self.count(record.kind)
         counts = self._threads.get(record.tid)
         if counts is None:
             counts = self._threads[record.tid] = [0, 0]

@@ -26,6 +26,7 @@ from gdb_qznusnih.record.access import (
 )
 from gdb_qznusnih.record.summary import TOP_SITES, Site, Summary, _site_key
 from gdb_qznusnih.sinks.formats import LogDecoder
+from gdb_qznusnih.user_errors import one_line
 
 
 class ReportError(Exception):
@@ -45,7 +46,7 @@ def _malformed(path: str, number: int, error: Exception) -> ReportError:
     elif isinstance(error, json.JSONDecodeError):
         why = f"not JSON ({error.msg})"
     else:
-        why = " ".join(str(error).split()) or type(error).__name__
+        why = one_line(error) or type(error).__name__
     return ReportError(f"{path}:{number}: malformed record: {why}")
 
 

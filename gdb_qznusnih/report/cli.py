@@ -27,6 +27,7 @@ from gdb_qznusnih.report.build import (
 from gdb_qznusnih.report.text import format_text, report_to_json
 from gdb_qznusnih.sinks.colour import Colorizer, check_style, resolve_color
 from gdb_qznusnih.sinks.private_files import one_line_error, replace_private
+from gdb_qznusnih.user_errors import raising_parser
 
 PROG = "qznusnih report"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -74,13 +75,10 @@ def _write_file(path: str, chunks, option: str = "--output FILE") -> None:
         raise ReportError(one_line_error(path, error, option)) from None
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(raising_parser(UsageError)):
     """argparse with one-line errors (UsageError) and help written to `out`."""
 
     out = None
-
-    def error(self, message: str):
-        raise UsageError(f"{message} (see '{self.prog} --help')")
 
     def _print_message(self, message: str, file=None) -> None:
         if message:

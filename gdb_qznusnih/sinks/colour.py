@@ -8,6 +8,7 @@ and instructions stay plain (the terminal still colours the READ/WRITE labels).
 
 from __future__ import annotations
 
+import importlib
 import io
 from html import escape
 
@@ -63,18 +64,16 @@ def check_style(name: str | None) -> None:
     """Raise ValueError (one line) unless `name` is None or a pygments style."""
     if name is None:
         return
-    try:
-        from pygments.styles import get_all_styles, get_style_by_name
-        from pygments.util import ClassNotFound
-    except ImportError:
+    styles, util = _pygments("styles"), _pygments("util")
+    if styles is None or util is None:
         raise ValueError(
             f"--style {name} needs pygments, which gdb's Python cannot import; "
             "install python3-pygments"
-        ) from None
+        )
     try:
-        get_style_by_name(name)
-    except ClassNotFound:
-        names = ", ".join(sorted(get_all_styles()))
+        styles.get_style_by_name(name)
+    except util.ClassNotFound:
+        names = ", ".join(sorted(styles.get_all_styles()))
         raise ValueError(
             f"unknown style '{name}'; valid names ('pygmentize -L styles'): {names}"
         ) from None
@@ -134,26 +133,33 @@ def _scheme():
     return {string_to_tokentype(k): (v, v) for k, v in _SCHEME_BY_NAME.items()}
 
 
+def _pygments(module: str):
+    """pygments.`module`, or None when gdb's Python cannot import pygments (it is optional)."""
+    try:
+        return importlib.import_module(f"pygments.{module}")
+    except ImportError:
+        return None
+
+
 def terminal_painter(style: str | None) -> Painter:
     """ANSI colour: 16 colours by default, or a pygments style in 256 colours."""
-    try:
-        from pygments.formatters import Terminal256Formatter, TerminalFormatter
-    except ImportError:
+    formatters = _pygments("formatters")
+    if formatters is None:
         return Painter()
     if style is None:
-        return Painter(TerminalFormatter(colorscheme=_scheme()))
-    return Painter(Terminal256Formatter(style=style))
+        return Painter(formatters.TerminalFormatter(colorscheme=_scheme()))
+    return Painter(formatters.Terminal256Formatter(style=style))
 
 
 def html_painter(style: str | None) -> tuple[Painter, str]:
     """(painter, its CSS scoped to `.hl`) for the HTML report; escaped plain HTML without
     pygments."""
-    try:
-        from pygments.formatters import HtmlFormatter
-    except ImportError:
+    formatters = _pygments("formatters")
+    if formatters is None:
         return Painter(plain=escape), ""
-    formatter = HtmlFormatter(style=style or HTML_STYLE, nowrap=True)
-    return Painter(formatter), HtmlFormatter(style=style or HTML_STYLE).get_style_defs(".hl")
+    style = style or HTML_STYLE
+    formatter = formatters.HtmlFormatter(style=style, nowrap=True)
+    return Painter(formatter), formatters.HtmlFormatter(style=style).get_style_defs(".hl")
 
 
 class Colorizer:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from gdb_qznusnih.record.access import Frame
 from gdb_qznusnih.sinks.lexer import args_roles
+from gdb_qznusnih.user_errors import one_line
 
 HMS = "%H:%M:%S"
 
@@ -37,11 +38,6 @@ def frame_roles(frame: Frame, width: int = 16, show_args: bool = False):
             yield "line", str(frame.line)
 
 
-def format_frame(frame: Frame, width: int = 16, show_args: bool = False) -> str:
-    """One `bt` line: `#1  0x000055d0c3a0826a in main (argc=1) at mix.c:61`."""
-    return "".join(text for _, text in frame_roles(frame, width, show_args))
-
-
 def backtrace_roles(frames, show_args: bool = False):
     """(role, text) of the whole backtrace, each line ending with a newline."""
     width = address_width(frames)
@@ -64,4 +60,4 @@ def format_insn(insn: str | None) -> str:
     """The instruction line, whitespace normalised: `    movb $0x1,(%rax)`; "" when unknown."""
     if not insn:
         return ""
-    return "    " + " ".join(insn.split()) + "\n"
+    return "    " + one_line(insn) + "\n"

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import time
 
-from gdb_qznusnih.record.access import WRITE, Record
+from gdb_qznusnih.record.access import Record
+from gdb_qznusnih.record.summary import AccessCounts
 from gdb_qznusnih.sinks.logs import write_all
 
 # The launcher pipes gdb's stderr, so it passes its terminal as this fd instead.
@@ -26,25 +27,21 @@ def status_fd(environ) -> int:
         return 2
 
 
-class StatusLine:
+class StatusLine(AccessCounts):
     """Live counts on `fd` (stderr); does nothing unless `fd` is a terminal."""
 
     def __init__(self, fd: int = 2, interval: float = 0.25, enabled: bool | None = None) -> None:
+        super().__init__()
         self.fd = fd
         self.interval = interval
         self.enabled = _is_terminal(fd) if enabled is None else enabled
         self.visible = False
-        self.reads = 0
-        self.writes = 0
         self._last_draw = 0.0
         self._hits_at_draw = 0
 
     def update(self, record: Record) -> None:
         """Count one record; redraw when the interval has passed."""
-        if record.kind == WRITE:
-            self.writes += 1
-        else:
-            self.reads += 1
+        self.count(record.kind)
         if not self.enabled:
             return
         now = time.monotonic()
@@ -52,7 +49,7 @@ class StatusLine:
             self.draw(record, now)
 
     def draw(self, record: Record | None, now: float) -> None:
-        hits = self.reads + self.writes
+        hits = self.total
         elapsed = now - self._last_draw if self._last_draw else 0.0
         rate = (hits - self._hits_at_draw) / elapsed if elapsed > 0 else 0.0
         self._last_draw, self._hits_at_draw = now, hits

@@ -20,7 +20,6 @@ from gdb_qznusnih.classify.x86 import (
     effective_address,
     immediate_value,
     kind_from_value,
-    memory_operand,
     parse_instruction,
     parse_mem_operand,
     register_part,
@@ -702,11 +701,14 @@ def test_parse_mem_operand(text, op):
     assert parse_mem_operand(text) == op
 
 
-def test_memory_operand():
-    insn = parse_instruction("mov    %fs:0x28,%rax")
-    assert memory_operand(insn) == MemOperand("fs", 0x28, None, None, 1)
-    assert memory_operand(parse_instruction("call   0xd9 <insns64+217>")) is None
-    assert memory_operand(parse_instruction("in     (%dx),%al")) is None
+def test_explicit_memory_operands():
+    def operands(text: str) -> list[MemOperand]:
+        found = accesses(parse_instruction(text))
+        return [access.operand for access in found if access.operand is not None]
+
+    assert operands("mov    %fs:0x28,%rax") == [MemOperand("fs", 0x28, None, None, 1)]
+    assert operands("call   0xd9 <insns64+217>") == []
+    assert operands("in     (%dx),%al") == []
 
 
 def test_accesses_are_cached():
@@ -767,7 +769,7 @@ def test_signed_register_values_are_addresses():
 def test_xlat_reads_through_rbx_plus_al():
     insn = parse_instruction("xlat   %ds:(%rbx)")
     assert [(a.kind, a.where, a.reg) for a in accesses(insn)] == [(READ, "implicit", "rbx")]
-    assert memory_operand(insn) is None  # (%rbx) alone is not the address read
+    assert [a.operand for a in accesses(insn)] == [None]  # (%rbx) alone is not the address read
 
 
 def test_unreadable_operand_register_keeps_the_slot():

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gdb_qznusnih.launcher import cli, preflight
+from gdb_qznusnih.launcher import cli, preflight, procfs
 from gdb_qznusnih.launcher.ptrace_cleanup import CleanupReport, Fate, process_fate
 from gdb_qznusnih.options import OptionError, parse_watch_args
 
@@ -300,7 +300,7 @@ def test_a_live_targets_report_says_when_it_was_cleared():
 def test_process_fate_of_a_zombie_reads_its_exit_signal():
     child = subprocess.Popen(["sleep", "60"])
     child.send_signal(signal.SIGTRAP)
-    while preflight.read_stat_fields(child.pid)[0] != "Z":
+    while procfs.state(child.pid) != "Z":
         time.sleep(0.005)
     try:
         fate = process_fate(child.pid)

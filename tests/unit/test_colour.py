@@ -73,3 +73,35 @@ def test_colouring_never_runs_the_lexer():
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
     assert done.stdout.strip() == "0", done.stderr
+
+
+def test_without_pygments_painters_are_plain_and_a_style_is_refused():
+    script = (
+        "import sys\n"
+        "sys.modules['pygments'] = None  # makes `import pygments` fail\n"
+        "from gdb_qznusnih.sinks import colour\n"
+        "assert not colour.terminal_painter(None).colours\n"
+        "assert not colour.terminal_painter('monokai').colours\n"
+        "painter, css = colour.html_painter(None)\n"
+        "assert (painter.colours, css, painter.insn('a<b')) == (False, '', 'a&lt;b')\n"
+        "colour.check_style(None)\n"
+        "try:\n"
+        "    colour.check_style('monokai')\n"
+        "except ValueError as error:\n"
+        "    print(error)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == (
+        "--style monokai needs pygments, which gdb's Python cannot import; "
+        "install python3-pygments\n"
+    )
+
+
+def test_with_pygments_an_unknown_style_lists_the_styles():
+    with pytest.raises(ValueError, match=r"^unknown style 'nosuch'; valid names .*monokai"):
+        Colorizer("nosuch")
+    from pygments.formatters import HtmlFormatter
+
+    assert html_painter("monokai")[1] == HtmlFormatter(style="monokai").get_style_defs(".hl")
+    assert html_painter(None)[1] == HtmlFormatter(style="default").get_style_defs(".hl")

@@ -203,3 +203,8 @@ def test_walk_skips_stale_return_addresses_with_call_targets():
         function_start=lambda pc: rets[pc][0] if pc in rets else None,
     )
     assert pcs == [0xB7FF4545, 0x8075AE3, 0x80497E0, 0x80498C1, 0x80499CF]
+
+
+def test_user_limit_is_the_first_kernel_address_of_each_pointer_size():
+    assert kl.user_limit(8) == 0x0000_8000_0000_0000 == kl.USER_LIMIT[kl.X86_64]
+    assert kl.user_limit(4) == 0xC000_0000 == kl.USER_LIMIT[kl.I386]

@@ -187,15 +187,24 @@ def test_online_cpus():
     assert online_cpus("0\n") == [0]
 
 
-def test_the_perf_package_imports_only_the_stdlib_and_itself():
+def _package_imports(path: Path) -> list[str]:
+    """The gdb and gdb_qznusnih modules a file imports (`from X import Y` as X.Y)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found += [name for name in names if name.split(".")[0] in ("gdb", "gdb_qznusnih")]
+    return found
+
+
+def test_the_perf_package_imports_only_the_stdlib_itself_and_procfs():
+    procfs = "gdb_qznusnih.launcher.procfs"
     for path in PERF_DIR.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [] if node.level else [node.module]
-            else:
-                continue
-            for name in names:
-                inside = name == "gdb_qznusnih.perf" or name.startswith("gdb_qznusnih.perf.")
-                assert inside or name.split(".")[0] not in ("gdb", "gdb_qznusnih"), (path, name)
+        for name in _package_imports(path):
+            inside = name.startswith("gdb_qznusnih.perf.")
+            assert inside or name == procfs or name.startswith(procfs + "."), (path, name)
+    assert _package_imports(PERF_DIR.parent / "launcher" / "procfs.py") == []

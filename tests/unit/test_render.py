@@ -10,7 +10,7 @@ from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.record.access import Frame, Record, format_time
 from gdb_qznusnih.sinks.colour import Colorizer, check_style, resolve_color
 from gdb_qznusnih.sinks.formats import BlockRenderer
-from gdb_qznusnih.sinks.render import format_frame
+from gdb_qznusnih.sinks.render import format_backtrace
 from tests.records import plain_block
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -67,13 +67,14 @@ def test_header_time_matches_the_json_time():
 
 
 def test_frames_like_gdb_bt():
-    assert format_frame(Frame(0, 0x401136, None, None, None), 8) == "#0  0x00401136 in ??"
-    assert format_frame(Frame(12, 0x401136, "f", "x.c", None), 8) == "#12 0x00401136 in f at x.c"
+    def line(frame: Frame, show_args: bool = False) -> str:
+        return format_backtrace((frame,), show_args)
+
+    assert line(Frame(0, 0x401136, None, None, None)) == "#0  0x00401136 in ??\n"
+    assert line(Frame(12, 0x401136, "f", "x.c", None)) == "#12 0x00401136 in f at x.c\n"
     frame = Frame(3, 0x401136, "f", "x.c", 9, "")
-    assert format_frame(frame, 8, show_args=True) == "#3  0x00401136 in f () at x.c:9"
-    assert (
-        format_frame(Frame(3, 0x401136, "f", "x.c", 9), 8, True) == "#3  0x00401136 in f at x.c:9"
-    )
+    assert line(frame, show_args=True) == "#3  0x00401136 in f () at x.c:9\n"
+    assert line(Frame(3, 0x401136, "f", "x.c", 9), True) == "#3  0x00401136 in f at x.c:9\n"
 
 
 def test_32_bit_addresses_are_8_digits():

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from gdb_qznusnih.record.access import Frame, Record
-from gdb_qznusnih.record.summary import Site, Summary
+from gdb_qznusnih.record.summary import AccessCounts, Site, Summary
 from gdb_qznusnih.sinks.colour import Colorizer
 
 MAIN = Frame(2, 0x555555555290, "main", "mix.c", 61)
@@ -147,3 +147,15 @@ def test_memory_stays_flat():
     assert summary.total == 50_000
     assert len(summary._threads) == 4
     assert sum(len(sites) for sites in summary._sites.values()) == 2
+
+
+def test_access_counts_tell_writes_from_reads():
+    counts = AccessCounts()
+    assert [counts.count(kind) for kind in ("read", "write", "write", "read", "read")] == [
+        False,
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert (counts.reads, counts.writes, counts.total) == (3, 2, 5)
