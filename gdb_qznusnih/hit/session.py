@@ -13,6 +13,7 @@ import gdb
 
 from gdb_qznusnih.arm import target
 from gdb_qznusnih.classify import x86 as classify
+from gdb_qznusnih.classify.trap import DecodedTrap, TrapClassifier, decode_trap
 from gdb_qznusnih.hit import native
 from gdb_qznusnih.hit.backtrace import BacktraceCollector
 from gdb_qznusnih.hit.locate import InstructionLocator
@@ -38,18 +39,6 @@ class AccessWatchpoint(gdb.Breakpoint):
             # gdb turns a SIGINT that lands while Python runs into this: stop now.
             self.session.interrupted = True
             return True
-
-
-class _Decoded:
-    """What a trap pc tells us, computed once per pc."""
-
-    __slots__ = ("insn_pc", "text", "insn", "in_progress")
-
-    def __init__(self, insn_pc, text, insn, in_progress):
-        self.insn_pc = insn_pc
-        self.text = text
-        self.insn = insn  # classify.Instruction or None
-        self.in_progress = in_progress  # (start, text, insn) of a rep string op at pc, or None
 
 
 class WatchSession:
@@ -84,8 +73,8 @@ class WatchSession:
         self._backtrace = BacktraceCollector(
             opts.bt_depth, self._word, opts.args, kernel.is_entry_frame if kernel else None
         )
-        self._decoded: dict[int, _Decoded] = {}
-        self._static_kinds: dict[int, list[str] | None] = {}
+        self._decoded: dict[int, DecodedTrap] = {}
+        self._classifier = TrapClassifier(address, self.length, self._word)
         self._shadow = target.read_value(address, self.length)
         self.watchpoint = AccessWatchpoint(self, target.watch_spec(address, self.length))
         # Whole-system mode: the machine runs on after the program, so watch for its exit.
@@ -129,23 +118,9 @@ class WatchSession:
 
     def _classify(self, pc, decoded, value, state):
         """(insn_pc, text, kinds, kind_from) for this hit."""
-        reg = _RegisterReader(state)
-        if decoded.in_progress is not None:
-            start, text, insn = decoded.in_progress
-            if classify.string_access_near(insn, self.address, self.length, reg, self._word):
-                kinds = classify.classify_access(insn, self.address, self.length, reg, self._word)
-                if kinds:
-                    return start, text, kinds, "insn"
-        if decoded.insn is not None:
-            kinds = self._static_kinds.get(pc, False)
-            if kinds is False:
-                kinds = classify.classify_access(
-                    decoded.insn, self.address, self.length, reg, self._word
-                )
-                if not reg.used:
-                    self._static_kinds[pc] = kinds
-            if kinds:
-                return decoded.insn_pc, decoded.text, kinds, "insn"
+        found = self._classifier.kinds(pc, decoded, state.reg)
+        if found is not None:
+            return (*found, "insn")
         return (
             decoded.insn_pc,
             decoded.text,
@@ -153,21 +128,8 @@ class WatchSession:
             "value",
         )
 
-    def _decode(self, pc: int) -> _Decoded:
-        in_progress = None
-        at = self._locator.at(pc)
-        if at is not None:
-            insn = classify.parse_instruction(at[1])
-            if insn is not None and insn.is_string and insn.is_rep:
-                in_progress = (pc, _tidy(at[1]), insn)
-        before = self._locator.before(pc)
-        if before is None:
-            return _Decoded(pc, None, None, in_progress)
-        start, text = before
-        insn = classify.parse_instruction(text)
-        if insn is not None and not classify.accesses_memory(insn):
-            insn = None
-        return _Decoded(start, _tidy(text), insn, in_progress)
+    def _decode(self, pc: int) -> DecodedTrap:
+        return decode_trap(pc, _text(self._locator.at(pc)), self._locator.before(pc))
 
     def _emit(self, kinds, kind_from, value, insn_pc, text, frames, pid, tid, context):
         mode = comm = None
@@ -228,7 +190,7 @@ class WatchSession:
     def clear_caches(self) -> None:
         """Forget what pcs meant: symbols changed (a new objfile)."""
         self._decoded.clear()
-        self._static_kinds.clear()
+        self._classifier.clear()
         self._locator.clear()
         self._backtrace.clear()
         self.sinks.clear_caches()
@@ -263,23 +225,8 @@ class WatchSession:
         return self.summary.reads, self.summary.writes
 
 
-class _RegisterReader:
-    """reg(name) for the classifier; remembers whether it was needed."""
-
-    __slots__ = ("used", "_state")
-
-    def __init__(self, state) -> None:
-        self.used = False
-        self._state = state
-
-    def __call__(self, name: str) -> int:
-        self.used = True
-        return self._state.reg(name)
-
-
-def _tidy(text: str) -> str:
-    """`movb   $0x1,(%rax)` -> `movb $0x1,(%rax)`; comments kept."""
-    return " ".join(text.split())
+def _text(found: tuple[int, str] | None) -> str | None:
+    return found[1] if found is not None else None
 
 
 def write_out(text: str) -> None:
