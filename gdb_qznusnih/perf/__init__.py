@@ -5,5 +5,5 @@ writes them to mmap'd ring buffers, so the watched process is never ptrace-attac
 stopped.  `abi` holds the kernel's structures and constants, `events` opens the breakpoint
 events, `ring` copies bytes out of the rings, `records` parses them, and `capture` ties these
 together with a drain thread and the loss accounting.  Stdlib and ctypes only: no gdb, nothing
-from the rest of the package.
+from the rest of the package, except `engine`, which turns hits into the package's records.
 """
