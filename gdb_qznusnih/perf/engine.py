@@ -108,6 +108,7 @@ class PerfWatch:
         self._maps_changed = False
         self._shadow: int | None = None  # the watched bytes' value, while known
         self._clock_offset = 0.0  # epoch seconds minus CLOCK_MONOTONIC seconds
+        self._stop_at: frozenset[int] = frozenset()  # main: gdb's backtraces end there
 
     # -- arming -----------------------------------------------------------------------
 
@@ -117,10 +118,13 @@ class PerfWatch:
         PerfError or SymbolizerError (one line) on failure, everything closed."""
         request = self.request
         try:
-            self._modules = ModuleMap.from_pid(request.pid)
-            self._unwinder = Unwinder(self._modules)
             if self._symbolizer is None:
+                self._modules = ModuleMap.from_pid(request.pid)
                 self._symbolizer = Symbolizer(self._modules, gdb=self._gdb)
+            else:  # the caller's, e.g. after evaluating ADDR with it
+                self._modules = self._symbolizer.modules
+            self._unwinder = Unwinder(self._modules)
+            self._stop_at = _main_starts(self._modules, request.pid)
             self._shadow = read_value(request.pid, request.address, request.length)
             self._clock_offset = time.time() - time.monotonic()
             self._capture = Capture(request.pid, request.address, request.length, self.config)
@@ -199,7 +203,7 @@ class PerfWatch:
             self._capture.close()
         if self._symbolizer is not None and self._owns_symbolizer:
             self._symbolizer.close()
-        if self._modules is not None:
+        if self._modules is not None and self._owns_symbolizer:
             self._modules.close()
 
     # -- hits to records ----------------------------------------------------------------
@@ -223,8 +227,10 @@ class PerfWatch:
         registers = sample.registers()
         if not registers:
             return (sample.ip,)
-        pcs = self._unwinder.unwind(registers, sample.stack, max_frames=self.request.bt_depth)
-        return tuple(pcs.pcs)
+        backtrace = self._unwinder.unwind(
+            registers, sample.stack, max_frames=self.request.bt_depth, stop_at=self._stop_at
+        )
+        return tuple(backtrace.pcs)
 
     def _log_hit(self, hit: Hit, pcs: tuple[int, ...]) -> None:
         sample = hit.sample
@@ -347,6 +353,16 @@ def read_value(pid: int, address: int, length: int) -> int:
     if len(data) != length:
         raise OSError(f"{address:#x} could not be read")
     return int.from_bytes(data, "little")
+
+
+def _main_starts(modules: ModuleMap, pid: int) -> frozenset[int]:
+    """Where the program's main starts: gdb shows no frame past it (backtrace past-main)."""
+    try:
+        program = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return frozenset()
+    found = (m.symbol("main") for m in modules.modules() if m.path == program)
+    return frozenset(start for start in found if start is not None)
 
 
 def _wanted(access: str, kind: str) -> bool:

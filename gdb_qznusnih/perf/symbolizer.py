@@ -278,6 +278,7 @@ def _start(gdb: str) -> tuple[subprocess.Popen, socket.socket, int]:
             pass_fds=(theirs.fileno(),),
             env=env,
             cwd="/",  # nothing of the target's is looked up relative to here
+            start_new_session=True,  # a Ctrl-C meant for the launcher must not end it
         )
     except OSError as error:
         ours.close()
