@@ -24,7 +24,7 @@ from gdb_qznusnih.classify.trap import DecodedTrap, TrapClassifier, decode_trap
 from gdb_qznusnih.perf.capture import Capture, CaptureConfig
 from gdb_qznusnih.perf.hits import Hit
 from gdb_qznusnih.perf.modules import ModuleMap, parse_maps, process_memory_reader
-from gdb_qznusnih.perf.records import Comm, Lost, Mmap2, Sample, Throttle
+from gdb_qznusnih.perf.records import Comm, Mmap2, Sample
 from gdb_qznusnih.perf.symbolizer import Symbolizer
 from gdb_qznusnih.perf.unwind import Unwinder
 from gdb_qznusnih.record.access import READ, Frame, Record
@@ -92,8 +92,8 @@ class PerfWatch:
         self.summary = Summary(start=time.time())
         self.seq = 0
         self.finish_reason: str | None = None
+        self._logging = True  # False once no more records may be logged (--count, ...)
         self.sink_error: str | None = None
-        self.lost_records = 0  # PERF_RECORD_LOST counts seen
         self._gdb = gdb
         self._symbolizer = symbolizer
         self._owns_symbolizer = symbolizer is None
@@ -167,21 +167,19 @@ class PerfWatch:
         return ready
 
     def _side_band(self, record) -> None:
-        if isinstance(record, Lost):
-            self.lost_records += record.count
-        elif isinstance(record, Mmap2):
+        if isinstance(record, Mmap2):
             self._maps_changed = True  # a library loaded: read the maps before symbolizing
         elif isinstance(record, Comm) and record.exec and record.pid == self.request.pid:
-            self.finish(
-                f"target called exec({_exe_of(record.pid, record.comm)}); exec clears watches"
-            )
-        elif isinstance(record, Throttle):
-            pass  # counted by the capture's accounting
+            exe = _exe_of(record.pid, record.comm)
+            self.finish(f"target called exec({exe}); exec clears watches", log_more=False)
 
-    def finish(self, reason: str) -> None:
-        """End the watch (the first reason stays); no record is logged after it."""
+    def finish(self, reason: str, log_more: bool = True) -> None:
+        """End the watch (the first reason stays).  `log_more`: the hits captured until
+        stop() are still logged (a stop signal, the target's exit); not after --count."""
         if self.finish_reason is None:
             self.finish_reason = reason
+        if not log_more:
+            self._logging = False
 
     def stop(self) -> Loss:
         """Disarm (the target runs on unwatched), log what was captured until then, and
@@ -194,9 +192,10 @@ class PerfWatch:
         return self.loss()
 
     def loss(self) -> Loss:
+        """Exact once stopped: each event's own counter against the samples delivered (the
+        ring's PERF_RECORD_LOST counts miss the last ones, if a ring is full at the end)."""
         accounting = self._capture.accounting()
-        lost = max(accounting.lost("rw"), self.lost_records)
-        return Loss(lost, accounting.throttled)
+        return Loss(accounting.lost("rw"), accounting.throttled)
 
     def close(self) -> None:
         if self._capture is not None:
@@ -209,7 +208,7 @@ class PerfWatch:
     # -- hits to records ----------------------------------------------------------------
 
     def _log(self, hits: list[Hit]) -> None:
-        if not hits or self.finish_reason is not None:
+        if not hits or not self._logging:
             return
         if self._maps_changed:
             self._refresh_modules()
@@ -219,7 +218,7 @@ class PerfWatch:
             callers={ra for pcs in backtraces for ra in pcs[1:]},
         )
         for hit, pcs in zip(hits, backtraces):
-            if self.finish_reason is not None:
+            if not self._logging:
                 return
             self._log_hit(hit, pcs)
 
@@ -318,10 +317,10 @@ class PerfWatch:
                 self.sinks.emit(_for_todays_sinks(record))
             except SinkError as error:  # the disk is full or the log is gone
                 self.sink_error = str(error)
-                self.finish("log failure")
+                self.finish("log failure", log_more=False)
                 return
             if request.count is not None and self.seq >= request.count:
-                self.finish(f"--count {request.count} reached")
+                self.finish(f"--count {request.count} reached", log_more=False)
                 return
 
     def _refresh_modules(self) -> None:
