@@ -6,11 +6,13 @@ import argparse
 import math
 from dataclasses import dataclass, fields
 
+from gdb_qznusnih.perf.events import DEFAULT_STACK_BYTES, MAX_STACK_BYTES
 from gdb_qznusnih.user_errors import raising_parser
 
 ACCESS_CHOICES = ("rw", "r", "w")
 LENGTHS = (1, 2, 4, 8)
 COLOR_CHOICES = ("auto", "always", "never")
+ENGINE_CHOICES = ("auto", "perf", "gdb")
 DEFAULT_BT_DEPTH = 16
 MAX_DURATION_S = 365 * 24 * 3600
 
@@ -39,6 +41,8 @@ class WatchOptions:
     pid: int | None = None
     cr3: int | None = None
     follow_exec: str | None = None
+    engine: str = "auto"
+    stack_bytes: int = DEFAULT_STACK_BYTES
 
     @property
     def logs_reads(self) -> bool:
@@ -104,6 +108,19 @@ def _hex_or_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
 
 
+def _stack_bytes(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of bytes") from None
+    if value % 8 or not 0 <= value <= MAX_STACK_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"{value} must be a multiple of 8 from 0 to {MAX_STACK_BYTES} "
+            f"(default {DEFAULT_STACK_BYTES})"
+        )
+    return value
+
+
 def add_watch_options(parser: argparse.ArgumentParser, whole_system: bool = True) -> None:
     """Add the options of `qzn-watch` (without ADDR) to a parser, in groups.
 
@@ -137,6 +154,21 @@ def add_watch_options(parser: argparse.ArgumentParser, whole_system: bool = True
         "--follow-exec",
         metavar="EXPR",
         help="after the target calls exec, watch EXPR in the new program",
+    )
+    how = parser.add_argument_group("engine").add_argument
+    how(
+        "--engine",
+        choices=ENGINE_CHOICES,
+        default="auto",
+        help="perf: hardware breakpoints by perf_event_open, the target never stopped nor "
+        "ptrace-attached; gdb: gdb's watchpoints; auto (default): perf when permitted",
+    )
+    how(
+        "--stack-bytes",
+        type=_stack_bytes,
+        default=DEFAULT_STACK_BYTES,
+        metavar="N",
+        help=f"perf: user stack copied per access for the backtrace, default {DEFAULT_STACK_BYTES}",
     )
     output = parser.add_argument_group("output").add_argument
     output(

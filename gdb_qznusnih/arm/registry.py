@@ -10,6 +10,7 @@ import gdb
 
 from gdb_qznusnih.arm import target
 from gdb_qznusnih.arm.batch import in_batch_mode, run_until_done
+from gdb_qznusnih.arm.describe import armed_text
 from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.hit.session import WatchSession, write_out
 from gdb_qznusnih.options import WatchOptions
@@ -31,6 +32,11 @@ class WatchRegistry:
     # -- arming -------------------------------------------------------------
 
     def arm(self, opts: WatchOptions) -> WatchSession:
+        if opts.engine == "perf":
+            raise target.WatchError(
+                "qzn-watch --engine perf is not available inside gdb yet; watch a running "
+                "process with 'qznusnih watch ADDR PID --engine perf'"
+            )
         inferior = target.require_live_process()
         whole_system = target.is_whole_system()
         caches = CacheRegistry()
@@ -275,24 +281,16 @@ def _kernel_view(opts: WatchOptions, caches: CacheRegistry):
 
 
 def _armed_message(session: WatchSession, pid: int, kernel) -> str:
-    kinds = {"rw": "reads and writes", "r": "reads", "w": "writes"}[session.opts.access]
-    size = f"{session.length} byte" + ("s" if session.length > 1 else "")
-    text = (
-        f"watch {session.number}: {kinds} of {size} at {session.address:#x} "
-        f"({session.opts.address}) in process {pid}"
+    return armed_text(
+        session.number,
+        session.opts.access,
+        session.length,
+        session.address,
+        session.opts.address,
+        pid,
+        [kernel.describe()] if kernel is not None else [],
+        session.sinks.paths,
     )
-    if kernel is not None:
-        text += f"; {kernel.describe()}"
-    object_size = session.object_size
-    if object_size is not None and object_size > session.length:
-        verb = "is" if session.length == 1 else "are"
-        text += (
-            f"; that object is {object_size} bytes, only its first {size} {verb} watched "
-            "(use --len 2, 4 or 8, or the address of the part to watch)"
-        )
-    if session.sinks.paths:
-        text += "; logs " + ", ".join(session.sinks.paths)
-    return text
 
 
 def _print_location() -> None:

@@ -14,6 +14,7 @@ import gdb
 from gdb_qznusnih.arm import target
 from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.classify import x86 as classify
+from gdb_qznusnih.classify.trap import DecodedTrap, TrapClassifier, decode_trap
 from gdb_qznusnih.hit import native
 from gdb_qznusnih.hit.backtrace import BacktraceCollector
 from gdb_qznusnih.hit.locate import InstructionLocator
@@ -22,7 +23,6 @@ from gdb_qznusnih.record.access import READ, Record
 from gdb_qznusnih.record.summary import Summary
 from gdb_qznusnih.sinks.logs import SinkError, write_all
 from gdb_qznusnih.sinks.status_line import StatusLine
-from gdb_qznusnih.user_errors import one_line
 
 
 class AccessWatchpoint(gdb.Breakpoint):
@@ -42,18 +42,6 @@ class AccessWatchpoint(gdb.Breakpoint):
             return True
         except Exception as error:  # a hit must never take the target down with it
             return self.session.fail(error)
-
-
-class _Decoded:
-    """What a trap pc tells us, computed once per pc."""
-
-    __slots__ = ("insn_pc", "text", "insn", "in_progress")
-
-    def __init__(self, insn_pc, text, insn, in_progress):
-        self.insn_pc = insn_pc
-        self.text = text
-        self.insn = insn  # classify.Instruction or None
-        self.in_progress = in_progress  # (start, text, insn) of a rep string op at pc, or None
 
 
 class WatchSession:
@@ -100,7 +88,7 @@ class WatchSession:
             opts.bt_depth, self._word, caches, opts.args, kernel.is_entry_frame if kernel else None
         )
         self._decoded = caches.cache("decoded trap pcs")
-        self._static_kinds = caches.cache("kinds by pc")
+        self._classifier = TrapClassifier(address, self.length, self._word, caches)
         self._shadow = target.read_value(address, self.length)
         self.watchpoint = AccessWatchpoint(self, target.watch_spec(address, self.length))
         # Whole-system mode: the machine runs on after the program, so watch for its exit.
@@ -147,23 +135,9 @@ class WatchSession:
 
     def _classify(self, pc, decoded, value, state):
         """(insn_pc, text, kinds, kind_from) for this hit."""
-        reg = _RegisterReader(state)
-        if decoded.in_progress is not None:
-            start, text, insn = decoded.in_progress
-            if classify.string_access_near(insn, self.address, self.length, reg, self._word):
-                kinds = classify.classify_access(insn, self.address, self.length, reg, self._word)
-                if kinds:
-                    return start, text, kinds, "insn"
-        if decoded.insn is not None:
-            kinds = self._static_kinds.get(pc, False)
-            if kinds is False:
-                kinds = classify.classify_access(
-                    decoded.insn, self.address, self.length, reg, self._word
-                )
-                if not reg.used:
-                    self._static_kinds.remember(pc, kinds)
-            if kinds:
-                return decoded.insn_pc, decoded.text, kinds, "insn"
+        found = self._classifier.kinds(pc, decoded, state.reg)
+        if found is not None:
+            return (*found, "insn")
         return (
             decoded.insn_pc,
             decoded.text,
@@ -171,21 +145,8 @@ class WatchSession:
             "value",
         )
 
-    def _decode(self, pc: int) -> _Decoded:
-        in_progress = None
-        at = self._locator.at(pc)
-        if at is not None:
-            insn = classify.parse_instruction(at[1])
-            if insn is not None and insn.is_string and insn.is_rep:
-                in_progress = (pc, one_line(at[1]), insn)
-        before = self._locator.before(pc)
-        if before is None:
-            return _Decoded(pc, None, None, in_progress)
-        start, text = before
-        insn = classify.parse_instruction(text)
-        if insn is not None and not classify.accesses_memory(insn):
-            insn = None
-        return _Decoded(start, one_line(text), insn, in_progress)
+    def _decode(self, pc: int) -> DecodedTrap:
+        return decode_trap(pc, _text(self._locator.at(pc)), self._locator.before(pc))
 
     def _emit(self, kinds, kind_from, value, insn_pc, text, frames, cut, pid, tid, context):
         mode = comm = None
@@ -299,18 +260,8 @@ class WatchSession:
         return self.summary.reads, self.summary.writes
 
 
-class _RegisterReader:
-    """reg(name) for the classifier; remembers whether it was needed."""
-
-    __slots__ = ("used", "_state")
-
-    def __init__(self, state) -> None:
-        self.used = False
-        self._state = state
-
-    def __call__(self, name: str) -> int:
-        self.used = True
-        return self._state.reg(name)
+def _text(found: tuple[int, str] | None) -> str | None:
+    return found[1] if found is not None else None
 
 
 def write_out(text: str) -> None:

@@ -19,6 +19,9 @@ Requests:
   {"op": "lookup", "traps": [[ip, fde_start or null], ...], "callers": [return address, ...]}
       answers {"traps": [[insn start or null, text or null, text at ip or null, frames]],
                "callers": [frames]}, frames a list of [pc, function, file, line]
+  {"op": "address", "expression": EXPR}
+      ADDR of the perf engine, evaluated as qzn-watch does (it may only read: no assignment,
+      no function call); answers {"address": N} or {"refused": "one line"}
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ import gdb
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from gdb_qznusnih.arm.target import (  # noqa: E402
+    WatchError,
     enclosing_function,
+    evaluate_address,
     function_block,
     function_name,
     source_location,
@@ -138,6 +143,11 @@ class Server:
                 "traps": [self._trap(ip, fde_start) for ip, fde_start in request["traps"]],
                 "callers": [_caller_frames(ra) for ra in request["callers"]],
             }
+        if request["op"] == "address":
+            try:
+                return {"address": evaluate_address(str(request["expression"]))}
+            except WatchError as error:
+                return {"refused": str(error)}
         raise ValueError(f"unknown request {request['op']!r}")
 
     def _load(self, request: dict) -> dict:

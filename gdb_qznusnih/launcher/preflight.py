@@ -121,8 +121,9 @@ def address_bits(machine: str | None = None) -> int:
     return 64 if machine in ("x86_64", "amd64") else 32
 
 
-def check_target(target: Target) -> None:
-    """Refuse a zombie, a kernel thread or a process another debugger holds."""
+def check_target(target: Target, allow_tracer: bool = False) -> None:
+    """Refuse a zombie, a kernel thread or (unless `allow_tracer`: the perf engine never
+    attaches) a process another debugger holds."""
     pid, status = target.pid, target.status
     label = f"process {pid} ({status.name})"
     if status.state in ("Z", "X"):
@@ -135,7 +136,7 @@ def check_target(target: Target) -> None:
             f"{label} is a kernel thread with no user memory; give the PID of a user-space "
             "process, or watch the kernel through QEMU (scripts/run_qemu_gdb.sh)"
         )
-    if status.tracer_pid:
+    if status.tracer_pid and not allow_tracer:
         tracer = f"process {status.tracer_pid} ({target.tracer_name or '?'})"
         raise PreflightError(
             f"{label} is already traced by {tracer}; detach that debugger first "

@@ -5,5 +5,6 @@ writes them to mmap'd ring buffers, so the watched process is never ptrace-attac
 stopped.  `abi` holds the kernel's structures and constants, `events` opens the breakpoint
 events, `ring` copies bytes out of the rings, `records` parses them, and `capture` ties these
 together with a drain thread and the loss accounting.  Stdlib and ctypes only: no gdb, nothing
-from the rest of the package but launcher/procfs.py, which is stdlib only itself.
+from the rest of the package but launcher/procfs.py (stdlib only itself), except `engine`,
+which turns hits into the package's records.
 """

@@ -93,6 +93,10 @@ class Capture:
         self._throttled = 0
         self._hits = self._hits_with_write = 0
         self._final_counters: tuple[dict[str, int], dict[str, int]] | None = None
+        # Every hit taken before this (CLOCK_MONOTONIC ns) has been returned by read(), from
+        # every ring: rings are per CPU, so a consumer that needs time order across them
+        # (old values) holds later hits back until this passes them.
+        self.settled_ns = 0
 
     def __enter__(self) -> Capture:
         self.start()
@@ -149,26 +153,32 @@ class Capture:
         for fd in watched:
             poller.register(fd, select.POLLIN)
         poller.register(self._wake_read, select.POLLIN)
-        idle = True
+        settle_until = None
         while watched and not self._stopping.is_set():
             for fd, flags in poller.poll(self.config.poll_ms):
                 if fd != self._wake_read and flags & (select.POLLHUP | select.POLLERR):
                     poller.unregister(fd)  # its thread is gone; the kernel keeps its counts
                     watched.discard(fd)
-            idle = self._sweep(idle)
-        self._sweep(False)
+            settle_until = self._sweep(settle_until)
+        self._sweep(0)
         self._queue.put(_END)
 
-    def _sweep(self, was_idle: bool) -> bool:
-        """Copy every ring out; returns whether all were empty.  The first empty sweep after
-        data is still queued: its time lets the consumer settle samples waiting for a pair."""
+    def _sweep(self, settle_until: int | None) -> int | None:
+        """Copy every ring out.  Empty sweeps are queued too until one comes PAIR_WINDOW_NS
+        after the last data: their times let the consumer settle the samples still waiting
+        for a pair, so the last hits of a burst are not held until the next one.  Returns
+        the time until which to go on queueing empty sweeps, None once settled."""
         read_ns = time.monotonic_ns()  # before the heads are read
         chunks = [
             (index, chunk) for index, ring in enumerate(self._rings) if (chunk := ring.read())
         ]
-        if chunks or not was_idle:
+        if chunks:
+            settle_until = read_ns + PAIR_WINDOW_NS
+        if settle_until is not None:
             self._queue.put((read_ns, chunks))
-        return not chunks
+            if not chunks and read_ns > settle_until:
+                settle_until = None
+        return settle_until
 
     # -- the consumer side ----------------------------------------------------------------
 
@@ -218,8 +228,10 @@ class Capture:
                 elif isinstance(record, Throttle) and record.stopped:
                     self._throttled += 1
                 out.append(record)
+        settled = read_ns - PAIR_WINDOW_NS
         for pairer in self._pairers:  # a partner would have been written before read_ns
-            self._count_hits(pairer.flush_older_than(read_ns - PAIR_WINDOW_NS), out)
+            self._count_hits(pairer.flush_older_than(settled), out)
+        self.settled_ns = max(self.settled_ns, settled)
 
     def _count_hits(self, hits: list[Hit], out: list) -> None:
         for hit in hits:

@@ -54,6 +54,10 @@ class SymbolFrame(NamedTuple):
     line: int | None
 
 
+class AddressError(ValueError):
+    """An address expression gdb refused or could not evaluate; the message is one line."""
+
+
 class Site(NamedTuple):
     """A trap ip explained.  start/text are None when no instruction ends exactly at ip."""
 
@@ -140,6 +144,14 @@ class Symbolizer:
             self._sites[ip] = Site(start, text, text_at_ip, _frames(frames))
         for ra, frames in zip(new_callers, answer["callers"]):
             self._callers[ra] = _frames(frames)
+
+    def address(self, expression: str) -> int:
+        """ADDR evaluated in the loaded modules (globals at their run-time addresses), with
+        qzn-watch's read-only rules; AddressError (one line) if refused."""
+        answer = self._ask({"op": "address", "expression": expression}, [], self._timeout)
+        if "refused" in answer:
+            raise AddressError(answer["refused"])
+        return int(answer["address"])
 
     def site(self, ip: int) -> Site:
         """The accessing instruction and the frames at a sampled trap ip."""
@@ -266,6 +278,7 @@ def _start(gdb: str) -> tuple[subprocess.Popen, socket.socket, int]:
             pass_fds=(theirs.fileno(),),
             env=env,
             cwd="/",  # nothing of the target's is looked up relative to here
+            start_new_session=True,  # a Ctrl-C meant for the launcher must not end it
         )
     except OSError as error:
         ours.close()

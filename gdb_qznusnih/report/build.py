@@ -277,7 +277,7 @@ def build_report(path: str, filters: Filters | None = None, top: int = TOP_SITES
             report.first_writer = record
         report.last_writer = record
         old = before if record.old is None else record.old
-        if old != record.value:
+        if record.value is not None and old != record.value:  # an unknown value: no change
             key = _site_key(record)
             where = where_by_site.get(key)
             if where is None:

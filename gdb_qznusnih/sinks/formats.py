@@ -50,7 +50,7 @@ VALUE_GUESS_NOTE = "(kind guessed from the value change)"
 # The line as one %-format, in FIELDS' order (kind and kind_from are our own ASCII words).
 _LINE = (
     '{"watch": %d, "seq": %d, "kind": "%s", "addr": "0x%x", "len": %d, "old": %s, '
-    '"value": %d, "value_from": %s, "pid": %d, "tid": %d, "pc": "0x%x", "insn": %s, '
+    '"value": %s, "value_from": %s, "pid": %d, "tid": %d, "pc": "0x%x", "insn": %s, '
     '"time": "%s.%06dZ", "frames": %s, "kind_from": "%s"%s}\n'
 )
 
@@ -148,7 +148,7 @@ class JsonLine:
             tail = _json_tail(record)
         return _LINE % (
             record.watch, record.seq, record.kind, record.addr, record.length,
-            "null" if old is None else old, record.value,
+            "null" if old is None else old, "null" if record.value is None else record.value,
             "null" if value_from is None else f'"{value_from}"',
             record.pid, record.tid, record.pc, insn, self._stamp.text(whole), micros,
             frames, record.kind_from, tail,
@@ -251,11 +251,14 @@ class BlockRenderer:
         self._heads: dict[tuple, str] = {}  # a few layouts, independent of symbols
         self._hms = SecondStamp(HMS)
 
-    def _head(self, kind: str, length: int, old_known: bool) -> str:
-        """The header's %-format: watch, seq, addr, [old,] value, tid, hh:mm:ss, micros, tail."""
+    def _head(self, kind: str, length: int, old_known: bool, value_known: bool) -> str:
+        """The header's %-format: watch, seq, addr, [old,] [value,] tid, hh:mm:ss, micros, tail
+        (an unknown value shows as "?")."""
         digits = f"%0{2 * length}x"
         colorizer = self.colorizer
-        value = f"0x{digits}" if colorizer is None else colorizer.bold(f"0x{digits}")
+        value = f"0x{digits}" if value_known else "?"
+        if colorizer is not None:
+            value = colorizer.bold(value)
         if kind == WRITE:
             before = "0x" + digits if old_known else "?"
             value = f"{before} {ARROW} {value}"
@@ -264,7 +267,7 @@ class BlockRenderer:
         if colorizer is not None:
             label = colorizer.kind(kind, label)
         head = f"[%d:%d] {label}{padding} 0x%x  {value}  tid %d  %s.%06d%s\n"
-        self._heads[kind, length, old_known] = head
+        self._heads[kind, length, old_known, value_known] = head
         return head
 
     def header(self, record: Record, hms: str | None = None) -> str:
@@ -273,17 +276,20 @@ class BlockRenderer:
         if hms is None:
             hms = _time.strftime(HMS, _time.gmtime(whole))
         old_known = record.kind == WRITE and record.old is not None
-        head = self._heads.get((record.kind, record.length, old_known))
-        if head is None:
-            head = self._head(record.kind, record.length, old_known)
+        value_known = record.value is not None
+        layout = (record.kind, record.length, old_known, value_known)
+        head = self._heads.get(layout) or self._head(*layout)
         tail = ""
         if record.mode is not None or record.kind_from == "value":
             tail = _header_tail(record)
-        if old_known:
+        if old_known and value_known:
             return head % (record.watch, record.seq, record.addr, record.old, record.value,
                            record.tid, hms, micros, tail)  # fmt: skip
-        return head % (record.watch, record.seq, record.addr, record.value, record.tid, hms,
-                       micros, tail)  # fmt: skip
+        if old_known or value_known:
+            known = record.old if old_known else record.value
+            return head % (record.watch, record.seq, record.addr, known, record.tid, hms,
+                           micros, tail)  # fmt: skip
+        return head % (record.watch, record.seq, record.addr, record.tid, hms, micros, tail)
 
     def body(self, record: Record, key: tuple | None = None) -> bytes:
         """The backtrace and instruction lines as UTF-8; `key` is frames_key(record.frames)."""

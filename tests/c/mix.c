@@ -4,10 +4,13 @@
  * main() waits at ready() (gdb arms the watch there), then performs the
  * sequence below; the expected kinds are listed beside each access and in
  * tests/gdb/test_mix.py.  Build: gcc -g -O0 -pthread (x86-64) or -m32.
+ * `mix wait`: also prints "pid P", then waits for a byte on stdin before ready() (for the
+ * launcher, which attaches, or arms perf events, while it waits).
  */
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 volatile unsigned char area[64] __attribute__((aligned(64)));
 static unsigned char copy_dst[32];
@@ -96,9 +99,16 @@ static void run_sequence(void) {
     string_fill();
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     pthread_t thread;
+    char go;
     printf("byte %p\n", (void *)BYTE);
+    if (argc > 1 && strcmp(argv[1], "wait") == 0) {
+        printf("pid %d\n", getpid());
+        fflush(stdout);
+        if (read(0, &go, 1) != 1)
+            return 3;
+    }
     fflush(stdout);
     ready();
     run_sequence();

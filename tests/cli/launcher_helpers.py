@@ -56,6 +56,10 @@ class Tester:
 
 
 def launcher_command(*args: str) -> list[str]:
+    """These tests are the gdb engine's (the tester waits for a tracer): `watch` gets
+    --engine gdb unless it names one; tests/perf has the perf engine's."""
+    if args[:1] == ("watch",) and "--engine" not in args:
+        args = (*args, "--engine", "gdb")
     return [sys.executable, "-m", "gdb_qznusnih", *args]
 
 

@@ -204,7 +204,19 @@ def _package_imports(path: Path) -> list[str]:
 def test_the_perf_package_imports_only_the_stdlib_itself_and_procfs():
     procfs = "gdb_qznusnih.launcher.procfs"
     for path in PERF_DIR.glob("*.py"):
+        if path.name == "engine.py":  # joins the building blocks to the pipeline
+            continue
         for name in _package_imports(path):
             inside = name.startswith("gdb_qznusnih.perf.")
             assert inside or name == procfs or name.startswith(procfs + "."), (path, name)
     assert _package_imports(PERF_DIR.parent / "launcher" / "procfs.py") == []
+
+
+def test_the_perf_engine_never_imports_gdb():
+    tree = ast.parse((PERF_DIR / "engine.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            assert all(alias.name.split(".")[0] != "gdb" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert (node.module or "").split(".")[0] != "gdb"
+            assert not (node.module or "").startswith(("gdb_qznusnih.hit", "gdb_qznusnih.arm"))

@@ -169,3 +169,14 @@ def test_a_cut_backtrace_says_so_in_json_and_text():
     assert "more_frames" not in json.loads(JsonLine().encode(make()))
     block = plain_block(record).splitlines()
     assert block[3] == "#2  …more frames"  # after the two frames, before the instruction
+
+
+def test_an_unknown_value_is_null_in_json_and_a_question_mark_in_text():
+    record = make(value=None, value_from=None)
+    line = JsonLine().encode(record)
+    assert line == json.dumps(to_json(record)) + "\n"
+    assert json.loads(line)["value"] is None and json.loads(line)["value_from"] is None
+    assert record_from_json(json.loads(line)) == record
+    assert plain_block(record).splitlines()[0] == (
+        "[1:17] WRITE 0x55d0c3a0b04b  0x00 → ?  tid 4243  03:13:20.123456"
+    )

@@ -1,0 +1,26 @@
+"""The armed line of a watch, for both engines.  Pure: no gdb (the launcher uses it too)."""
+
+from __future__ import annotations
+
+_KINDS = {"rw": "reads and writes", "r": "reads", "w": "writes"}
+
+
+def armed_text(
+    number: int,
+    access: str,
+    length: int,
+    address: int,
+    expression: str,
+    pid: int,
+    details: list[str] = (),
+    log_paths: list[str] = (),
+) -> str:
+    """`watch 1: reads and writes of 1 byte at 0x… (&x) in process 42; …; logs …`."""
+    size = f"{length} byte" + ("s" if length > 1 else "")
+    text = f"watch {number}: {_KINDS[access]} of {size} at {address:#x} ({expression})"
+    text += f" in process {pid}"
+    for detail in details:
+        text += f"; {detail}"
+    if log_paths:
+        text += "; logs " + ", ".join(log_paths)
+    return text

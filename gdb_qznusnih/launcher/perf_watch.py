@@ -1,0 +1,302 @@
+"""`qznusnih watch --engine auto|perf|gdb`: which engine, and the watch by the perf engine.
+
+With perf the launcher never ptrace-attaches the target: the kernel samples each access in
+the debug trap (gdb_qznusnih.perf), a gdb attached to nothing symbolizes, and the records go
+to the same sinks as the gdb engine's.  If the launcher is killed, the kernel drops the
+events with their file descriptors: the target runs on unwatched.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import platform
+import select
+import signal
+import sys
+import time
+
+from gdb_qznusnih import address_expression
+from gdb_qznusnih.arm.describe import armed_text
+from gdb_qznusnih.caches import CacheRegistry
+from gdb_qznusnih.launcher import preflight
+from gdb_qznusnih.options import OptionError, WatchOptions
+from gdb_qznusnih.perf import abi
+from gdb_qznusnih.perf.capture import DEFAULT_RING_PAGES, CaptureConfig
+from gdb_qznusnih.perf.engine import Loss, PerfWatch, WatchRequest
+from gdb_qznusnih.perf.events import (
+    EventConfig,
+    PerfError,
+    breakpoint_attr,
+    explain_open_error,
+    read_perf_event_paranoid,
+)
+from gdb_qznusnih.perf.modules import ModuleMap
+from gdb_qznusnih.perf.symbolizer import AddressError, Symbolizer, SymbolizerError
+from gdb_qznusnih.report.build import ReportError
+from gdb_qznusnih.report.cli import write_html_report
+from gdb_qznusnih.sinks.colour import check_style, resolve_color
+from gdb_qznusnih.sinks.logs import LogSinks, SinkError, write_all
+
+CAP_PERFMON = 38
+EXIT_OK, EXIT_ERROR, EXIT_LOST = 0, 1, 3
+EXIT_WAIT_S = 1.0  # after the last thread's events end, for the process to be a zombie
+PROBE_ADDRESS = 0x1000  # any aligned user address: the probe event is never enabled
+# The drain thread needs the GIL to empty the rings: hand it over often (default 5 ms,
+# during which a 4 MiB ring of 4 KiB samples fills at 70,000 hits/s).
+SWITCH_INTERVAL_S = 0.0005
+# Root's rings: 16 MiB a CPU, about 55 ms of 4 KiB samples at 70,000 hits/s (others keep
+# the capture's default, under the locked-memory limit).
+ROOT_RING_PAGES = 4096
+_GDB_ONLY = (("stop", "--stop"), ("args", "--args"), ("follow_exec", "--follow-exec"))
+
+
+class EngineError(Exception):
+    """The perf engine cannot watch this; the message is one line that says what to do."""
+
+
+# ---------------------------------------------------------------- choosing the engine
+
+
+def choose_engine(options: WatchOptions, pid: int) -> tuple[str, str]:
+    """("perf" or "gdb", why), for the armed line; EngineError for --engine perf that
+    cannot be."""
+    if options.engine == "gdb":
+        return "gdb", "--engine gdb"
+    problem = _gdb_only_option(options) or _not_x86_64(pid) or perf_problem(pid)
+    if problem is None:
+        return "perf", perf_reason()
+    if options.engine == "perf":
+        raise EngineError(problem)
+    return "gdb", problem
+
+
+def _gdb_only_option(options: WatchOptions) -> str | None:
+    for name, flag in _GDB_ONLY:
+        if getattr(options, name):
+            return f"{flag} needs the gdb engine (perf never stops the target)"
+    return None
+
+
+def _not_x86_64(pid: int) -> str | None:
+    if platform.machine() != "x86_64":
+        return f"the perf engine is for x86-64 only, not {platform.machine()}"
+    try:
+        with open(f"/proc/{pid}/exe", "rb") as exe:
+            ident = exe.read(5)
+    except OSError:
+        return None  # not ours to read: the probe says why
+    if ident[:4] == b"\x7fELF" and ident[4] == 1:
+        return f"process {pid} is a 32-bit program: the perf engine reads 64-bit registers"
+    return None
+
+
+def perf_problem(pid: int) -> str | None:
+    """None when perf breakpoint events may watch `pid`, else why not (one line).
+
+    The probe opens one disabled write breakpoint on the process and closes it: the
+    kernel's own permission checks (perf_event_paranoid, ptrace access, seccomp)."""
+    config = EventConfig()
+    attr = breakpoint_attr("w", PROBE_ADDRESS, 1, config)
+    try:
+        fd = abi.perf_event_open(attr, pid, -1)
+    except OSError as error:
+        if error.errno == errno.ENOSYS:
+            return "this kernel has no perf_event_open"
+        return explain_open_error(error.errno, pid, attr, config)
+    os.close(fd)
+    return None
+
+
+def perf_reason() -> str:
+    """Why perf is permitted, for the armed line."""
+    if os.geteuid() == 0:
+        return "perf events permitted: root"
+    status = preflight.read_my_status()
+    if status.cap_eff & (1 << CAP_PERFMON):
+        return "perf events permitted: CAP_PERFMON"
+    paranoid = read_perf_event_paranoid()
+    return f"perf events permitted: your process, kernel.perf_event_paranoid {paranoid}"
+
+
+# ---------------------------------------------------------------- the watch
+
+
+def watch_with_perf(
+    options: WatchOptions, target: preflight.Target, stops, why: str, ring_pages: int | None
+) -> int:
+    """Watch until the target exits, a stop condition, or a stop signal; the exit status."""
+    pid = target.pid
+    try:
+        check_style(options.style)
+    except ValueError as error:
+        raise EngineError(str(error)) from None
+    symbolizer = _start_symbolizer(pid)
+    try:
+        address = _address(options.address, symbolizer)
+        warning = preflight.check_address(address, options.length, target, options.access)
+        if warning:
+            _note(warning)
+        caches = CacheRegistry()
+        sinks = _open_sinks(options, caches)
+        try:
+            return _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pages)
+        finally:
+            sinks.close()
+    finally:
+        symbolizer.close()
+
+
+def _start_symbolizer(pid: int) -> Symbolizer:
+    try:
+        return Symbolizer(ModuleMap.from_pid(pid))
+    except FileNotFoundError:
+        raise EngineError(f"no process with PID {pid}; it may have exited") from None
+    except OSError as error:
+        raise EngineError(f"cannot read the modules of process {pid}: {error.strerror}") from None
+    except SymbolizerError as error:
+        raise EngineError(str(error)) from None
+
+
+def _address(expression: str, symbolizer: Symbolizer) -> int:
+    literal = preflight.literal_address(expression)
+    if literal is not None:
+        return literal
+    try:
+        address_expression.check_read_only(expression)
+        return symbolizer.address(expression)
+    except (address_expression.ExpressionError, AddressError) as error:
+        raise OptionError(str(error)) from None
+    except SymbolizerError as error:
+        raise EngineError(str(error)) from None
+
+
+def _open_sinks(options: WatchOptions, caches: CacheRegistry) -> LogSinks:
+    sinks = LogSinks(
+        prefix=options.log,
+        color=resolve_color(options.color, os.isatty(1), os.environ),
+        color_files=options.color == "always",
+        style=options.style,
+        quiet=options.quiet,
+        caches=caches,
+    )
+    try:
+        sinks.open()
+    except SinkError as error:
+        raise EngineError(str(error)) from None
+    return sinks
+
+
+def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pages) -> int:
+    request = WatchRequest(
+        pid, address, options.length, options.access, options.bt_depth, options.count
+    )
+    if ring_pages is None:
+        ring_pages = ROOT_RING_PAGES if os.geteuid() == 0 else DEFAULT_RING_PAGES
+    config = CaptureConfig(
+        events=EventConfig(stack_bytes=options.stack_bytes), ring_pages=ring_pages
+    )
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    watch = PerfWatch(request, sinks, config, symbolizer=symbolizer, caches=caches)
+    pidfd = _pidfd(pid)
+    try:
+        try:
+            watch.arm()
+        except (PerfError, SymbolizerError) as error:
+            raise EngineError(str(error)) from None
+        except OSError as error:
+            raise EngineError(f"cannot read {address:#x} in process {pid}: {error}") from None
+        for note in watch.notes:
+            _note(note)
+        details = [f"engine perf ({why})"]
+        shown = (options.access, options.length, address, options.address, pid)
+        _note(armed_text(1, *shown, details, sinks.paths))
+        _run(watch, options, stops, pid, pidfd)
+        loss = watch.stop()
+    finally:
+        watch.close()
+        if pidfd is not None:
+            os.close(pidfd)
+    return _end(watch, options, loss, sinks)
+
+
+def _run(watch: PerfWatch, options: WatchOptions, stops, pid: int, pidfd: int | None) -> None:
+    deadline = time.monotonic() + options.duration if options.duration else None
+    while watch.finish_reason is None:
+        stops.drain()
+        if stops.signum is not None:
+            watch.finish(_signal_reason(stops.signum))
+        elif deadline is not None and time.monotonic() >= deadline:
+            watch.finish(f"--duration {options.duration:g}s reached")
+        elif not _poll(watch):
+            watch.finish(exit_reason(pid, pidfd))
+
+
+def _poll(watch: PerfWatch) -> bool:
+    try:
+        return watch.poll()
+    except SymbolizerError as error:
+        raise EngineError(str(error)) from None
+
+
+def _signal_reason(signum: int) -> str:
+    if signum == signal.SIGINT:
+        return "interrupted (SIGINT)"
+    return f"{signal.Signals(signum).name} received"
+
+
+def _end(watch: PerfWatch, options: WatchOptions, loss: Loss, sinks: LogSinks) -> int:
+    _write_out(watch.summary.format(sinks.colorizer))
+    if loss.any:
+        _write_out(f"lost: {loss.describe()}\n")
+    if watch.sink_error:
+        _note(f"error: {watch.sink_error}")
+    _note(f"watch 1 ended: {watch.finish_reason}")
+    if options.log and not options.no_html and not watch.sink_error:
+        _write_report(options)
+    if watch.sink_error:
+        return EXIT_ERROR
+    return EXIT_LOST if loss.any else EXIT_OK
+
+
+def _write_report(options: WatchOptions) -> None:
+    jsonl, html = options.log + ".jsonl", options.log + ".html"
+    try:
+        write_html_report(jsonl, html, style=options.style)
+    except ReportError as error:
+        _note(f"no HTML report: {error}")
+        return
+    _note(f"report: {html}")
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
+def exit_reason(pid: int, pidfd: int | None) -> str:
+    """How the target ended, as the gdb engine says it: its status is readable while it is
+    a zombie (field 52 of /proc/PID/stat), until its parent reaps it."""
+    if pidfd is not None:
+        select.select([pidfd], [], [], EXIT_WAIT_S)
+    fields = preflight.read_stat_fields(pid)
+    if not fields or fields[0] not in ("Z", "X") or len(fields) < 50:
+        return "target exited"
+    status = int(fields[49])
+    if status & 0x7F:
+        return f"target was killed by {signal.Signals(status & 0x7F).name}"
+    return f"target exited with code {status >> 8 & 0xFF}"
+
+
+def _note(text: str) -> None:
+    write_all(2, f"qzn: {text}\n".encode("utf-8", "replace"))
+
+
+def _write_out(text: str) -> None:
+    try:
+        write_all(1, text.encode("utf-8", "replace"))
+    except OSError:
+        pass  # stdout gone (| head): the logs and the exit status still say it
+    sys.stdout.flush()

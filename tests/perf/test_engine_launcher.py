@@ -1,0 +1,324 @@
+"""`qznusnih watch --engine perf` end to end, on real processes: the same records as the gdb
+engine, every thread, a target under strace, SIGKILL of the launcher at full speed, the loss
+accounting, no permission, and `auto` falling back to gdb."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, quiet_env
+
+pytestmark = pytest.mark.perf
+NO_PERF = Path(__file__).with_name("no_perf_events.py")
+AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+def launcher(*args: str, wrapper=(), python: str = sys.executable) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*wrapper, python, "-m", "gdb_qznusnih", "watch", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=quiet_env(),
+    )
+
+
+def wait_armed(proc: subprocess.Popen) -> str:
+    """The launcher's armed line (its first line on stderr)."""
+    line = proc.stderr.readline()
+    assert line.startswith("qzn: watch 1: "), line + proc.stderr.read()
+    return line
+
+
+def records(prefix: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(f"{prefix}.jsonl").read_text().splitlines()]
+
+
+class Mix:
+    """tests/c/mix.c waiting on stdin: armed, then go()."""
+
+    def __init__(self, program: Path):
+        self.proc = subprocess.Popen(
+            # ASLR off: both engines' runs put code and data at the same addresses
+            ["setarch", "x86_64", "-R", str(program), "wait"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.byte = int(self.proc.stdout.readline().split()[1], 16)
+        self.pid = int(self.proc.stdout.readline().split()[1])
+
+    def go(self) -> None:
+        self.proc.stdin.write("g")
+        self.proc.stdin.flush()
+
+
+def watch_mix(program: Path, tmp_path: Path, engine: str):
+    """Watch mix's byte by its expression; (records, the launcher's stderr)."""
+    mix = Mix(program)
+    prefix = tmp_path / engine
+    proc = launcher("&area[11]", str(mix.pid), "--engine", engine, "--log", str(prefix),
+                    "--quiet", "--no-html")  # fmt: skip
+    try:
+        armed = wait_armed(proc)
+        mix.go()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    out, _ = mix.proc.communicate(timeout=30)  # reaped only now: its status was readable
+    assert mix.proc.returncode == 0 and "mix done" in out
+    return records(prefix), armed + err, mix.byte
+
+
+def comparable(record: dict) -> dict:
+    """A record without what differs between two runs of one program (ASLR off): the time,
+    the pid and the tids.  value/old are left out too: the perf engine's come from
+    classify/values (tested on its own), the gdb engine's from memory."""
+    return {k: v for k, v in record.items() if k not in ("time", "pid", "tid", "value", "old")}
+
+
+def thread_pattern(logged: list[dict]) -> list[int]:
+    """Each record's thread as the order in which threads first appear."""
+    order: dict[int, int] = {}
+    return [order.setdefault(r["tid"], len(order)) for r in logged]
+
+
+def test_mix_gives_the_same_records_under_perf_as_under_gdb(build_c, tmp_path):
+    program = build_c("mix")
+    by_perf, perf_err, perf_byte = watch_mix(program, tmp_path, "perf")
+    by_gdb, gdb_err, gdb_byte = watch_mix(program, tmp_path, "gdb")
+    assert perf_byte == gdb_byte
+    assert "engine perf (perf events permitted: root)" in perf_err
+    assert "engine gdb (--engine gdb)" in gdb_err
+    assert "Traceback" not in perf_err + gdb_err
+    assert len(by_perf) == len(by_gdb) == 19
+    assert [comparable(r) for r in by_perf] == [comparable(r) for r in by_gdb]
+    assert thread_pattern(by_perf) == thread_pattern(by_gdb) == [0] * 17 + [1, 1]
+    assert "qzn: watch 1 ended: target exited with code 0" in perf_err
+    assert "qzn: watch 1 ended: target exited with code 0" in gdb_err
+
+
+def test_threads_made_before_and_after_arming_are_all_watched(start_target, tmp_path):
+    target = start_target(200, 100, 10, early=2, late=2)
+    prefix = tmp_path / "threads"
+    proc = launcher(hex(target.address), str(target.pid), "--engine", "perf", "--log",
+                    str(prefix), "--quiet", "--no-html")  # fmt: skip
+    wait_armed(proc)
+    assert target.status().tracer_pid == 0
+    target.go()
+    target.wait_done()
+    target.proc.stdin.close()  # it reads the byte once more and exits
+    target.proc.stdin = None
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert target.proc.wait(timeout=10) == 0
+    logged = records(prefix)
+    per_thread: dict[int, list[int]] = {}
+    for record in logged:
+        counts = per_thread.setdefault(record["tid"], [0, 0])
+        counts[record["kind"] == "write"] += 1
+    main = target.pid
+    assert len(per_thread) == 5
+    assert per_thread.pop(main) == [110 + 1, 210]
+    assert all(counts == [110, 210] for counts in per_thread.values()), per_thread
+    workers = {r["frames"][2]["func"] for r in logged if r["tid"] != main and len(r["frames"]) > 2}
+    assert workers == {"early_worker", "late_worker"}
+    assert "target exited with code 0" in err
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_a_target_under_strace_is_watched(start_target, tmp_path):
+    target = start_target(50, 50, 0, wrapper=["strace", "-f", "-o", "/dev/null"])
+    tracer = target.status().tracer_pid
+    assert tracer != 0
+    prefix = tmp_path / "traced"
+    proc = launcher(hex(target.address), str(target.pid), "--log", str(prefix), "--quiet",
+                    "--no-html")  # fmt: skip
+    armed = wait_armed(proc)
+    assert "engine perf" in armed  # auto: the gdb engine would refuse a traced process
+    target.go()
+    target.wait_done()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "watch 1 ended: SIGTERM received" in err
+    assert [r["kind"] for r in records(prefix)] == ["write"] * 50 + ["read"] * 50
+    assert target.status().tracer_pid == tracer  # strace still has it
+    assert target.finish() == 49
+
+
+HOT_WRITES = 100_000
+
+
+@pytest.mark.parametrize("trial", range(5))
+def test_sigkill_of_the_launcher_at_full_speed_leaves_the_target_running(
+    start_target, tmp_path, trial
+):
+    target = start_target(HOT_WRITES, 0, 0)
+    prefix = tmp_path / "killed"
+    proc = launcher(hex(target.address), str(target.pid), "--engine", "perf", "--log",
+                    str(prefix), "--quiet", "--no-html")  # fmt: skip
+    try:
+        wait_armed(proc)
+        symbolizer = child_pids(proc.pid)
+        target.go()
+        wait_for_lines(prefix, 1000)  # the hot loop is under way, records on disk
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    target.wait_done()
+    assert target.status().tracer_pid == 0
+    assert target.finish() == (HOT_WRITES - 1) % 256  # exit 0, not killed by SIGTRAP
+    for pid in symbolizer:  # the symbolizer's gdb sees its socket close and ends
+        wait_until(lambda pid=pid: not Path(f"/proc/{pid}").exists(), f"gdb {pid} to end")
+
+
+def test_a_tiny_ring_loses_accesses_and_says_how_many_exactly(start_target, tmp_path):
+    target = start_target(20_000, 0, 0)
+    prefix = tmp_path / "lossy"
+    proc = launcher(hex(target.address), str(target.pid), "--engine", "perf", "--log",
+                    str(prefix), "--quiet", "--no-html", "--stack-bytes", "512",
+                    "--ring-pages", "1")  # fmt: skip
+    wait_armed(proc)
+    target.go()
+    target.wait_done()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err  # accesses lost: not a clean watch
+    assert "watch 1 ended: interrupted (SIGINT)" in err
+    logged = len(records(prefix))
+    lost_line = next(line for line in out.splitlines() if line.startswith("lost: "))
+    lost = int(lost_line.split()[1].replace(",", ""))
+    assert lost > 0 and logged + lost == 20_000, (logged, lost_line)
+    assert target.finish() == (20_000 - 1) % 256
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv")
+def test_perf_engine_without_permission_is_one_line_and_the_target_untouched(
+    start_target,
+):
+    target = start_target(10, 10, 0)  # root's process; the launcher runs as nobody
+    proc = launcher(hex(target.address), str(target.pid), "--engine", "perf",
+                    wrapper=AS_NOBODY, python="/usr/bin/python3")  # fmt: skip
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "Traceback" not in out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"qznusnih: not permitted to watch process {target.pid}")
+    assert target.status().tracer_pid == 0
+    target.go()
+    target.wait_done()
+    assert target.finish() == 9
+
+
+def test_a_gdb_only_option_with_engine_perf_is_one_line(start_target):
+    target = start_target(1, 1, 0)
+    proc = launcher(hex(target.address), str(target.pid), "--engine", "perf", "--stop")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert err.strip().splitlines() == [
+        "qznusnih: --stop needs the gdb engine (perf never stops the target)"
+    ]
+
+
+def test_auto_falls_back_to_gdb_where_perf_events_are_forbidden(start_target, tmp_path):
+    target = start_target(20, 20, 0)
+    prefix = tmp_path / "fallback"
+    proc = launcher(hex(target.address), str(target.pid), "--log", str(prefix), "--quiet",
+                    "--no-html", wrapper=["/usr/bin/python3", str(NO_PERF)])  # fmt: skip
+    armed = wait_armed(proc)
+    assert "; engine gdb (not permitted to watch process" in armed, armed
+    wait_until(lambda: target.status().tracer_pid != 0, "gdb to attach")
+    target.go()
+    target.wait_done()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert [r["kind"] for r in records(prefix)] == ["write"] * 20 + ["read"] * 20
+    assert target.finish() == 19
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def child_pids(pid: int) -> list[int]:
+    children = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        children += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+    return children
+
+
+def wait_for_lines(prefix: Path, count: int, timeout: float = 30) -> None:
+    path = Path(f"{prefix}.jsonl")
+    wait_until(lambda: path.exists() and path.read_bytes().count(b"\n") >= count, "records")
+
+
+def wait_until(predicate, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_addr_may_only_read_a_gdb_function_call_runs_nothing(build_c, tmp_path):
+    """The symbolizer's gdb is root's: `$_shell(...)` in ADDR would run a shell command."""
+    mix = Mix(build_c("mix"))
+    planted = tmp_path / "ran"
+    proc = launcher(f'$_shell("touch {planted}")', str(mix.pid), "--engine", "perf")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("qznusnih: '$_shell("), err
+    assert lines[0].endswith("calls $_shell(); ADDR must only read the target: give an address "
+                             "such as '&buf[3]' or '0x7ffd1234'")  # fmt: skip
+    assert not planted.exists()
+    mix.go()
+    assert mix.proc.wait(timeout=30) == 0
+
+
+def test_addr_that_is_not_an_address_is_one_line(build_c):
+    mix = Mix(build_c("mix"))
+    proc = launcher("area[11]", str(mix.pid), "--engine", "perf")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert err.strip().splitlines() == [
+        "qznusnih: 'area[11]' is a volatile unsigned char value, not an address; "
+        "did you mean '&area[11]'?"
+    ]
+    mix.go()
+    assert mix.proc.wait(timeout=30) == 0
+
+
+def test_count_and_access_filter_under_perf(build_c, tmp_path):
+    mix = Mix(build_c("mix"))
+    prefix = tmp_path / "count"
+    proc = launcher(hex(mix.byte), str(mix.pid), "--engine", "perf", "--access", "w",
+                    "--count", "5", "--log", str(prefix), "--quiet", "--no-html")  # fmt: skip
+    wait_armed(proc)
+    mix.go()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "watch 1 ended: --count 5 reached" in err
+    logged = records(prefix)
+    assert [r["kind"] for r in logged] == ["write"] * 5
+    assert [r["frames"][0]["func"] for r in logged] == [
+        "store_new", "store_same", "add_zero", "increment", "locked_increment"
+    ]  # fmt: skip
+    assert mix.proc.wait(timeout=30) == 0
