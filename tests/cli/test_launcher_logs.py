@@ -120,8 +120,10 @@ def _sigint_pending(pid: int) -> bool:
     return any(int(status[mask], 16) & (1 << (signal.SIGINT - 1)) for mask in ("SigPnd", "ShdPnd"))
 
 
-def test_sigterm_while_the_report_is_written_keeps_the_old_one_and_the_run(start_tester, tmp_path):
-    """gdb is frozen mid-report, the launcher gets SIGTERM, gdb resumes with the SIGINT.
+def test_a_stop_signal_while_the_report_is_written_keeps_the_old_one_and_the_run(
+    start_tester, tmp_path
+):
+    """gdb is frozen mid-report, a SIGINT is made pending, gdb resumes and takes it there.
 
     The old report stays whole, no temporary is left, and the records, summary and exit
     status are those of the finished watch.
@@ -146,9 +148,10 @@ def test_sigterm_while_the_report_is_written_keeps_the_old_one_and_the_run(start
         os.kill(gdb, signal.SIGSTOP)
         # Only once it is stopped: a SIGINT pending with the SIGSTOP would be handled first.
         wait_for(lambda: _stopped(gdb), timeout=10, what="gdb to stop")
-        # The launcher signals the frozen gdb, then continues it (a stopped gdb could not act):
-        # the SIGINT is delivered as gdb resumes, in the middle of the report.
-        launcher.send_signal(signal.SIGTERM)
+        # The watch has ended (the tester exited) and gdb writes the report after it: a stop
+        # signal reaching gdb now, as the launcher relays one, lands in the middle of it.
+        os.kill(gdb, signal.SIGINT)
+        os.kill(gdb, signal.SIGCONT)
         out, err = launcher.communicate(timeout=60)
     finally:
         if launcher.poll() is None:  # gdb is still its child: the pid is gdb's

@@ -135,7 +135,7 @@ def test_closed_stdout_ends_the_stream_not_the_log_files(start_tester, tmp_path)
     launcher.stdout.close()  # what `head -3` does
     err = launcher.stderr.read()
     launcher.wait(timeout=60)
-    assert head[0].startswith("[1] WRITE"), head
+    assert head[0].startswith("[1:1] WRITE"), head
     assert launcher.returncode == 0, err
     assert "Traceback" not in err
     assert "standard output closed; the --log files go on" in err

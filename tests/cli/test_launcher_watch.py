@@ -57,7 +57,7 @@ def test_watch_stream_starts_with_the_first_record_not_gdb_chatter(start_tester)
     assert done.returncode == 0, done.stderr
     assert_tester_completed(tester, 2)
     # No "[Thread debugging using libthread_db enabled]", no frame the target stopped in.
-    assert done.stdout.startswith(f"[1] WRITE 0x{tester.addr:x}"), done.stdout[:300]
+    assert done.stdout.startswith(f"[1:1] WRITE 0x{tester.addr:x}"), done.stdout[:300]
     assert "libthread_db" not in done.stdout + done.stderr
 
 

@@ -127,15 +127,16 @@ def race(target_file: str, seconds: float = 120) -> None:
         for pid in os.listdir("/proc"):
             if not pid.isdigit() or pid in seen:
                 continue
-            seen.add(pid)
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
                     argv = cmdline.read().decode(errors="replace").split("\0")
             except OSError:
                 continue
             spec = gdb_spec(argv)
+            # Not QEMU (yet): the script's subshell becomes QEMU only when it execs.
             if spec is None or "qemu-system" not in argv[0]:
                 continue
+            seen.add(pid)
             print(f"fake_stub: racing for {spec}", flush=True)
             try:
                 listener = listen_on(spec)
