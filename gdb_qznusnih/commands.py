@@ -9,10 +9,15 @@ import gdb
 
 from gdb_qznusnih.arm.registry import WatchRegistry
 from gdb_qznusnih.arm.target import WatchError
-from gdb_qznusnih.options import OptionError, parse_watch_args, watch_help, watch_option_names
+from gdb_qznusnih.options import (
+    OptionError,
+    one_line,
+    parse_watch_args,
+    watch_help,
+    watch_option_names,
+)
 from gdb_qznusnih.report import build, cli
 from gdb_qznusnih.settings import Settings
-from gdb_qznusnih.user_errors import one_line
 
 _USER_ERRORS = (OptionError, WatchError, gdb.error, gdb.MemoryError)
 

@@ -7,7 +7,6 @@ import math
 from dataclasses import dataclass, fields
 
 from gdb_qznusnih.perf.events import DEFAULT_STACK_BYTES, MAX_STACK_BYTES
-from gdb_qznusnih.user_errors import raising_parser
 
 ACCESS_CHOICES = ("rw", "r", "w")
 LENGTHS = (1, 2, 4, 8)
@@ -15,6 +14,37 @@ COLOR_CHOICES = ("auto", "always", "never")
 ENGINE_CHOICES = ("auto", "perf", "gdb")
 DEFAULT_BT_DEPTH = 16
 MAX_DURATION_S = 365 * 24 * 3600
+
+
+# One line for bad input: gdb prints a multi-line message as several lines, and argparse
+# prints its usage and exits; both would break the rule of one line that says what to do.
+
+
+def one_line(text: object) -> str:
+    """`text` (an exception, or gdb's multi-line message) with each run of whitespace one space."""
+    return " ".join(str(text).split())
+
+
+def raising_parser(
+    error_class: type[Exception], help_hint: str = "see '{prog} --help'", exit_raises: bool = False
+) -> type[argparse.ArgumentParser]:
+    """An ArgumentParser class whose errors raise `error_class` with one line.
+
+    The line is argparse's message, then `help_hint` in brackets ({prog} is the parser's prog).
+    With `exit_raises`, an exit (e.g. from an action) raises too, instead of SystemExit.
+    """
+
+    class RaisingParser(argparse.ArgumentParser):
+        def error(self, message: str):
+            raise error_class(f"{message} ({help_hint.format(prog=self.prog)})")
+
+        def exit(self, status: int = 0, message: str | None = None):
+            if not exit_raises:
+                super().exit(status, message)
+            raise error_class(message.strip() if message else f"{self.prog}: exit {status}")
+
+    RaisingParser.__doc__ = f"argparse that raises {error_class.__name__} with one line."
+    return RaisingParser
 
 
 class OptionError(ValueError):

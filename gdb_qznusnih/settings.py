@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import gdb
 
-from gdb_qznusnih.options import COLOR_CHOICES, DEFAULT_BT_DEPTH
+from gdb_qznusnih.options import COLOR_CHOICES, DEFAULT_BT_DEPTH, one_line
 from gdb_qznusnih.sinks.colour import check_style
-from gdb_qznusnih.user_errors import one_line
 
 
 class _Setting(gdb.Parameter):

@@ -13,7 +13,7 @@ import os
 import gdb
 
 from gdb_qznusnih.launcher.preflight import ATTACH_FAILED_MARKER
-from gdb_qznusnih.user_errors import one_line
+from gdb_qznusnih.options import one_line
 
 
 def attach(pid: int) -> None:

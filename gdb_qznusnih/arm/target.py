@@ -15,7 +15,7 @@ import gdb
 from gdb_qznusnih import address_expression
 from gdb_qznusnih.classify import kernel_layout
 from gdb_qznusnih.launcher import procfs
-from gdb_qznusnih.user_errors import one_line
+from gdb_qznusnih.options import one_line
 
 DEBUG_REGISTERS = 4
 _WATCH_TYPES = {1: "unsigned char", 2: "unsigned short", 4: "unsigned int", 8: "unsigned long long"}

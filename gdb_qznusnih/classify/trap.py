@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.classify import x86 as classify
-from gdb_qznusnih.user_errors import one_line
+from gdb_qznusnih.options import one_line
 
 
 class DecodedTrap:

@@ -44,7 +44,7 @@ from gdb_qznusnih.arm.target import (  # noqa: E402
     function_name,
     source_location,
 )
-from gdb_qznusnih.user_errors import one_line  # noqa: E402
+from gdb_qznusnih.options import one_line  # noqa: E402
 
 FD_VARIABLE = "QZN_SYMBOL_SERVER_FD"
 MAX_FDS_PER_READ = 64

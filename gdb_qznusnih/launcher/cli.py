@@ -35,10 +35,10 @@ from gdb_qznusnih.options import (
     add_watch_options,
     check_expression,
     options_from_namespace,
+    raising_parser,
     watch_options_to_argv,
 )
 from gdb_qznusnih.sinks.status_line import STATUS_FD_ENV
-from gdb_qznusnih.user_errors import raising_parser
 
 PROG = "qznusnih"
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # gdb_qznusnih/

@@ -17,6 +17,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from gdb_qznusnih.options import one_line
 from gdb_qznusnih.record.access import (
     READ,
     WRITE,
@@ -26,7 +27,6 @@ from gdb_qznusnih.record.access import (
 )
 from gdb_qznusnih.record.summary import TOP_SITES, Site, Summary, _site_key
 from gdb_qznusnih.sinks.formats import LogDecoder
-from gdb_qznusnih.user_errors import one_line
 
 
 class ReportError(Exception):

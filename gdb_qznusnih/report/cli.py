@@ -11,6 +11,7 @@ import os
 import re
 import sys
 
+from gdb_qznusnih.options import raising_parser
 from gdb_qznusnih.record.access import (
     READ,
     WRITE,
@@ -27,7 +28,6 @@ from gdb_qznusnih.report.build import (
 from gdb_qznusnih.report.text import format_text, report_to_json
 from gdb_qznusnih.sinks.colour import Colorizer, check_style, resolve_color
 from gdb_qznusnih.sinks.private_files import one_line_error, replace_private
-from gdb_qznusnih.user_errors import raising_parser
 
 PROG = "qznusnih report"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2

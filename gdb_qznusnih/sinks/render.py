@@ -11,9 +11,9 @@ and its colours (colour.py) have one source.  The whole block is formats.BlockRe
 
 from __future__ import annotations
 
+from gdb_qznusnih.options import one_line
 from gdb_qznusnih.record.access import Frame
 from gdb_qznusnih.sinks.lexer import args_roles
-from gdb_qznusnih.user_errors import one_line
 
 HMS = "%H:%M:%S"
 

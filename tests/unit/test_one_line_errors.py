@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from gdb_qznusnih.user_errors import one_line, raising_parser
+from gdb_qznusnih.options import one_line, raising_parser
 
 
 class Refused(ValueError):
