@@ -24,3 +24,13 @@ def armed_text(
     if log_paths:
         text += "; logs " + ", ".join(log_paths)
     return text
+
+
+def larger_object_note(object_size: int, length: int) -> str:
+    """ADDR points to more than --len bytes: say which part is watched."""
+    size = f"{length} byte" + ("s" if length > 1 else "")
+    verb = "is" if length == 1 else "are"
+    return (
+        f"that object is {object_size} bytes, only its first {size} {verb} watched "
+        "(use --len 2, 4 or 8, or the address of the part to watch)"
+    )

@@ -10,7 +10,7 @@ import gdb
 
 from gdb_qznusnih.arm import target
 from gdb_qznusnih.arm.batch import in_batch_mode, run_until_done
-from gdb_qznusnih.arm.describe import armed_text
+from gdb_qznusnih.arm.describe import armed_text, larger_object_note
 from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.hit.session import WatchSession, write_out
 from gdb_qznusnih.options import WatchOptions
@@ -281,6 +281,10 @@ def _kernel_view(opts: WatchOptions, caches: CacheRegistry):
 
 
 def _armed_message(session: WatchSession, pid: int, kernel) -> str:
+    details = [kernel.describe()] if kernel is not None else []
+    object_size = session.object_size
+    if object_size is not None and object_size > session.length:
+        details.append(larger_object_note(object_size, session.length))
     return armed_text(
         session.number,
         session.opts.access,
@@ -288,7 +292,7 @@ def _armed_message(session: WatchSession, pid: int, kernel) -> str:
         session.address,
         session.opts.address,
         pid,
-        [kernel.describe()] if kernel is not None else [],
+        details,
         session.sinks.paths,
     )
 
