@@ -167,7 +167,7 @@ def run_until_done(session, note) -> Outcome:
             try:
                 gdb.execute(resume, to_string=True)
             except KeyboardInterrupt:
-                session.finish(_interrupt_reason(relay, session, "interrupted"))
+                session.finish(_interrupt_reason(relay, session))
                 break
             except gdb.error as error:
                 if tracker.exited or gdb.selected_inferior().pid == 0:
@@ -248,11 +248,15 @@ def _consume_pending_interrupt(session) -> None:
         pass
 
 
-def _interrupt_reason(relay: StopRelay, session, plain: str = "interrupted (SIGINT)") -> str:
-    """Why an interrupt ended the watch: the relayed cause, else a SIGINT itself."""
+def _interrupt_reason(relay: StopRelay, session) -> str:
+    """Why an interrupt ended the watch: the relayed cause, else a SIGINT itself.
+
+    A SIGINT reaches Python (and the relay) or gdb's own handler depending on what runs at
+    that instant; either way it is the same request, named the same way.
+    """
     if relay.reason == "duration":
         return f"--duration {session.opts.duration:g}s reached"
-    return relay.reason or plain
+    return relay.reason or "SIGINT received"
 
 
 def _exit_reason(tracker: StopTracker) -> str:

@@ -240,9 +240,7 @@ def _poll(watch: PerfWatch) -> bool:
 
 
 def _signal_reason(signum: int) -> str:
-    if signum == signal.SIGINT:
-        return "interrupted (SIGINT)"
-    return f"{signal.Signals(signum).name} received"
+    return f"{signal.Signals(signum).name} received"  # as the gdb engine names it
 
 
 def _end(watch: PerfWatch, options: WatchOptions, loss: Loss, sinks: LogSinks) -> int:
