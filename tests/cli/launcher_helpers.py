@@ -8,28 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import LOADER, REPO, quiet_env  # noqa: F401 (re-exported)
-
-
-def _qzn_watch_ready() -> bool:
-    """Whether this checkout's gdb extension provides qzn-watch (it is written in parallel)."""
-    try:
-        done = subprocess.run(
-            ["gdb", "-nx", "-batch", "-x", str(LOADER), "-ex", "help qzn-watch"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=quiet_env(),
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0 and "Traceback" not in done.stderr
-
-
-QZN_WATCH_READY = _qzn_watch_ready()
-needs_qzn_watch = pytest.mark.xfail(not QZN_WATCH_READY, reason="qzn-watch pending", strict=False)
 
 
 class Tester:

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from launcher_helpers import (
     assert_one_line_error,
-    needs_qzn_watch,
     process_state,
     quiet_env,
     run_launcher,
@@ -218,7 +217,6 @@ def test_semicolon_expression_stays_an_expression(start_tester, tmp_path):
     assert_untouched(tester)  # gdb attached and left before the tester even saw it
 
 
-@needs_qzn_watch
 def test_bad_expression_is_one_line(start_tester):
     tester = start_tester(*WAITING)
     done = run_launcher("watch", "no_such_symbol_here", str(tester.pid))
@@ -250,7 +248,6 @@ def test_huge_address_is_one_line(start_tester, addr, fragment):
     assert_untouched(tester)
 
 
-@needs_qzn_watch
 @pytest.mark.parametrize("addr", ["\u00ff", "&donn\u00e9es", "\u2603"])
 def test_unicode_address_is_one_line(start_tester, addr):
     tester = start_tester(*WAITING)
@@ -287,7 +284,6 @@ def finish_launcher(launcher, gdb) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(launcher.args, launcher.returncode, out, err)
 
 
-@needs_qzn_watch
 def test_another_tracer_during_attach_is_named(start_tester):
     tester = start_tester("--no-wait", "--rounds", "100000", "--interval-ms", "10")
     launcher = start_launcher("watch", hex(tester.addr), str(tester.pid))
@@ -314,7 +310,6 @@ def test_another_tracer_during_attach_is_named(start_tester):
     assert tester.alive()
 
 
-@needs_qzn_watch
 def test_target_exiting_during_attach_is_named(start_tester):
     tester = start_tester(*WAITING)
     launcher = start_launcher("watch", hex(tester.addr), str(tester.pid))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from launcher_helpers import LOADER, needs_qzn_watch, quiet_env, run_launcher
+from launcher_helpers import LOADER, quiet_env, run_launcher
 
 from gdb_qznusnih import __version__
 from gdb_qznusnih.launcher import cli
@@ -50,7 +50,6 @@ def test_gdbinit_prints_the_loader_line():
         assert line.startswith(("#", "python import sys; sys.path.append("))
 
 
-@needs_qzn_watch
 def test_gdbinit_lines_load_in_gdb(tmp_path):
     gdbinit = tmp_path / "gdbinit"
     gdbinit.write_text(run_launcher("gdbinit").stdout)

@@ -17,7 +17,6 @@ from launcher_helpers import (
     catches_stop_signals,
     jsonl_lines,
     launcher_command,
-    needs_qzn_watch,
     process_state,
     quiet_env,
     start_launcher,
@@ -72,7 +71,6 @@ EXPECTED = {
 }
 
 
-@needs_qzn_watch
 @pytest.mark.parametrize("moment", list(EXPECTED))
 @pytest.mark.parametrize("signum", STOP_SIGNALS, ids=lambda s: signal.Signals(s).name)
 def test_stop_signal_at_any_moment_ends_the_watch(start_tester, tmp_path, signum, moment):
@@ -98,7 +96,6 @@ def test_stop_signal_at_any_moment_ends_the_watch(start_tester, tmp_path, signum
     assert_left_running_and_clean(tester)
 
 
-@needs_qzn_watch
 def test_stopped_gdb_is_continued_and_ends_the_watch(start_tester, tmp_path):
     tester = start_tester(*RUNNING)
     prefix = tmp_path / "s"
@@ -116,7 +113,6 @@ def test_stopped_gdb_is_continued_and_ends_the_watch(start_tester, tmp_path):
     assert_left_running_and_clean(tester)
 
 
-@needs_qzn_watch
 def test_closed_stdout_ends_the_stream_not_the_log_files(start_tester, tmp_path):
     """`qznusnih watch ... --log x | head -3`: the files get every record to the end."""
     rounds = 50
@@ -148,7 +144,6 @@ def test_closed_stdout_ends_the_stream_not_the_log_files(start_tester, tmp_path)
 RATES = {"low": ("--interval-ms", "100"), "full": ("--interval-ms", "0")}
 
 
-@needs_qzn_watch
 @pytest.mark.parametrize("rate", list(RATES))
 def test_sigkill_of_gdb_reports_the_targets_real_fate(start_tester, tmp_path, rate):
     """At a full hit rate the target traps before anyone can clear DR7; say so, not 'cleared'."""

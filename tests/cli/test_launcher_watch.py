@@ -12,7 +12,6 @@ import pytest
 from launcher_helpers import (
     gdb_child_of,
     jsonl_lines,
-    needs_qzn_watch,
     quiet_env,
     run_launcher,
     start_launcher,
@@ -34,7 +33,6 @@ def assert_tester_completed(tester, rounds: int) -> None:
     assert f"tester: {rounds} writes, {rounds} reads" in out
 
 
-@needs_qzn_watch
 def test_watch_logs_every_access(start_tester, tmp_path):
     tester = start_tester("--rounds", "5")
     prefix = tmp_path / "w"
@@ -50,7 +48,6 @@ def test_watch_logs_every_access(start_tester, tmp_path):
     assert funcs == ["write_byte", "do_round", "main"]
 
 
-@needs_qzn_watch
 def test_watch_stream_starts_with_the_first_record_not_gdb_chatter(start_tester):
     tester = start_tester("--rounds", "2")
     done = run_launcher("watch", hex(tester.addr), str(tester.pid), "--color", "never")
@@ -61,7 +58,6 @@ def test_watch_stream_starts_with_the_first_record_not_gdb_chatter(start_tester)
     assert "libthread_db" not in done.stdout + done.stderr
 
 
-@needs_qzn_watch
 def test_run_starts_the_program_and_watches_from_main(tester_bin, tmp_path):
     prefix = tmp_path / "r"
     done = run_launcher(
@@ -82,7 +78,6 @@ def test_run_starts_the_program_and_watches_from_main(tester_bin, tmp_path):
     assert [r["kind"] for r in records(prefix)] == ["write", "read"] * 4
 
 
-@needs_qzn_watch
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_stop_signal_detaches_and_exits_0(start_tester, tmp_path, signum):
     rounds = 300
@@ -103,7 +98,6 @@ def test_stop_signal_detaches_and_exits_0(start_tester, tmp_path, signum):
     assert tester.proc.returncode == 0
 
 
-@needs_qzn_watch
 def test_sigkill_of_gdb_clears_the_debug_registers(start_tester, tmp_path):
     # Low rate, killed just after a round's read: gdb's death resumes the target at once, so a
     # kill during the write's stop would let the read trap before anyone could clear DR7.
