@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from gdb_qznusnih.options import build_watch_parser
-from tests.conftest import LOADER, quiet_env
+from tests.conftest import LOADER, REPO, quiet_env
 
 pytestmark = pytest.mark.gdb
 
@@ -163,3 +163,34 @@ def test_watching_an_object_larger_than_len_says_so(build_c, expression, note):
         assert "that object is" not in armed[0]
     else:
         assert note + " (use --len 2, 4 or 8, or the address of the part to watch)" in armed[0]
+
+
+def test_stop_prints_gdbs_usual_location_line(build_c):
+    cmd = ["gdb", "-nx", "-x", str(LOADER)]
+    for command in (
+        "set confirm off",
+        "tbreak ready",
+        "run",
+        "qzn-watch --quiet --stop &area[11]",
+        "continue",
+        "continue",
+        "kill",
+    ):
+        cmd += ["-ex", command]
+    result = subprocess.run(
+        cmd + [str(build_c("mix"))],
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    lines = result.stdout.splitlines()
+    stops = [i for i, line in enumerate(lines) if line.startswith(("store_new (", "store_same ("))]
+    assert [lines[i].split(" (")[0] for i in stops] == ["store_new", "store_same"], result.stdout
+    source = (REPO / "tests" / "c" / "mix.c").read_text().splitlines()
+    where = [str(n) for n, text in enumerate(source, 1) if text.startswith(("static void store_"))][
+        :2
+    ]
+    assert [lines[i].rsplit(":", 1)[-1] for i in stops] == where, result.stdout
+    assert [lines[i + 1].split("\t")[0] for i in stops] == where  # then the source line
