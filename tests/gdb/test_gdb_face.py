@@ -189,7 +189,7 @@ def test_stop_prints_gdbs_usual_location_line(build_c):
     stops = [i for i, line in enumerate(lines) if line.startswith(("store_new (", "store_same ("))]
     assert [lines[i].split(" (")[0] for i in stops] == ["store_new", "store_same"], result.stdout
     source = (REPO / "tests" / "c" / "mix.c").read_text().splitlines()
-    where = [str(n) for n, text in enumerate(source, 1) if text.startswith(("static void store_"))][
+    where = [str(n) for n, text in enumerate(source, 1) if text.startswith("static void store_")][
         :2
     ]
     assert [lines[i].rsplit(":", 1)[-1] for i in stops] == where, result.stdout
