@@ -113,17 +113,16 @@ def evaluate_address(expression: str) -> Address:
 
 def _address_of(value: gdb.Value, expression: str, shown: str) -> Address:
     value_type = value.type.strip_typedefs()
-    address = int(value) if value_type.code in (gdb.TYPE_CODE_PTR, gdb.TYPE_CODE_INT) else 0
-    address &= (1 << (8 * word_size())) - 1
+    mask = (1 << (8 * word_size())) - 1
     if value_type.code == gdb.TYPE_CODE_PTR:
         pointee = value_type.target().strip_typedefs()
         sized = pointee.code not in (gdb.TYPE_CODE_VOID, gdb.TYPE_CODE_FUNC)
-        return Address(address, pointee.sizeof if sized else None)
-    # An integer can hold an address, but a narrower variable cannot.
+        return Address(int(value) & mask, pointee.sizeof if sized else None)
+    # An integer can hold an address, but a narrower variable cannot (and is not read).
     if value_type.code == gdb.TYPE_CODE_INT and (
         value.address is None or value_type.sizeof >= word_size()
     ):
-        return Address(address, None)
+        return Address(int(value) & mask, None)
     hint = (
         address_expression.shown("&" + expression)
         if value.address is not None

@@ -145,7 +145,7 @@ class Server:
             }
         if request["op"] == "address":
             try:
-                return {"address": evaluate_address(str(request["expression"]))}
+                return {"address": evaluate_address(str(request["expression"])).value}
             except WatchError as error:
                 return {"refused": str(error)}
         raise ValueError(f"unknown request {request['op']!r}")

@@ -19,7 +19,7 @@ import time
 from gdb_qznusnih import address_expression
 from gdb_qznusnih.arm.describe import armed_text
 from gdb_qznusnih.caches import CacheRegistry
-from gdb_qznusnih.launcher import preflight
+from gdb_qznusnih.launcher import preflight, procfs
 from gdb_qznusnih.options import OptionError, WatchOptions
 from gdb_qznusnih.perf import abi
 from gdb_qznusnih.perf.capture import DEFAULT_RING_PAGES, CaptureConfig
@@ -279,7 +279,7 @@ def exit_reason(pid: int, pidfd: int | None) -> str:
     a zombie (field 52 of /proc/PID/stat), until its parent reaps it."""
     if pidfd is not None:
         select.select([pidfd], [], [], EXIT_WAIT_S)
-    fields = preflight.read_stat_fields(pid)
+    fields = procfs.read_stat_fields(pid)
     if not fields or fields[0] not in ("Z", "X") or len(fields) < 50:
         return "target exited"
     status = int(fields[49])

@@ -280,9 +280,11 @@ class PerfWatch:
         request = self.request
         old = self._shadow
         for kind in kinds:
-            value, value_from = values.derive_value(
-                insn, kind, registers, request.address, request.length
-            )
+            value, value_from = None, "unknown"
+            if text is not None:  # derive_value reads gdb's AT&T text, as the classifier does
+                value, value_from = values.derive_value(
+                    text, kind, registers, request.address, request.length
+                )
             if value_from == "unknown":
                 value, value_from = None, None
             if kind != READ:

@@ -85,9 +85,10 @@ def watch_mix(program: Path, tmp_path: Path, engine: str):
 
 def comparable(record: dict) -> dict:
     """A record without what differs between two runs of one program (ASLR off): the time,
-    the pid and the tids.  value/old are left out too: the perf engine's come from
+    the pid and the tids.  value/old/value_from are left out too: the perf engine's come from
     classify/values (tested on its own), the gdb engine's from memory."""
-    return {k: v for k, v in record.items() if k not in ("time", "pid", "tid", "value", "old")}
+    differ = ("time", "pid", "tid", "value", "old", "value_from")
+    return {k: v for k, v in record.items() if k not in differ}
 
 
 def thread_pattern(logged: list[dict]) -> list[int]:
