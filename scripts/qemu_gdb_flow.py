@@ -3,6 +3,7 @@
 Settings come from the environment (run_qemu_gdb.sh sets them):
   QZN_GDBSTUB      the gdbstub's unix socket
   QZN_FILEIO_GUARD "0": connect to it straight, not through scripts/gdbstub_guard.py
+                   (which refuses File-I/O and tells gdb of QEMU's end cleanly)
   QZN_FLOW         "0": only connect and source the extension
   QZN_REPO         checkout holding gdb_qznusnih/
   QZN_READY        function where the program waits for the debugger (qzn_ready)
@@ -289,7 +290,8 @@ def resume() -> bool:
 
 
 def connect(socket_path: str) -> None:
-    """`target remote` through gdbstub_guard.py (it turns remote File-I/O off) unless
+    """`target remote` through gdbstub_guard.py (it turns remote File-I/O off, and turns
+    QEMU's death into a clean "killed" stop reply) unless
     QZN_FILEIO_GUARD is "0", with one line and exit status 3 when the stub never answers."""
     guard = os.path.join(os.environ["QZN_REPO"], "scripts", "gdbstub_guard.py")
     relay = shlex.join(["exec", "/usr/bin/python3", "-I", guard, socket_path])

@@ -5,9 +5,11 @@
 #
 # gdb reaches the gdbstub through a unix socket in a private (0700) directory, so no
 # other user can stand in for it, and through scripts/gdbstub_guard.py, which turns off
-# gdb's remote File-I/O (a stub asking gdb to open or write a host file).  gdb auto-loads
-# no scripts (no PROG-gdb.py, no vmlinux-gdb.py), and every value pasted into a gdb
-# command is refused if it holds control characters.
+# gdb's remote File-I/O (a stub asking gdb to open or write a host file) and tells gdb
+# of QEMU's end as the target killed (gdb 13 can abort when the connection just drops
+# in the middle of a stop).  gdb auto-loads no scripts (no PROG-gdb.py, no
+# vmlinux-gdb.py), and every value pasted into a gdb command is refused if it holds
+# control characters.
 #
 # Usage: scripts/run_qemu_gdb.sh [OPTIONS] [-- QZN-WATCH OPTIONS]
 #
@@ -53,7 +55,8 @@
 #   --qemu-arg ARG         pass ARG to QEMU (repeatable)
 #   --no-fileio-guard      connect gdb straight to the private socket, without
 #                          gdbstub_guard.py: about half the cost per hit, but gdb then
-#                          serves remote File-I/O (only the QEMU started here can ask)
+#                          serves remote File-I/O (only the QEMU started here can ask),
+#                          and a QEMU that dies mid-watch can make gdb abort
 #   --gdb-ex CMD           run gdb command CMD after connecting, before the flow (repeatable)
 #   -h, --help
 # Words after `--` go to qzn-watch (e.g. -- --count 10 --log /tmp/guest).

@@ -7,6 +7,8 @@ Usage:
                                 take its gdbstub socket before QEMU binds it
   fake_stub.py qemu FILE ARGS   as a stand-in for QEMU itself (QZN_FAKE_STUB_FILE=FILE
                                 when run under QEMU's name): serve on its -gdb socket
+  fake_stub.py vanish SOCKET N  not hostile: a QEMU killed in the middle of a stop (see
+                                VanishingStub)
 
 The File-I/O request is the reply to the first resume (gdb serves it before it looks at
 anything else) and then to each of gdb's answers, until the file is written.
@@ -23,6 +25,7 @@ import time
 PATH_ADDRESS = 0x1000  # where the "target memory" holds FILE's name
 DATA_ADDRESS = 0x2000  # and the bytes to write
 DATA = b"pwned\n"
+WATCHED = 0x3000  # the byte VanishingStub reports a watchpoint hit on
 
 
 def packet(data: str) -> bytes:
@@ -90,6 +93,44 @@ class Stub:
             self.conn.sendall(packet(self.reply(request)))
 
 
+class Vanished(Exception):
+    pass
+
+
+class VanishingStub(Stub):
+    """A stopped target whose resumes end in a hit of an access watchpoint on WATCHED;
+    the stub hangs up at gdb's Nth request after the first resume, as QEMU does when it
+    is killed while gdb handles a hit."""
+
+    def __init__(self, conn: socket.socket, after: int) -> None:
+        super().__init__(conn, "")
+        self.after = after
+        self.since_resume: int | None = None
+
+    def reply(self, request: str) -> str:
+        if self.since_resume is not None:
+            self.since_resume += 1
+            if self.since_resume == self.after:
+                print(f"fake_stub: hung up at request {self.after}: {request}", flush=True)
+                raise Vanished
+        if request.startswith(("c", "vCont;", "s")):
+            if self.since_resume is None:
+                self.since_resume = 0
+            return f"T05awatch:{WATCHED:x};thread:01;"
+        return super().reply(request)
+
+
+def vanish(socket_path: str, after: int) -> None:
+    listener = listen_on(f"unix:{socket_path}")
+    listener.listen(1)
+    conn, _ = listener.accept()
+    try:
+        VanishingStub(conn, after).serve()
+    except Vanished:
+        pass
+    conn.close()
+
+
 def serve(listener: socket.socket, target_file: str) -> None:
     listener.listen(4)
     while True:
@@ -153,6 +194,8 @@ def main() -> None:
         race(sys.argv[2])
     elif sys.argv[1] == "qemu":
         serve(listen_on(gdb_spec(sys.argv) or "tcp:127.0.0.1:1234"), sys.argv[2])
+    elif sys.argv[1] == "vanish":
+        vanish(sys.argv[2], int(sys.argv[3]))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from tests.conftest import REPO, quiet_env  # noqa: F401 (re-exported)
 
 BUILD_GUEST = REPO / "scripts" / "build_guest.sh"
 FAKE_STUB = REPO / "tests" / "qemu" / "fake_stub.py"
+GDBSTUB_GUARD = REPO / "scripts" / "gdbstub_guard.py"
 AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 RUN_QEMU_GDB = REPO / "scripts" / "run_qemu_gdb.sh"
 ARCHES = ("x86_64", "i386")
