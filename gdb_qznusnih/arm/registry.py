@@ -207,8 +207,12 @@ class WatchRegistry:
         code = getattr(event, "exit_code", None)
         reason = "target exited" + (f" with code {code}" if code is not None else "")
         # A remote target being torn down: its stub closed the connection (QEMU died).
-        torn_down = event.inferior.connection is None
-        if torn_down and code is None:
+        connection = event.inferior.connection
+        torn_down = connection is None
+        # A remote stub's end without an exit code (gone, or the guard's "killed" for a QEMU
+        # that died) is the machine going away, whichever way gdb learnt of it.
+        remote = torn_down or connection.type in ("remote", "extended-remote")
+        if remote and code is None:
             reason = "lost the connection to the target"
         if not (torn_down or in_batch_mode()):
             self.end_all(reason)
