@@ -238,6 +238,10 @@ class WatchSession:
         """A hit raised: the watch ends (see `on_failure`); True stops the target."""
         if self.finish_reason is not None:
             return False
+        if self.kernel is not None and isinstance(error, gdb.error):
+            # Whole-system mode: a read over the gdbstub failing is QEMU going away.
+            self.finish("lost the connection to the target")
+            return True
         self.finish("error in a hit")
         stop = self.on_failure(self, error) if self.on_failure is not None else True
         return stop or self.opts.stop
