@@ -22,6 +22,22 @@ def gdb_lines(*commands: str) -> subprocess.CompletedProcess:
     )
 
 
+def gdb_at_ready(program, *commands: str) -> subprocess.CompletedProcess:
+    """An interactive-style gdb (not -batch, where qzn-watch would run the program to its end)
+    on `program`, stopped at ready(), then `commands`; stdin is empty, so gdb then exits."""
+    cmd = ["gdb", "-nx", "-x", str(LOADER)]
+    for command in ("set confirm off", "tbreak ready", "run", *commands):
+        cmd += ["-ex", command]
+    return subprocess.run(
+        cmd + [str(program)],
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def test_help_qzn_watch_is_generated_from_the_parser_and_reads_cleanly():
     result = gdb_lines("help qzn-watch")
     lines = result.stdout.splitlines()
@@ -79,27 +95,14 @@ def test_qzn_watch_completes_option_names():
 
 def test_qzn_unwatch_completes_watch_numbers(build_c):
     program = build_c("mix")
-    # Not -batch: there qzn-watch would keep the target running until it exits.
-    cmd = ["gdb", "-nx", "-x", str(LOADER)]
-    for command in (
-        "set confirm off",
-        "tbreak ready",
-        "run",
+    result = gdb_at_ready(
+        program,
         "qzn-watch --quiet &area[11]",
         "qzn-watch --quiet &area[12]",
         "complete qzn-unwatch ",
         "qzn-unwatch 1",
         "complete qzn-unwatch ",
         "kill",
-    ):
-        cmd += ["-ex", command]
-    result = subprocess.run(
-        cmd + [str(program)],
-        capture_output=True,
-        text=True,
-        env=quiet_env(),
-        timeout=60,
-        stdin=subprocess.DEVNULL,
     )
     completions = [line for line in result.stdout.splitlines() if line.startswith("qzn-unwatch")]
     assert completions == [
@@ -113,23 +116,8 @@ def test_qzn_unwatch_completes_watch_numbers(build_c):
 
 def test_the_summary_rate_counts_only_the_time_the_program_ran(build_c):
     """A second at gdb's prompt after arming is not part of the watch's duration or rate."""
-    cmd = ["gdb", "-nx", "-x", str(LOADER)]
-    for command in (
-        "set confirm off",
-        "tbreak ready",
-        "run",
-        "qzn-watch --quiet &area[11]",
-        "shell sleep 1",
-        "continue",
-    ):
-        cmd += ["-ex", command]
-    result = subprocess.run(
-        cmd + [str(build_c("mix"))],
-        capture_output=True,
-        text=True,
-        env=quiet_env(),
-        timeout=60,
-        stdin=subprocess.DEVNULL,
+    result = gdb_at_ready(
+        build_c("mix"), "qzn-watch --quiet &area[11]", "shell sleep 1", "continue"
     )
     line = next(x for x in result.stdout.splitlines() if x.startswith("summary: "))
     seconds = float(line.split(" in ")[1].split(" s ")[0])
@@ -146,17 +134,7 @@ def test_the_summary_rate_counts_only_the_time_the_program_ran(build_c):
     ],
 )
 def test_watching_an_object_larger_than_len_says_so(build_c, expression, note):
-    cmd = ["gdb", "-nx", "-x", str(LOADER)]
-    for command in ("set confirm off", "tbreak ready", "run", f"qzn-watch --quiet {expression}"):
-        cmd += ["-ex", command]
-    result = subprocess.run(
-        cmd + [str(build_c("mix"))],
-        capture_output=True,
-        text=True,
-        env=quiet_env(),
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    result = gdb_at_ready(build_c("mix"), f"qzn-watch --quiet {expression}")
     armed = [line for line in result.stderr.splitlines() if line.startswith("qzn: watch 1: ")]
     assert len(armed) == 1, result.stderr
     if note is None:
@@ -166,24 +144,8 @@ def test_watching_an_object_larger_than_len_says_so(build_c, expression, note):
 
 
 def test_stop_prints_gdbs_usual_location_line(build_c):
-    cmd = ["gdb", "-nx", "-x", str(LOADER)]
-    for command in (
-        "set confirm off",
-        "tbreak ready",
-        "run",
-        "qzn-watch --quiet --stop &area[11]",
-        "continue",
-        "continue",
-        "kill",
-    ):
-        cmd += ["-ex", command]
-    result = subprocess.run(
-        cmd + [str(build_c("mix"))],
-        capture_output=True,
-        text=True,
-        env=quiet_env(),
-        timeout=60,
-        stdin=subprocess.DEVNULL,
+    result = gdb_at_ready(
+        build_c("mix"), "qzn-watch --quiet --stop &area[11]", "continue", "continue", "kill"
     )
     lines = result.stdout.splitlines()
     stops = [i for i, line in enumerate(lines) if line.startswith(("store_new (", "store_same ("))]
