@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from gdb_qznusnih.sinks.formats import BlockRenderer
 
@@ -12,11 +13,13 @@ def plain_block(record, show_args: bool = False) -> str:
     return BlockRenderer(show_args=show_args).render(record)
 
 
+BLOCK_HEADER = re.compile(r"^\[\d+:(\d+)\] ", re.MULTILINE)
+
+
 def block_seqs(text: str) -> list[int]:
-    """The record numbers of the text blocks in `text` ("[WATCH:SEQ] KIND ..." headers)."""
-    return [
-        int(line[1:].split("]")[0].split(":")[1]) for line in text.splitlines() if line[:1] == "["
-    ]
+    """The record numbers of the text blocks in `text` ("[WATCH:SEQ] KIND ..." headers; gdb's
+    own bracketed lines such as "[Thread debugging ...]" are not blocks)."""
+    return [int(seq) for seq in BLOCK_HEADER.findall(text)]
 
 
 def read_jsonl(path) -> list[dict]:

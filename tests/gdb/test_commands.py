@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -113,7 +114,8 @@ def test_no_debug_register_left_is_refused_when_arming(build_c):
     )
     assert "no debug register left: 4 of 4 in use" in result.stderr
     assert "Traceback" not in result.stderr
-    assert result.stdout.count("watch ") >= 3
+    status = re.findall(r"^watch (\d+): 0x[0-9a-f]+ \((.+?)\)", result.stdout, re.MULTILINE)
+    assert status == [("1", "&area[0]"), ("2", "&area[1]"), ("3", "&area[3]")], result.stdout
 
 
 def test_no_process_is_a_clear_error(build_c):

@@ -37,7 +37,7 @@ def assert_stays_stopped(pid: int) -> None:
     assert "TracerPid:\t0" in Path(f"/proc/{pid}/status").read_text()
 
 
-def test_a_target_stopped_before_the_watch_stays_stopped(tester, tmp_path):  # noqa: F811
+def test_a_target_stopped_before_the_watch_stays_stopped(tester, tmp_path):
     t = tester("--no-wait", "--rounds", "300", "--interval-ms", "5")
     os.kill(t.pid, signal.SIGSTOP)
     wait_for_state(t.pid, "T")
@@ -58,7 +58,7 @@ def test_a_target_stopped_before_the_watch_stays_stopped(tester, tmp_path):  # n
     assert t.proc.returncode == 0
 
 
-def test_sigstop_during_the_watch_stops_the_target_then(tester, tmp_path):  # noqa: F811
+def test_sigstop_during_the_watch_stops_the_target_then(tester, tmp_path):
     t = tester("--no-wait", "--rounds", "2000", "--interval-ms", "1")
     prefix = tmp_path / "w"
     gdb = subprocess.Popen(

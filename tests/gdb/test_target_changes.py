@@ -60,7 +60,9 @@ def test_follow_exec_arms_again_in_the_new_program(build_c, tmp_path):
     prefix = tmp_path / "f"
     program = build_c("forkexec")
     result = run_watch(program, [str(program)], prefix, "--follow-exec", "&the_data")
-    assert result.stderr.count("forkexec") >= 1
+    assert f"watch 1 ended: target called exec({program}); exec clears watches" in result.stderr
+    assert result.stderr.count("children are not watched") == 2  # once per watch
+    assert result.stdout.count("forkexec: parent done, value 3") == 2  # before and after exec
     first = records(prefix.with_suffix(".jsonl"))
     second = records(tmp_path / "f.exec1.jsonl")
     assert [r["kind"] for r in first] == ["write", "write", "read"]
