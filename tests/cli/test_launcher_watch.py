@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from launcher_helpers import (
@@ -19,12 +17,9 @@ from launcher_helpers import (
 )
 
 from gdb_qznusnih.launcher.ptrace_cleanup import clear_debug_registers
+from tests.records import read_jsonl
 
 pytestmark = pytest.mark.gdb
-
-
-def records(prefix: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(str(prefix) + ".jsonl").read_text().splitlines()]
 
 
 def assert_tester_completed(tester, rounds: int) -> None:
@@ -41,7 +36,7 @@ def test_watch_logs_every_access(start_tester, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert_tester_completed(tester, 5)
-    logged = records(prefix)
+    logged = read_jsonl(f"{prefix}.jsonl")
     assert [r["kind"] for r in logged] == ["write", "read"] * 5
     assert all(r["addr"] == hex(tester.addr) and r["pid"] == tester.pid for r in logged)
     funcs = [f["func"] for f in logged[0]["frames"][:3]]
@@ -75,7 +70,7 @@ def test_run_starts_the_program_and_watches_from_main(tester_bin, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "tester: 4 writes, 4 reads" in done.stdout
-    assert [r["kind"] for r in records(prefix)] == ["write", "read"] * 4
+    assert [r["kind"] for r in read_jsonl(f"{prefix}.jsonl")] == ["write", "read"] * 4
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
@@ -124,7 +119,7 @@ def test_sigkill_of_gdb_clears_the_debug_registers(start_tester, tmp_path):
     assert f"process {tester.pid} is alive: cleared its hardware watchpoints" in lines[0]
     assert_tester_completed(tester, rounds)
     # Every record logged before the kill is whole: the first round's write and read.
-    records = [json.loads(line) for line in prefix.with_suffix(".jsonl").read_text().splitlines()]
+    records = read_jsonl(prefix.with_suffix(".jsonl"))
     assert [(r["seq"], r["kind"]) for r in records] == [(1, "write"), (2, "read")]
 
 
