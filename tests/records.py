@@ -3,8 +3,58 @@
 from __future__ import annotations
 
 import json
+import re
 
+from hypothesis import strategies as st
+
+from gdb_qznusnih.record.access import Frame, Record
 from gdb_qznusnih.sinks.formats import BlockRenderer
+
+T = 1795662800.123456  # 2026-11-26T03:13:20.123456Z
+FRAMES = (
+    Frame(0, 0x55D0C3A08168, "round_once", "mix.c", 40, "i=3"),
+    Frame(1, 0x55D0C3A0826A, "main", "mix.c", 61, "argc=1, argv=0x7ffd5c1e0a18"),
+)
+RECORD_DEFAULTS = dict(
+    seq=17,
+    kind="write",
+    addr=0x55D0C3A0B04B,
+    length=1,
+    old=0,
+    value=1,
+    pid=4242,
+    tid=4243,
+    insn="movb $0x1,(%rax)",
+    time=T,
+    frames=FRAMES,
+)
+
+
+def make_record(**changes) -> Record:
+    """Record 17 of mix: a write of 0 -> 1 by round_once <- main; `changes` replace fields.
+
+    A read has no old value and `pc` is the innermost frame's, unless given."""
+    fields = {**RECORD_DEFAULTS, **changes}
+    if fields["kind"] == "read" and "old" not in changes:
+        fields["old"] = None
+    if "pc" not in changes:
+        fields["pc"] = fields["frames"][0].pc if fields["frames"] else 0x401000
+    return Record(**fields)
+
+
+# Hypothesis strategies for any record's parts.
+optional_names = st.one_of(st.none(), st.text(max_size=12))
+frame_tuples = st.lists(
+    st.builds(
+        Frame,
+        level=st.integers(0, 64),
+        pc=st.integers(0, 2**64 - 1),
+        func=optional_names,
+        file=optional_names,
+        line=st.one_of(st.none(), st.integers(1, 10**6)),
+    ),
+    max_size=4,
+).map(tuple)
 
 
 def plain_block(record, show_args: bool = False) -> str:
@@ -12,11 +62,13 @@ def plain_block(record, show_args: bool = False) -> str:
     return BlockRenderer(show_args=show_args).render(record)
 
 
+BLOCK_HEADER = re.compile(r"^\[\d+:(\d+)\] ", re.MULTILINE)
+
+
 def block_seqs(text: str) -> list[int]:
-    """The record numbers of the text blocks in `text` ("[WATCH:SEQ] KIND ..." headers)."""
-    return [
-        int(line[1:].split("]")[0].split(":")[1]) for line in text.splitlines() if line[:1] == "["
-    ]
+    """The record numbers of the text blocks in `text` ("[WATCH:SEQ] KIND ..." headers; gdb's
+    own bracketed lines such as "[Thread debugging ...]" are not blocks)."""
+    return [int(seq) for seq in BLOCK_HEADER.findall(text)]
 
 
 def read_jsonl(path) -> list[dict]:

@@ -229,7 +229,7 @@ def test_read_only_mapping_warns_and_goes_on(start_tester):
     exe = os.path.realpath(f"/proc/{tester.pid}/exe")
     ro = next(line for line in tester.maps() if line.split()[1].startswith("r--") and exe in line)
     addr = ro.split("-")[0]
-    done = run_launcher("watch", "0x" + addr, str(tester.pid), "--duration", "1", "--quiet")
+    done = run_launcher("watch", "0x" + addr, str(tester.pid), "--duration", "0.2", "--quiet")
     warnings = [line for line in done.stderr.splitlines() if "read-only mapping" in line]
     assert len(warnings) == 1
     assert warnings[0].startswith("qznusnih: warning: ") and "faults anyway" in warnings[0]

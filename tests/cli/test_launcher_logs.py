@@ -6,7 +6,6 @@ The attacker is `nobody`, planting in a sticky, world-writable directory like /t
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -24,6 +23,8 @@ from launcher_helpers import (
     start_launcher,
     wait_for,
 )
+
+from tests.records import read_jsonl
 
 pytestmark = pytest.mark.gdb
 
@@ -165,7 +166,7 @@ def test_a_stop_signal_while_the_report_is_written_keeps_the_old_one_and_the_run
     assert f"no HTML report: interrupted, {html} left as it was" in err
     assert html.read_text() == "old report\n"
     assert sorted(os.listdir(tmp_path)) == ["w.html", "w.jsonl", "w.reads.log", "w.writes.log"], err
-    docs = [json.loads(line) for line in Path(f"{prefix}.jsonl").read_text().splitlines()]
+    docs = read_jsonl(f"{prefix}.jsonl")
     assert [d["seq"] for d in docs] == list(range(1, 2 * rounds + 1))
     code, tester_out, _ = tester.finish()
     assert code == 0 and f"tester: {rounds} writes, {rounds} reads" in tester_out

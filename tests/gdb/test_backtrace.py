@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -27,7 +26,7 @@ def test_alternating_callers_get_their_own_frames(build_c, tmp_path):
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, env=quiet_env(), timeout=120)
     assert "callers done" in result.stdout
-    records = [json.loads(x) for x in prefix.with_suffix(".jsonl").read_text().splitlines()]
+    records = read_jsonl(prefix.with_suffix(".jsonl"))
     assert len(records) == 20
     callers = [r["frames"][1]["func"] for r in records]
     assert callers == ["via_a", "via_b"] * 10

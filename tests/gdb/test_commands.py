@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import re
 import subprocess
 
 import pytest
 
 from tests.conftest import LOADER, quiet_env
+from tests.records import read_jsonl
 
 pytestmark = pytest.mark.gdb
 
@@ -41,7 +42,7 @@ def test_interactive_style_arms_and_returns(build_c, tmp_path):
     assert "Traceback" not in result.stderr
     status = [line for line in result.stdout.splitlines() if line.startswith("watch 1:")]
     assert status and "0 reads, 0 writes" in status[0], result.stdout
-    records = [json.loads(x) for x in prefix.with_suffix(".jsonl").read_text().splitlines()]
+    records = read_jsonl(prefix.with_suffix(".jsonl"))
     assert len(records) == 19
     assert "mix done" in result.stdout
     assert "target exited with code 0" in result.stderr
@@ -113,7 +114,8 @@ def test_no_debug_register_left_is_refused_when_arming(build_c):
     )
     assert "no debug register left: 4 of 4 in use" in result.stderr
     assert "Traceback" not in result.stderr
-    assert result.stdout.count("watch ") >= 3
+    status = re.findall(r"^watch (\d+): 0x[0-9a-f]+ \((.+?)\)", result.stdout, re.MULTILINE)
+    assert status == [("1", "&area[0]"), ("2", "&area[1]"), ("3", "&area[3]")], result.stdout
 
 
 def test_no_process_is_a_clear_error(build_c):
@@ -143,7 +145,7 @@ def test_settings_are_defaults_for_qzn_watch(build_c, tmp_path):
         "qzn-watch --count 3 &area[11]",
     )
     assert "The default number of frames per backtrace is 2." in result.stdout
-    records = [json.loads(x) for x in prefix.with_suffix(".jsonl").read_text().splitlines()]
+    records = read_jsonl(prefix.with_suffix(".jsonl"))
     assert len(records) == 3 and all(len(r["frames"]) == 2 for r in records)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.gdb.conftest import run_attached
-from tests.records import block_seqs
+from tests.records import block_seqs, read_jsonl
 
 pytestmark = pytest.mark.gdb
 
@@ -35,7 +34,7 @@ def shared_tmp():
     shutil.rmtree(top)
 
 
-def test_qzn_watch_refuses_a_symlink_planted_by_nobody(tester, shared_tmp):  # noqa: F811
+def test_qzn_watch_refuses_a_symlink_planted_by_nobody(tester, shared_tmp):
     shared, precious = shared_tmp
     subprocess.run(
         ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
@@ -69,13 +68,13 @@ def tiny_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount)])
 
 
-def test_a_full_disk_leaves_the_three_logs_in_agreement(tester, tiny_disk):  # noqa: F811
+def test_a_full_disk_leaves_the_three_logs_in_agreement(tester, tiny_disk):
     t = tester("--rounds", "3000")
     prefix = tiny_disk / "w"
     gdb = run_attached(t, "--log", str(prefix), "--quiet")
     assert "tester: 3000 writes, 3000 reads" in t.finish()
     assert gdb.returncode == 1 and "Traceback" not in gdb.stderr
-    seqs = [json.loads(line)["seq"] for line in Path(f"{prefix}.jsonl").read_text().splitlines()]
+    seqs = [record["seq"] for record in read_jsonl(f"{prefix}.jsonl")]  # whole lines only
     assert seqs == list(range(1, len(seqs) + 1)) and seqs
     errors = [line for line in gdb.stderr.splitlines() if "No space left on device" in line]
     assert len(errors) == 1, gdb.stderr

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 
 import pytest
 
 from tests.conftest import gdb_base_command, quiet_env
+from tests.records import read_jsonl
 
 pytestmark = pytest.mark.gdb
 
@@ -50,7 +50,7 @@ def watch_mix(program, tmp_path, *options: str):
     records = []
     jsonl = prefix.with_suffix(".jsonl")
     if jsonl.exists():
-        records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+        records = read_jsonl(jsonl)
     return result, records, prefix
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import collections
-import json
 import subprocess
 
 import pytest
 
 from tests.conftest import gdb_base_command, quiet_env
+from tests.records import read_jsonl
 
 pytestmark = pytest.mark.gdb
 
@@ -30,15 +30,11 @@ def run_watch(program, args, prefix, *options, stop_at="main"):
     return result
 
 
-def records(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
 def test_threads_created_after_arming_are_all_watched(build_c, tmp_path):
     prefix = tmp_path / "t"
     result = run_watch(build_c("threads"), ["8", "100"], prefix, stop_at="ready")
     assert "threads: 8 threads, 800 writes, 800 reads" in result.stdout
-    logged = records(prefix.with_suffix(".jsonl"))
+    logged = read_jsonl(prefix.with_suffix(".jsonl"))
     by_tid = collections.Counter((r["tid"], r["kind"]) for r in logged)
     tids = {tid for tid, _ in by_tid}
     assert len(tids) == 8
@@ -51,7 +47,7 @@ def test_exec_ends_the_watch_and_names_the_new_program(build_c, tmp_path):
     result = run_watch(build_c("forkexec"), ["/bin/true"], prefix)
     assert "target called exec(/usr/bin/true)" in result.stderr
     assert result.stderr.count("children are not watched") == 1
-    logged = records(prefix.with_suffix(".jsonl"))
+    logged = read_jsonl(prefix.with_suffix(".jsonl"))
     assert [(r["kind"], r["value"]) for r in logged] == [("write", 1), ("write", 3), ("read", 3)]
     assert "forkexec: parent done, value 3" in result.stdout
 
@@ -60,9 +56,11 @@ def test_follow_exec_arms_again_in_the_new_program(build_c, tmp_path):
     prefix = tmp_path / "f"
     program = build_c("forkexec")
     result = run_watch(program, [str(program)], prefix, "--follow-exec", "&the_data")
-    assert result.stderr.count("forkexec") >= 1
-    first = records(prefix.with_suffix(".jsonl"))
-    second = records(tmp_path / "f.exec1.jsonl")
+    assert f"watch 1 ended: target called exec({program}); exec clears watches" in result.stderr
+    assert result.stderr.count("children are not watched") == 2  # once per watch
+    assert result.stdout.count("forkexec: parent done, value 3") == 2  # before and after exec
+    first = read_jsonl(prefix.with_suffix(".jsonl"))
+    second = read_jsonl(tmp_path / "f.exec1.jsonl")
     assert [r["kind"] for r in first] == ["write", "write", "read"]
     assert [r["kind"] for r in second] == ["write", "write", "read"]
     assert "watch 2 ended: target exited with code 0" in result.stderr

@@ -6,7 +6,6 @@ except under CI=true, where they fail: CI must install it (scripts/setup.sh --de
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, gdb_base_command, quiet_env
+from tests.records import read_jsonl
 
 ARTIFACTS = Path(os.environ.get("QZN_ARTIFACTS", REPO / "artifacts"))  # gitignored
 _kept: list[Path] = []
@@ -49,7 +49,7 @@ class RecordedLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.docs = [json.loads(line) for line in path.read_text().splitlines()]
+        self.docs = read_jsonl(path)
 
     def __str__(self) -> str:
         return str(self.path)

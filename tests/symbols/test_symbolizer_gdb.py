@@ -16,6 +16,7 @@ from gdb_qznusnih.perf.symbolizer import Symbolizer
 from gdb_qznusnih.record.access import Frame
 from gdb_qznusnih.sinks.formats import frame_to_json
 from tests.conftest import LOADER, REPO, quiet_env
+from tests.records import read_jsonl
 
 pytestmark = pytest.mark.gdb
 
@@ -69,7 +70,7 @@ def gdb_engine_records(target: Target, tmp_path) -> tuple[list[dict], dict]:
         env=quiet_env(QZN_TRUTH_LOG=str(truth_log)),
     )  # fmt: skip
     assert target.finish() == 0, done.stderr
-    records = [json.loads(line) for line in (prefix.with_suffix(".jsonl")).read_text().splitlines()]
+    records = read_jsonl(prefix.with_suffix(".jsonl"))
     truth: dict[str, dict] = {"before": {}, "at": {}}
     for line in truth_log.read_text().splitlines():
         kind, pc, found = json.loads(line)

@@ -7,43 +7,18 @@ import re
 import pytest
 
 from gdb_qznusnih.caches import CacheRegistry
-from gdb_qznusnih.record.access import Frame, Record, format_time
+from gdb_qznusnih.record.access import Frame, format_time
 from gdb_qznusnih.sinks.colour import Colorizer, check_style, resolve_color
 from gdb_qznusnih.sinks.formats import BlockRenderer
 from gdb_qznusnih.sinks.render import format_backtrace
-from tests.records import plain_block
+from tests.records import FRAMES, T, make_record, plain_block
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-T = 1795662800.123456  # 2026-11-26T03:13:20.123456Z
-
-FRAMES = (
-    Frame(0, 0x55D0C3A08168, "round_once", "mix.c", 40, "i=3"),
-    Frame(1, 0x55D0C3A0826A, "main", "mix.c", 61, "argc=1, argv=0x7ffd5c1e0a18"),
-)
-
-
-def make(kind="write", **changes) -> Record:
-    fields = dict(
-        seq=17,
-        kind=kind,
-        addr=0x55D0C3A0B04B,
-        length=1,
-        old=0 if kind == "write" else None,
-        value=0x2A,
-        pid=4242,
-        tid=4243,
-        pc=0x55D0C3A08168,
-        insn="movb   $0x1,(%rax)",
-        time=T,
-        frames=FRAMES,
-    )
-    fields.update(changes)
-    return Record(**fields)
 
 
 def test_write_block_layout():
-    assert plain_block(make()) == (
-        "[1:17] WRITE 0x55d0c3a0b04b  0x00 → 0x2a  tid 4243  03:13:20.123456\n"
+    assert plain_block(make_record()) == (
+        "[1:17] WRITE 0x55d0c3a0b04b  0x00 → 0x01  tid 4243  03:13:20.123456\n"
         "#0  0x000055d0c3a08168 in round_once at mix.c:40\n"
         "#1  0x000055d0c3a0826a in main at mix.c:61\n"
         "    movb $0x1,(%rax)\n"
@@ -51,9 +26,9 @@ def test_write_block_layout():
 
 
 def test_read_block_layout_with_args():
-    record = make("read", seq=18, insn="movzbl (%rax),%eax")
+    record = make_record(kind="read", seq=18, insn="movzbl (%rax),%eax")
     assert plain_block(record, show_args=True) == (
-        "[1:18] READ  0x55d0c3a0b04b  0x2a  tid 4243  03:13:20.123456\n"
+        "[1:18] READ  0x55d0c3a0b04b  0x01  tid 4243  03:13:20.123456\n"
         "#0  0x000055d0c3a08168 in round_once (i=3) at mix.c:40\n"
         "#1  0x000055d0c3a0826a in main (argc=1, argv=0x7ffd5c1e0a18) at mix.c:61\n"
         "    movzbl (%rax),%eax\n"
@@ -62,7 +37,7 @@ def test_read_block_layout_with_args():
 
 def test_header_time_matches_the_json_time():
     for t in (T, 1795662800.9999996, 1795662859.5):
-        header = plain_block(make(time=t)).splitlines()[0]
+        header = plain_block(make_record(time=t)).splitlines()[0]
         assert header.endswith(format_time(t)[11:-1])
 
 
@@ -79,36 +54,36 @@ def test_frames_like_gdb_bt():
 
 def test_32_bit_addresses_are_8_digits():
     frames = (Frame(0, 0x565561D7, "round_once", "mix.c", 40),)
-    block = plain_block(make(frames=frames, pc=0x565561D7, addr=0x56559008))
+    block = plain_block(make_record(frames=frames, pc=0x565561D7, addr=0x56559008))
     assert "#0  0x565561d7 in round_once at mix.c:40\n" in block
     assert "[1:17] WRITE 0x56559008 " in block
 
 
 def test_wider_values_and_unknown_old_value():
-    header = plain_block(make(length=4, old=0x1234, value=0xDEADBEEF)).splitlines()[0]
+    header = plain_block(make_record(length=4, old=0x1234, value=0xDEADBEEF)).splitlines()[0]
     assert "  0x00001234 → 0xdeadbeef  " in header
-    header = plain_block(make(length=8, old=None, value=1)).splitlines()[0]
+    header = plain_block(make_record(length=8, old=None, value=1)).splitlines()[0]
     assert "  ? → 0x0000000000000001  " in header
 
 
 def test_instruction_whitespace_is_normalised_and_missing_insn_has_no_line():
-    assert plain_block(make(insn="lock  xaddl\t%eax,0x10(%rbx)")).endswith(
+    assert plain_block(make_record(insn="lock  xaddl\t%eax,0x10(%rbx)")).endswith(
         "\n    lock xaddl %eax,0x10(%rbx)\n"
     )
-    block = plain_block(make(insn=None))
+    block = plain_block(make_record(insn=None))
     assert block.endswith("in main at mix.c:61\n")
     assert len(block.splitlines()) == 3
 
 
 def test_value_guess_and_whole_system_fields_in_the_header():
-    header = plain_block(make(kind_from="value")).splitlines()[0]
+    header = plain_block(make_record(kind_from="value")).splitlines()[0]
     assert header.endswith("(kind guessed from the value change)")
-    header = plain_block(make("read", mode="kernel", comm="tester")).splitlines()[0]
+    header = plain_block(make_record(kind="read", mode="kernel", comm="tester")).splitlines()[0]
     assert header.endswith("03:13:20.123456  kernel pid 4242 (tester)")
 
 
 def test_no_escape_codes_without_colour():
-    block = plain_block(make()) + plain_block(make("read"))
+    block = plain_block(make_record()) + plain_block(make_record(kind="read"))
     assert "\x1b" not in block
 
 
@@ -117,19 +92,19 @@ def test_colour_keeps_the_text_and_tells_reads_from_writes(style):
     pytest.importorskip("pygments")
     renderer = BlockRenderer(Colorizer(style))
     for kind in ("write", "read"):
-        block = renderer.render(make(kind))
+        block = renderer.render(make_record(kind=kind))
         assert "\x1b[" in block
-        assert ANSI.sub("", block) == plain_block(make(kind))
-    write_label = renderer.render(make("write")).split("WRITE")[0]
-    read_label = renderer.render(make("read")).split("READ")[0]
+        assert ANSI.sub("", block) == plain_block(make_record(kind=kind))
+    write_label = renderer.render(make_record(kind="write")).split("WRITE")[0]
+    read_label = renderer.render(make_record(kind="read")).split("READ")[0]
     assert ANSI.findall(write_label)[-1] != ANSI.findall(read_label)[-1]
 
 
 def test_colour_reaches_frames_and_instruction():
     pytest.importorskip("pygments")
-    lines = BlockRenderer(Colorizer()).render(make()).splitlines()
+    lines = BlockRenderer(Colorizer()).render(make_record()).splitlines()
     assert all("\x1b[" in line for line in lines)
-    assert "\x1b[38;5;" in BlockRenderer(Colorizer("monokai")).render(make())
+    assert "\x1b[38;5;" in BlockRenderer(Colorizer("monokai")).render(make_record())
 
 
 def test_unknown_style_is_a_one_line_value_error():
@@ -169,22 +144,22 @@ def test_backtraces_are_rendered_once_per_call_path():
     renderer = BlockRenderer()
     other = (Frame(0, 0x401000, "g", "g.c", 1), Frame(1, 0x401100, "main", "g.c", 9))
     for seq in range(1000):
-        renderer.render_bytes(make(seq=seq, frames=FRAMES if seq % 2 else other))
+        renderer.render_bytes(make_record(seq=seq, frames=FRAMES if seq % 2 else other))
     assert len(renderer._bodies) == 2
 
 
 def test_cached_backtrace_follows_symbol_changes_after_clear():
     caches = CacheRegistry()
     renderer = BlockRenderer(caches=caches)
-    assert "in round_once" in renderer.render(make())
+    assert "in round_once" in renderer.render(make_record())
     renamed = (Frame(0, FRAMES[0].pc, "renamed", "mix.c", 40), FRAMES[1])
-    assert "in round_once" in renderer.render(make(frames=renamed))  # same pcs: cached
+    assert "in round_once" in renderer.render(make_record(frames=renamed))  # same pcs: cached
     caches.clear()
-    assert "in renamed" in renderer.render(make(frames=renamed))
+    assert "in renamed" in renderer.render(make_record(frames=renamed))
 
 
 def test_args_are_part_of_the_cache_key_when_shown():
     renderer = BlockRenderer(show_args=True)
-    assert "(i=3)" in renderer.render(make())
+    assert "(i=3)" in renderer.render(make_record())
     frames = (Frame(0, FRAMES[0].pc, "round_once", "mix.c", 40, "i=4"), FRAMES[1])
-    assert "(i=4)" in renderer.render(make(frames=frames))
+    assert "(i=4)" in renderer.render(make_record(frames=frames))

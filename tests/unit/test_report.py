@@ -20,11 +20,9 @@ from gdb_qznusnih.report.build import (
     parse_time_bound,
 )
 from gdb_qznusnih.sinks.formats import JsonLine, LogDecoder, record_from_json, to_json
-from tests.unit.test_record import frames as frame_tuples
-from tests.unit.test_record import names
+from tests.records import T, frame_tuples, make_record, optional_names
 
 ANSI = re.compile(r"\x1b\[")
-T0 = 1795662800.123456  # 2026-11-26T03:13:20.123456Z
 
 MAIN = Frame(2, 0x5555555552A0, "main", "prog.c", 61)
 VIA_A = Frame(1, 0x555555555180, "via_a", "prog.c", 8)
@@ -33,31 +31,16 @@ CPP = Frame(0, 0x555555555100, "ns::f<int, std::less<int>>&", "prog.cc", 7)
 MEMCPY = Frame(0, 0x7FFFF7F2A100, "__memmove_avx_unaligned_erms", None, None)
 
 
-def make(seq, kind, value, old=None, tid=100, t=0.0, frames=(CPP, VIA_A, MAIN), **more):
-    return Record(
-        seq=seq,
-        kind=kind,
-        addr=0x55555555808B,
-        length=1,
-        old=old if kind == "write" else None,
-        value=value,
-        pid=100,
-        tid=tid,
-        pc=frames[0].pc if frames else 0x401000,
-        insn="movb $0x1,(%rax)",
-        time=T0 + t,
-        frames=tuple(frames),
-        **more,
-    )
+CALL = (CPP, VIA_A, MAIN)
 
 
 # Written the way qzn-watch writes them; values 0 -> 1 -> 1 -> 2, one read, two threads.
 RECORDS = [
-    make(1, "write", 1, old=0, t=0.0),
-    make(2, "read", 1, t=0.5, frames=(MEMCPY, VIA_B, MAIN)),
-    make(3, "write", 1, old=1, t=1.0, frames=(CPP, VIA_B, MAIN)),
-    make(4, "write", 2, old=1, tid=101, t=2.0, frames=(VIA_B, MAIN)),
-    make(5, "read", 2, tid=101, t=3.0, frames=(CPP, VIA_A, MAIN)),
+    make_record(seq=1, value=1, old=0, tid=100, frames=CALL),
+    make_record(seq=2, kind="read", value=1, tid=100, time=T + 0.5, frames=(MEMCPY, VIA_B, MAIN)),
+    make_record(seq=3, value=1, old=1, tid=100, time=T + 1.0, frames=(CPP, VIA_B, MAIN)),
+    make_record(seq=4, value=2, old=1, tid=101, time=T + 2.0, frames=(VIA_B, MAIN)),
+    make_record(seq=5, kind="read", value=2, tid=101, time=T + 3.0, frames=CALL),
 ]
 
 
@@ -91,12 +74,12 @@ records = st.builds(
     pid=st.integers(1, 2**22),
     tid=st.integers(1, 2**22),
     pc=st.integers(0, 2**64 - 1),
-    insn=names,
+    insn=optional_names,
     time=st.floats(0, 4e9),
     frames=frame_tuples,
     kind_from=st.sampled_from(["insn", "value"]),
     mode=st.sampled_from([None, "user", "kernel"]),
-    comm=names,
+    comm=optional_names,
     extra=st.dictionaries(st.sampled_from(["cr3", "cpu"]), st.integers(0, 99), max_size=2),
 )
 
@@ -170,13 +153,13 @@ def test_help_exits_0_and_documents_the_times(capsys):
 
 
 def test_time_bounds():
-    assert parse_time_bound("+1.5", T0) == T0 + 1.5
-    assert parse_time_bound("2026-11-26T03:13:20.5Z", T0) == pytest.approx(T0 - 0.123456 + 0.5)
-    assert parse_time_bound("2026-11-26T03:13:21", T0) == int(T0) + 1
-    assert parse_time_bound("03:13:22.25", T0) == pytest.approx(int(T0) + 2.25)
+    assert parse_time_bound("+1.5", T) == T + 1.5
+    assert parse_time_bound("2026-11-26T03:13:20.5Z", T) == pytest.approx(T - 0.123456 + 0.5)
+    assert parse_time_bound("2026-11-26T03:13:21", T) == int(T) + 1
+    assert parse_time_bound("03:13:22.25", T) == pytest.approx(int(T) + 2.25)
     for bad in ["1.5", "+", "3:13:20", "2026-11-26 03:13:20", "+1e3"]:
         with pytest.raises(UsageError):
-            parse_time_bound(bad, T0)
+            parse_time_bound(bad, T)
 
 
 @pytest.mark.parametrize(
@@ -226,9 +209,9 @@ def test_timeline_lists_only_value_changes_and_the_writers(log):
 
 def test_a_write_without_old_value_compares_with_the_value_before(tmp_path):
     records = [
-        make(1, "read", 5),
-        make(2, "write", 5, kind_from="value"),
-        make(3, "write", 6, kind_from="value"),
+        make_record(seq=1, kind="read", value=5),
+        make_record(seq=2, old=None, value=5, kind_from="value"),
+        make_record(seq=3, old=None, value=6, kind_from="value"),
     ]
     built = build_report(write_log(tmp_path / "v.jsonl", records))
     assert [(c.seq, c.old, c.value) for c in built.changes] == [(3, 5, 6)]
@@ -323,9 +306,9 @@ def test_write_html_report_to_a_bad_path_is_one_line(log, tmp_path):
 
 def test_whole_system_modes_in_text_and_html(tmp_path, capsys):
     records = [
-        make(1, "write", 1, old=0, mode="kernel", comm="cat"),
-        make(2, "read", 1, mode="user", comm="cat"),
-        make(3, "read", 1, mode="user", comm="cat"),
+        make_record(seq=1, mode="kernel", comm="cat"),
+        make_record(seq=2, kind="read", mode="user", comm="cat"),
+        make_record(seq=3, kind="read", mode="user", comm="cat"),
     ]
     log = write_log(tmp_path / "qemu.jsonl", records)
     status, out, _ = run_main(capsys, log)

@@ -18,30 +18,15 @@ from gdb_qznusnih.record.access import Frame, Record
 from gdb_qznusnih.sinks import logs as sinks_module
 from gdb_qznusnih.sinks.formats import to_json
 from gdb_qznusnih.sinks.logs import LogSinks, SinkError
-from tests.records import block_seqs, plain_block
-
-T = 1795662800.123456
-FRAMES = (
-    Frame(0, 0x55D0C3A08168, "round_once", "mix.c", 40),
-    Frame(1, 0x55D0C3A0826A, "main", "mix.c", 61),
-)
+from tests.records import T, block_seqs, make_record, plain_block, read_jsonl
 
 
-def make(seq: int, kind: str | None = None) -> Record:
-    kind = kind or ("write" if seq % 2 else "read")
-    return Record(
-        seq=seq,
-        kind=kind,
-        addr=0x55D0C3A0B04B,
-        length=1,
-        old=(seq - 1) & 0xFF if kind == "write" else None,
-        value=seq & 0xFF,
-        pid=4242,
-        tid=4243 + seq % 3,
-        pc=0x55D0C3A08168,
-        insn="movb $0x1,(%rax)" if kind == "write" else "movzbl (%rax),%eax",
-        time=T + seq / 1000,
-        frames=FRAMES,
+def nth(seq: int) -> Record:
+    """Record `seq` of a run: odd ones write the next value, even ones read it."""
+    if seq % 2:
+        return make_record(seq=seq, old=(seq - 1) & 0xFF, value=seq & 0xFF, time=T + seq / 1000)
+    return make_record(
+        seq=seq, kind="read", value=(seq - 1) & 0xFF, insn="movzbl (%rax),%eax", time=T + seq / 1000
     )
 
 
@@ -75,7 +60,7 @@ def test_records_go_to_json_and_to_the_log_of_their_kind(tmp_path):
     terminal = Terminal()
     sinks = LogSinks(prefix, writer=terminal)
     sinks.open()
-    records = [make(seq) for seq in range(1, 11)]
+    records = [nth(seq) for seq in range(1, 11)]
     for record in records:
         sinks.emit(record)
     sinks.close()
@@ -92,7 +77,7 @@ def test_quiet_writes_nothing_to_the_terminal(tmp_path):
     terminal = Terminal()
     sinks = LogSinks(str(tmp_path / "q"), quiet=True, writer=terminal)
     sinks.open()
-    sinks.emit(make(1))
+    sinks.emit(nth(1))
     sinks.close()
     assert terminal.chunks == []
 
@@ -101,15 +86,15 @@ def test_terminal_only_without_a_prefix():
     terminal = Terminal()
     sinks = LogSinks(None, writer=terminal)
     sinks.open()
-    sinks.emit(make(1))
+    sinks.emit(nth(1))
     sinks.close()
-    assert terminal.chunks == [plain_block(make(1))]
+    assert terminal.chunks == [plain_block(nth(1))]
 
 
 def test_default_terminal_writer_is_fd_1(capfd):
     sinks = LogSinks(None)
-    sinks.emit(make(2))
-    assert capfd.readouterr().out == plain_block(make(2))
+    sinks.emit(nth(2))
+    assert capfd.readouterr().out == plain_block(nth(2))
 
 
 def test_text_logs_get_colour_only_when_asked(tmp_path):
@@ -117,14 +102,14 @@ def test_text_logs_get_colour_only_when_asked(tmp_path):
     terminal = Terminal()
     plain = LogSinks(str(tmp_path / "plain"), color=True, writer=terminal)
     plain.open()
-    plain.emit(make(1))
-    plain.emit(make(2))
+    plain.emit(nth(1))
+    plain.emit(nth(2))
     plain.close()
     assert "\x1b[" in "".join(terminal.chunks)
     assert "\x1b" not in read(tmp_path / "plain.writes.log") + read(tmp_path / "plain.reads.log")
     colored = LogSinks(str(tmp_path / "col"), color=True, color_files=True, quiet=True)
     colored.open()
-    colored.emit(make(1))
+    colored.emit(nth(1))
     colored.close()
     assert "\x1b[" in read(tmp_path / "col.writes.log")
     assert "\x1b" not in read(tmp_path / "col.jsonl")
@@ -201,29 +186,29 @@ def test_a_short_write_is_completed(tmp_path, monkeypatch):
     monkeypatch.setattr(sinks_module.os, "write", short_write)
     sinks = LogSinks(str(tmp_path / "short"), quiet=True)
     sinks.open()
-    sinks.emit(make(1))
+    sinks.emit(nth(1))
     sinks.close()
     monkeypatch.undo()
-    assert json.loads(read(tmp_path / "short.jsonl")) == to_json(make(1))
-    assert read(tmp_path / "short.writes.log") == plain_block(make(1))
+    assert json.loads(read(tmp_path / "short.jsonl")) == to_json(nth(1))
+    assert read(tmp_path / "short.writes.log") == plain_block(nth(1))
 
 
 def test_a_failing_write_is_a_one_line_sink_error_and_stays_failed(tmp_path, monkeypatch):
     sinks = LogSinks(str(tmp_path / "io"), quiet=True)
     sinks.open()
-    sinks.emit(make(1))
+    sinks.emit(nth(1))
 
     def broken(fd, data):
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
     monkeypatch.setattr(sinks_module.os, "write", broken)
     with pytest.raises(SinkError) as caught:
-        sinks.emit(make(2))
+        sinks.emit(nth(2))
     assert "\n" not in str(caught.value)
     assert str(caught.value).startswith(f"cannot write {tmp_path}/io.jsonl: Input/output error")
     monkeypatch.undo()
     with pytest.raises(SinkError):
-        sinks.emit(make(3))
+        sinks.emit(nth(3))
     sinks.close()
 
 
@@ -232,7 +217,7 @@ def test_a_closed_descriptor_is_a_sink_error(tmp_path):
     sinks.open()
     os.close(sinks._files["json"].fd)
     with pytest.raises(SinkError, match="Bad file descriptor"):
-        sinks.emit(make(1))
+        sinks.emit(nth(1))
     sinks._files.pop("json")
     sinks.close()
 
@@ -261,7 +246,7 @@ def test_full_disk_is_a_one_line_sink_error_and_leaves_whole_lines(tiny_tmpfs):
     emitted = 0
     with pytest.raises(SinkError) as caught:
         for seq in range(1, 100_000):
-            sinks.emit(make(seq))
+            sinks.emit(nth(seq))
             emitted += 1
     sinks.close()
     message = str(caught.value)
@@ -297,7 +282,7 @@ def _fail_on_fd(monkeypatch, fd: int, error: BaseException) -> None:
 
 def _seqs(prefix: str) -> tuple[list[int], list[int]]:
     """Record numbers in PREFIX.jsonl, and in the two text logs together."""
-    in_json = [json.loads(line)["seq"] for line in read(prefix + ".jsonl").splitlines()]
+    in_json = [record["seq"] for record in read_jsonl(prefix + ".jsonl")]
     text = read(prefix + ".reads.log") + read(prefix + ".writes.log")
     return in_json, sorted(block_seqs(text))
 
@@ -307,11 +292,11 @@ def test_a_failed_text_log_write_takes_the_json_line_back(tmp_path, monkeypatch)
     prefix = str(tmp_path / "cut")
     sinks = LogSinks(prefix, quiet=True)
     sinks.open()
-    sinks.emit(make(1))
-    sinks.emit(make(2))
+    sinks.emit(nth(1))
+    sinks.emit(nth(2))
     _fail_on_fd(monkeypatch, sinks._files["write"].fd, OSError(errno.ENOSPC, "No space left"))
     with pytest.raises(SinkError) as caught:
-        sinks.emit(make(3))
+        sinks.emit(nth(3))
     sinks.close()
     assert str(caught.value) == (
         f"cannot write {prefix}.writes.log: No space left; logging stopped and every log ends "
@@ -325,14 +310,14 @@ def test_a_signal_between_the_two_writes_still_logs_the_record_in_both(tmp_path,
     prefix = str(tmp_path / "sig")
     sinks = LogSinks(prefix, quiet=True)
     sinks.open()
-    sinks.emit(make(1))
+    sinks.emit(nth(1))
     _fail_on_fd(monkeypatch, sinks._files["read"].fd, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
-        sinks.emit(make(2))
-    sinks.emit(make(3))
+        sinks.emit(nth(2))
+    sinks.emit(nth(3))
     sinks.close()
     assert _seqs(prefix) == ([1, 2, 3], [1, 2, 3])
-    assert read(prefix + ".reads.log") == plain_block(make(2))
+    assert read(prefix + ".reads.log") == plain_block(nth(2))
 
 
 names = st.one_of(st.none(), st.text(max_size=8))

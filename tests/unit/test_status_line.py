@@ -6,15 +6,9 @@ import os
 import pty
 import select
 
-from gdb_qznusnih.record.access import Frame, Record
+from gdb_qznusnih.record.access import Frame
 from gdb_qznusnih.sinks.status_line import StatusLine
-
-
-def record(kind: str, func: str = "parse_header") -> Record:
-    return Record(
-        seq=1, kind=kind, addr=0x1000, length=1, old=None, value=1, pid=1, tid=1, pc=0x10,
-        insn="movb $0x1,(%rax)", time=0.0, frames=(Frame(0, 0x10, func, "a.c", 3),),
-    )  # fmt: skip
+from tests.records import make_record
 
 
 def read_all(fd: int) -> bytes:
@@ -28,10 +22,10 @@ def read_all(fd: int) -> bytes:
 def test_counts_and_text():
     status = StatusLine(fd=1, enabled=False)
     for kind in ("read", "write", "write"):
-        status.update(record(kind))
+        status.update(make_record(kind=kind))
     assert (status.reads, status.writes) == (1, 2)
-    text = status.text(record("write"), 1930.4)
-    assert text == "reads 1  writes 2  1,930 hits/s  last: WRITE in parse_header()"
+    text = status.text(make_record(kind="write"), 1930.4)
+    assert text == "reads 1  writes 2  1,930 hits/s  last: WRITE in round_once()"
 
 
 def test_nothing_is_printed_when_not_a_terminal(tmp_path):
@@ -39,7 +33,7 @@ def test_nothing_is_printed_when_not_a_terminal(tmp_path):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT)
     try:
         status = StatusLine(fd=fd, interval=0.0)
-        status.update(record("read"))
+        status.update(make_record(kind="read"))
         status.clear()
     finally:
         os.close(fd)
@@ -53,13 +47,13 @@ def test_redraws_in_place_on_a_terminal_and_clears_before_blocks():
     try:
         status = StatusLine(fd=slave, interval=0.0)
         assert status.enabled
-        status.update(record("write"))
-        status.update(record("read", "check"))
-        status.terminal_writer(out_w)("[3] READ ...\n")
+        status.update(make_record(kind="write"))
+        status.update(make_record(kind="read", frames=(Frame(0, 0x10, "check", "a.c", 3),)))
+        status.terminal_writer(out_w)("[1:3] READ ...\n")
         shown = read_all(master)
         assert shown.count(b"\r\x1b[K") == 3  # two draws, one clear
         assert b"last: READ in check()" in shown
-        assert os.read(out_r, 100) == b"[3] READ ...\n"
+        assert os.read(out_r, 100) == b"[1:3] READ ...\n"
         assert not status.visible
     finally:
         for fd in (master, slave, out_r, out_w):

@@ -6,9 +6,10 @@ import re
 
 import pytest
 
-from gdb_qznusnih.record.access import Frame, Record
+from gdb_qznusnih.record.access import Frame
 from gdb_qznusnih.record.summary import AccessCounts, Site, Summary
 from gdb_qznusnih.sinks.colour import Colorizer
+from tests.records import make_record
 
 MAIN = Frame(2, 0x555555555290, "main", "mix.c", 61)
 ROUND_WRITE = Frame(0, 0x555555555168, "round_once", "mix.c", 40)
@@ -17,31 +18,13 @@ MEMCPY = Frame(0, 0x7FFFF7F2A100, "__memmove_avx_unaligned_erms", None, None)
 CALLER = Frame(1, 0x5555555551A0, "copy_out", "mix.c", 50)
 
 
-def make(kind: str, frames, tid: int = 100, t: float = 0.0, mode=None) -> Record:
-    return Record(
-        seq=1,
-        kind=kind,
-        addr=0x4010,
-        length=1,
-        old=0 if kind == "write" else None,
-        value=1,
-        pid=100,
-        tid=tid,
-        pc=frames[0].pc if frames else 0x401000,
-        insn=None,
-        time=t,
-        frames=tuple(frames),
-        mode=mode,
-    )
-
-
 def filled() -> Summary:
     summary = Summary(start=1000.0, end=1002.0)
     for i in range(30):
-        summary.add(make("write", [ROUND_WRITE, MAIN], tid=100 + i % 2))
-        summary.add(make("read", [ROUND_READ, MAIN], tid=100))
+        summary.add(make_record(kind="write", frames=(ROUND_WRITE, MAIN), tid=100 + i % 2))
+        summary.add(make_record(kind="read", frames=(ROUND_READ, MAIN), tid=100))
     for _ in range(5):
-        summary.add(make("read", [MEMCPY, CALLER, MAIN], tid=102))
+        summary.add(make_record(kind="read", frames=(MEMCPY, CALLER, MAIN), tid=102))
     return summary
 
 
@@ -62,9 +45,9 @@ def test_sites_are_the_innermost_frame_with_source():
 
 def test_frames_without_any_source_are_told_apart_by_pc():
     summary = Summary()
-    summary.add(make("write", [Frame(0, 0x401000, None, None, None)]))
-    summary.add(make("write", [Frame(0, 0x401008, None, None, None)]))
-    summary.add(make("write", []))
+    summary.add(make_record(kind="write", frames=(Frame(0, 0x401000, None, None, None),)))
+    summary.add(make_record(kind="write", frames=(Frame(0, 0x401008, None, None, None),)))
+    summary.add(make_record(kind="write", frames=()))
     sites = summary.top_sites("write")
     assert {s.pc for s in sites} == {0x401000, 0x401008}
     assert sites[0].describe() in ("?? at 0x401000", "?? at 0x401008")
@@ -75,7 +58,9 @@ def test_top_five_by_count():
     summary = Summary()
     for line in range(1, 9):
         for _ in range(line):
-            summary.add(make("read", [Frame(0, 0x400000 + line, "f", "f.c", line)]))
+            summary.add(
+                make_record(kind="read", frames=(Frame(0, 0x400000 + line, "f", "f.c", line),))
+            )
     top = summary.top_sites("read")
     assert [s.line for s in top] == [8, 7, 6, 5, 4]
     assert [s.count for s in top] == [8, 7, 6, 5, 4]
@@ -86,8 +71,8 @@ def test_duration_and_rate_from_start_and_end():
     assert summary.duration == 2.0
     assert summary.rate == pytest.approx(32.5)
     loose = Summary()
-    loose.add(make("read", [MAIN], t=10.0))
-    loose.add(make("read", [MAIN], t=14.0))
+    loose.add(make_record(kind="read", frames=(MAIN,), time=10.0))
+    loose.add(make_record(kind="read", frames=(MAIN,), time=14.0))
     assert loose.duration == 4.0
     assert Summary().duration is None
     assert Summary().rate is None
@@ -115,8 +100,8 @@ def test_format_of_an_empty_watch():
 def test_format_with_modes_and_colour():
     pytest.importorskip("pygments")
     summary = Summary()
-    summary.add(make("read", [MAIN], mode="kernel"))
-    summary.add(make("write", [MAIN], mode="user"))
+    summary.add(make_record(kind="read", frames=(MAIN,), mode="kernel"))
+    summary.add(make_record(kind="write", frames=(MAIN,), mode="user"))
     text = summary.format(Colorizer())
     assert "\x1b[" in text
     plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
@@ -143,7 +128,11 @@ def test_to_json():
 def test_memory_stays_flat():
     summary = Summary()
     for i in range(50_000):
-        summary.add(make("write" if i % 2 else "read", [ROUND_WRITE, MAIN], tid=1 + i % 4))
+        summary.add(
+            make_record(
+                kind="write" if i % 2 else "read", frames=(ROUND_WRITE, MAIN), tid=1 + i % 4
+            )
+        )
     assert summary.total == 50_000
     assert len(summary._threads) == 4
     assert sum(len(sites) for sites in summary._sites.values()) == 2
