@@ -4,7 +4,6 @@ accounting, no permission, and `auto` falling back to gdb."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, quiet_env
+from tests.records import read_jsonl
 
 pytestmark = pytest.mark.perf
 NO_PERF = Path(__file__).with_name("no_perf_events.py")
@@ -42,7 +42,7 @@ def wait_armed(proc: subprocess.Popen) -> str:
 
 
 def records(prefix: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(f"{prefix}.jsonl").read_text().splitlines()]
+    return read_jsonl(f"{prefix}.jsonl")
 
 
 class Mix:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 
@@ -15,6 +14,8 @@ from qemu_support import (
     run_batch,
     run_script,
 )
+
+from tests.records import read_jsonl
 
 EXPECTED_DONE = "user writes 2, user reads 1, kernel writes 1, kernel reads 1, child writes 1"
 
@@ -162,7 +163,7 @@ def test_batch_qzn_watch_logs_every_access_with_mode(guest, tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Traceback" not in done.stdout + done.stderr
     pid = _tester_pid(done.stderr)
-    records = [json.loads(line) for line in (tmp_path / "guest.jsonl").read_text().splitlines()]
+    records = read_jsonl(tmp_path / "guest.jsonl")
     assert [(r["kind"], r["mode"]) for r in records] == [
         ("write", "user"),
         ("read", "user"),
@@ -240,7 +241,7 @@ def test_cr3_fallback_without_kernel_symbols(guest, tmp_path):
     done = run_batch(guest, "--no-kernel-symbols", "--watcher", "probe", "--probe-log", str(log))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert re.search(r"filtering by address space cr3=0x[0-9a-f]+ learned at arming", done.stdout)
-    records = [json.loads(line) for line in log.read_text().splitlines()]
+    records = read_jsonl(log)
     kept = [r for r in records if not r.get("filtered")]
     assert [r["mode"] for r in kept] == ["user", "user", "user", "kernel", "kernel"]
     assert "probe: 5 hits kept of 6" in done.stdout  # the child's write, another space

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -20,6 +19,8 @@ from qemu_support import (
     quiet_env,
     run_script,
 )
+
+from tests.records import read_jsonl
 
 # --- 5. QEMU dies mid-watch -----------------------------------------------------------
 
@@ -77,7 +78,7 @@ def test_qemu_killed_mid_watch_ends_it_in_one_line_with_the_records_kept(guest, 
     assert not re.search(r"line \d+: +\d+ Killed", both)  # bash's own notice of QEMU's end
     ended = [line for line in both.splitlines() if "watch 1 ended:" in line]
     assert ended == ["qzn: watch 1 ended: lost the connection to the target"], ended
-    records = [json.loads(line) for line in log.read_text().splitlines()]  # every line whole
+    records = read_jsonl(log)  # every line whole
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
     summary = re.search(r"summary: (\d+) accesses", out)
     assert summary and int(summary.group(1)) == len(records) >= 20
