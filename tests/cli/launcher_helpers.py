@@ -33,6 +33,13 @@ class Tester:
         out, err = self.proc.communicate(timeout=timeout)
         return self.proc.returncode, out, err
 
+    def assert_completed(self, rounds: int) -> str:
+        """The tester ran all its rounds and exited 0; its stdout."""
+        code, out, err = self.finish()
+        assert code == 0, f"tester exit {code}: {out} {err}"
+        assert f"tester: {rounds} writes, {rounds} reads" in out
+        return out
+
 
 def launcher_command(*args: str) -> list[str]:
     """These tests are the gdb engine's (the tester waits for a tracer): `watch` gets

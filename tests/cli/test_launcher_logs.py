@@ -168,5 +168,4 @@ def test_a_stop_signal_while_the_report_is_written_keeps_the_old_one_and_the_run
     assert sorted(os.listdir(tmp_path)) == ["w.html", "w.jsonl", "w.reads.log", "w.writes.log"], err
     docs = read_jsonl(f"{prefix}.jsonl")
     assert [d["seq"] for d in docs] == list(range(1, 2 * rounds + 1))
-    code, tester_out, _ = tester.finish()
-    assert code == 0 and f"tester: {rounds} writes, {rounds} reads" in tester_out
+    tester.assert_completed(rounds)

@@ -136,8 +136,7 @@ def test_closed_stdout_ends_the_stream_not_the_log_files(start_tester, tmp_path)
     assert "Traceback" not in err
     assert "standard output closed; the --log files go on" in err
     assert "watch 1 ended: target exited with code 0" in err
-    code, out, _ = tester.finish()
-    assert code == 0 and f"tester: {rounds} writes, {rounds} reads" in out
+    tester.assert_completed(rounds)
     assert jsonl_lines(prefix) == 2 * rounds
 
 

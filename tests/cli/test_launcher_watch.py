@@ -22,12 +22,6 @@ from tests.records import read_jsonl
 pytestmark = pytest.mark.gdb
 
 
-def assert_tester_completed(tester, rounds: int) -> None:
-    code, out, err = tester.finish()
-    assert code == 0, f"tester exit {code}: {out} {err}"
-    assert f"tester: {rounds} writes, {rounds} reads" in out
-
-
 def test_watch_logs_every_access(start_tester, tmp_path):
     tester = start_tester("--rounds", "5")
     prefix = tmp_path / "w"
@@ -35,7 +29,7 @@ def test_watch_logs_every_access(start_tester, tmp_path):
     done = run_launcher("watch", bare_hex, str(tester.pid), "--log", str(prefix), "--quiet")
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
-    assert_tester_completed(tester, 5)
+    tester.assert_completed(5)
     logged = read_jsonl(f"{prefix}.jsonl")
     assert [r["kind"] for r in logged] == ["write", "read"] * 5
     assert all(r["addr"] == hex(tester.addr) and r["pid"] == tester.pid for r in logged)
@@ -47,7 +41,7 @@ def test_watch_stream_starts_with_the_first_record_not_gdb_chatter(start_tester)
     tester = start_tester("--rounds", "2")
     done = run_launcher("watch", hex(tester.addr), str(tester.pid), "--color", "never")
     assert done.returncode == 0, done.stderr
-    assert_tester_completed(tester, 2)
+    tester.assert_completed(2)
     # No "[Thread debugging using libthread_db enabled]", no frame the target stopped in.
     assert done.stdout.startswith(f"[1:1] WRITE 0x{tester.addr:x}"), done.stdout[:300]
     assert "libthread_db" not in done.stdout + done.stderr
@@ -92,7 +86,7 @@ def test_stop_signal_detaches_and_exits_0(start_tester, tmp_path, signum):
     logged = jsonl_lines(prefix)
     assert logged < 2 * rounds  # the signal, not the target's end, ended the watch
     assert f"summary: {logged} accesses" in out
-    assert_tester_completed(tester, rounds)
+    tester.assert_completed(rounds)
     assert tester.proc.returncode == 0
 
 
@@ -120,7 +114,7 @@ def test_sigkill_of_gdb_clears_the_debug_registers(start_tester, tmp_path):
     assert len(lines) == 1, err
     assert "killed by SIGKILL" in lines[0]
     assert f"process {tester.pid} is alive: cleared its hardware watchpoints" in lines[0]
-    assert_tester_completed(tester, rounds)
+    tester.assert_completed(rounds)
     # Every record logged before the kill is whole: the first round's write and read.
     records = read_jsonl(prefix.with_suffix(".jsonl"))
     assert [(r["seq"], r["kind"]) for r in records] == [(1, "write"), (2, "read")]
@@ -174,14 +168,14 @@ def test_clear_debug_registers_saves_the_target(start_tester, tmp_path):
     kill_plain_gdb_after_a_hit(tester, tmp_path)
     report = clear_debug_registers(tester.pid, resume_if_stopped=True)
     assert (report.threads, report.cleared, report.failed) == (1, 1, [])
-    assert_tester_completed(tester, 2)
+    tester.assert_completed(2)
 
 
 def test_clear_debug_registers_on_an_unwatched_process_is_harmless(start_tester):
     tester = start_tester("--rounds", "1", "--no-wait", "--interval-ms", "200")
     report = clear_debug_registers(tester.pid)
     assert (report.threads, report.cleared, report.redelivered, report.failed) == (1, 0, [], [])
-    assert_tester_completed(tester, 1)
+    tester.assert_completed(1)
 
 
 def test_clear_debug_registers_skips_a_reused_pid(start_tester):
