@@ -20,7 +20,7 @@ setup(
     packages=find_packages(include=["gdb_qznusnih", "gdb_qznusnih.*"]),
     python_requires=">=3.10",
     install_requires=["pygments"],
-    # oelint-adv: the bitbake-recipe linter for meta-qznusnih (CI and tests/cli/test_yocto_layer.py).
+    # oelint-adv: the bitbake-recipe linter, for meta-qznusnih (CI, tests/cli/test_yocto_layer.py).
     extras_require={"dev": ["pytest", "hypothesis", "ruff", "oelint-adv"]},
     entry_points={"console_scripts": ["qznusnih = gdb_qznusnih.launcher.cli:main"]},
     classifiers=[

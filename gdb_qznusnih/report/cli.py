@@ -25,13 +25,15 @@ from gdb_qznusnih.report.build import (
     _check_time_text,
     build_report,
 )
+from gdb_qznusnih.report.exports import chrome_chunks, folded_chunks
 from gdb_qznusnih.report.text import format_text, report_to_json
 from gdb_qznusnih.sinks.colour import Colorizer, check_style, resolve_color
 from gdb_qznusnih.sinks.private_files import one_line_error, replace_private
 
 PROG = "qznusnih report"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-FORMATS = ("text", "json", "html")
+FORMATS = ("text", "json", "html", "folded", "chrome")
+EXPORTS = {"folded": folded_chunks, "chrome": chrome_chunks}  # streamed, no Report
 
 EPILOG = """\
 times (--since, --until; both inclusive):
@@ -45,10 +47,15 @@ A call site is the innermost frame with source (function, file:line); a write "c
 value" when its old value differs from the new one.  A malformed line stops the report with
 its line number (exit 1).  Exit status: 0 done, 1 unreadable or malformed log, 2 bad options.
 
+formats: text and json (the report), html (one self-contained page), folded (one line per
+unique stack, "KIND;outer;...;inner COUNT", for flamegraph.pl, inferno or speedscope), chrome
+(Trace Event JSON, one instant event per access, for Perfetto or chrome://tracing).
+
 examples:
   qznusnih report /tmp/w.jsonl
   qznusnih report /tmp/w.jsonl --kind write --func 'parse_.*' --since +2
-  qznusnih report /tmp/w.jsonl --format html --output /tmp/w.html"""
+  qznusnih report /tmp/w.jsonl --format html --output /tmp/w.html
+  qznusnih report /tmp/w.jsonl --format folded | flamegraph.pl > /tmp/w.svg"""
 
 
 def write_html_report(jsonl_path: str, html_path: str, style: str | None = None) -> Report:
@@ -171,6 +178,18 @@ def run(
     if args is None:
         return
     filters = Filters(args.kind, tuple(args.tid), args.since, args.until, args.func)
+    if args.format in EXPORTS:
+        chunks = EXPORTS[args.format](args.log, filters)
+    else:
+        chunks = _report_chunks(args, filters, out_is_tty, environ)
+    if args.output is not None:
+        _write_file(args.output, chunks)
+    else:
+        for chunk in chunks:
+            out.write(chunk)
+
+
+def _report_chunks(args, filters: Filters, out_is_tty: bool, environ) -> list[str]:
     report = build_report(args.log, filters, args.top)
     if args.format == "json":
         chunks = [json.dumps(report_to_json(report), indent=1) + "\n"]
@@ -182,11 +201,7 @@ def run(
         tty = out_is_tty and args.output is None
         colour = resolve_color(args.color, tty, os.environ if environ is None else environ)
         chunks = [format_text(report, Colorizer(args.style) if colour else None)]
-    if args.output is not None:
-        _write_file(args.output, chunks)
-    else:
-        for chunk in chunks:
-            out.write(chunk)
+    return chunks
 
 
 def main(argv: list[str]) -> int:
