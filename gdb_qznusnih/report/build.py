@@ -25,6 +25,7 @@ from gdb_qznusnih.record.access import (
     format_time,
     parse_time,
 )
+from gdb_qznusnih.record.condition import Condition
 from gdb_qznusnih.record.summary import TOP_SITES, Site, Summary, _site_key
 from gdb_qznusnih.sinks.formats import LogDecoder
 
@@ -109,6 +110,7 @@ class Filters:
     since: str | None = None
     until: str | None = None
     func: re.Pattern | None = None
+    condition: Condition | None = None  # --if COND
 
     def describe(self) -> str:
         """The filters as options, "" when there are none."""
@@ -122,11 +124,13 @@ class Filters:
             words.append(f"--until {self.until}")
         if self.func is not None:
             words.append(f"--func {self.func.pattern}")
+        if self.condition is not None:
+            words.append(f"--if {self.condition.text!r}")
         return " ".join(words)
 
     def matcher(self, first_time: float):
         """A predicate on records, with the time bounds resolved against `first_time`."""
-        kind, tids, func = self.kind, frozenset(self.tids), self.func
+        kind, tids, func, condition = self.kind, frozenset(self.tids), self.func, self.condition
         since = -float("inf") if self.since is None else parse_time_bound(self.since, first_time)
         until = float("inf") if self.until is None else parse_time_bound(self.until, first_time)
 
@@ -137,7 +141,9 @@ class Filters:
                 return False
             if not since <= record.time <= until:
                 return False
-            return func is None or any(f.func and func.search(f.func) for f in record.frames)
+            if func is not None and not any(f.func and func.search(f.func) for f in record.frames):
+                return False
+            return condition is None or condition(record)
 
         return matches
 

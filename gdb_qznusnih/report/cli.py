@@ -16,6 +16,7 @@ from gdb_qznusnih.record.access import (
     READ,
     WRITE,
 )
+from gdb_qznusnih.record.condition import ConditionError, compile_condition
 from gdb_qznusnih.record.summary import TOP_SITES
 from gdb_qznusnih.report.build import (
     Filters,
@@ -43,6 +44,10 @@ times (--since, --until; both inclusive):
   +1.5                     seconds after the log's first record (before any filter)
 
 --func REGEX keeps a record when any function of its backtrace matches (re.search).
+--if COND keeps a record when COND holds: names kind, value, old, tid, func, file, line
+(those of frame 0), pc, mode, changed_unseen; numbers (decimal, 0x hex), 'strings', true,
+false, null; == != < <= > >= in (tuple or substring), not in, ~ (regex search), and or not:
+  --if "kind == 'write' and value != 0"     --if "func ~ 'parse_.*' and tid in (41, 42)"
 A call site is the innermost frame with source (function, file:line); a write "changes the
 value" when its old value differs from the new one.  A malformed line stops the report with
 its line number (exit 1).  Exit status: 0 done, 1 unreadable or malformed log, 2 bad options.
@@ -122,6 +127,9 @@ def build_parser(prog: str = PROG) -> _Parser:
     parser.add_argument("--since", metavar="T", help="only records at or after T (see below)")
     parser.add_argument("--until", metavar="T", help="only records at or before T")
     parser.add_argument("--func", metavar="REGEX", help="only backtraces with a matching function")
+    parser.add_argument(
+        "--if", dest="condition", metavar="COND", help="only records where COND holds (see below)"
+    )
     parser.add_argument("--format", choices=FORMATS, default="text", help="default: text")
     parser.add_argument("--output", metavar="FILE", help="write there instead of stdout")
     parser.add_argument(
@@ -155,6 +163,11 @@ def parse_args(argv: list[str], out=None, prog: str = PROG) -> argparse.Namespac
             args.func = re.compile(pattern)
         except re.error as error:
             raise UsageError(f"--func '{pattern}' is not a regular expression: {error}") from None
+    if args.condition is not None:
+        try:
+            args.condition = compile_condition(args.condition)
+        except ConditionError as error:
+            raise UsageError(f"--if: {error}") from None
     _check_time_text("--since", args.since)
     _check_time_text("--until", args.until)
     try:
@@ -177,7 +190,7 @@ def run(
     args = parse_args(argv, out, prog)
     if args is None:
         return
-    filters = Filters(args.kind, tuple(args.tid), args.since, args.until, args.func)
+    filters = Filters(args.kind, tuple(args.tid), args.since, args.until, args.func, args.condition)
     if args.format in EXPORTS:
         chunks = EXPORTS[args.format](args.log, filters)
     else:

@@ -82,3 +82,29 @@ def test_an_unknown_format_lists_the_formats(mix_log):
     done = report(str(mix_log), "--format", "svg")
     assert done.returncode == 2
     assert "text, json, html, folded, chrome" in done.stderr.replace("'", "")
+
+
+def test_report_if_keeps_exactly_the_records_where_cond_holds(mix_log):
+    cond = "kind == 'write' and value != 0 or func ~ '^load'"
+    done = report(str(mix_log), "--format", "folded", "--if", cond)
+    assert done.returncode == 0, done.stderr
+    kept = [
+        doc
+        for doc in mix_log.docs
+        if (doc["kind"] == "write" and doc["value"] != 0)
+        or (doc["frames"][0]["func"] or "").startswith("load")
+    ]
+    assert 0 < len(kept) < len(mix_log.docs)
+    assert folded(done.stdout) == Counter(expected_stack(doc) for doc in kept)
+    text = report(str(mix_log), "--if", cond)
+    assert f"{len(kept)} of {len(mix_log.docs)} records" in text.stdout
+    assert f"--if {cond!r}" in text.stdout
+
+
+def test_a_bad_cond_is_one_line_with_its_column(mix_log):
+    done = report(str(mix_log), "--if", "value == 'x'")
+    assert done.returncode == 2
+    assert done.stderr == (
+        "qznusnih report: --if: column 7: '==' compares a number with a string "
+        "(in \"value == 'x'\")\n"
+    )
