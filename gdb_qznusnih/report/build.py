@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from array import array
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -27,6 +28,7 @@ from gdb_qznusnih.record.access import (
 )
 from gdb_qznusnih.record.condition import Condition
 from gdb_qznusnih.record.summary import TOP_SITES, Site, Summary, _site_key
+from gdb_qznusnih.report.figures import Figures
 from gdb_qznusnih.sinks.formats import LogDecoder
 
 
@@ -256,6 +258,8 @@ class Report:
     first_writer: Record | None = None
     last_writer: Record | None = None
     changes: ChangeLog = field(default_factory=ChangeLog)
+    figures: Figures = field(default_factory=Figures)
+    local_time: bool = False  # --tz local: show times of day in the local zone, not UTC
 
     def sites(self, kind: str) -> list[tuple[Site, Record]]:
         """The top sites of `kind` with their sample records."""
@@ -278,12 +282,15 @@ def build_report(path: str, filters: Filters | None = None, top: int = TOP_SITES
             continue
         summary.add(record)
         if record.kind != WRITE:
+            report.figures.add(record, changed_value=False)
             continue
         if report.first_writer is None:
             report.first_writer = record
         report.last_writer = record
         old = before if record.old is None else record.old
-        if record.value is not None and old != record.value:  # an unknown value: no change
+        changed = record.value is not None and old != record.value  # unknown: no change
+        report.figures.add(record, changed_value=changed)
+        if changed:
             key = _site_key(record)
             where = where_by_site.get(key)
             if where is None:
@@ -312,9 +319,23 @@ def hex_value(value: int | None, length: int) -> str:
     return "?" if value is None else f"0x{value:0{2 * length}x}"
 
 
-def clock(seconds: float) -> str:
-    """03:13:20.123456, UTC, as in the stream's headers."""
-    return format_time(seconds)[11:-1]
+def clock(seconds: float, local: bool = False) -> str:
+    """03:13:20.123456: UTC as in the stream's headers, or in the local zone."""
+    if not local:
+        return format_time(seconds)[11:-1]
+    return _local_time(seconds)[11:]
+
+
+def zone_name(local: bool) -> str:
+    """What clock() shows: "UTC", or the local zone's name (TZ, /etc/localtime)."""
+    return time.strftime("%Z") if local else "UTC"
+
+
+def _local_time(seconds: float) -> str:
+    """2026-11-26 04:13:20.123456 in the local zone, rounded to the µs as format_time does."""
+    micros = round(seconds * 1_000_000)
+    whole, fraction = divmod(micros, 1_000_000)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(whole)) + f".{fraction:06d}"
 
 
 def describe_log(report: Report) -> str:
@@ -322,6 +343,10 @@ def describe_log(report: Report) -> str:
     summary = report.summary
     line = f"{report.path}: {summary.total:,} of {report.records:,} records"
     if summary.first_time is not None:
-        start = format_time(summary.first_time).replace("T", " ")[:-1]
-        line += f", {start} to {clock(summary.last_time)} UTC"
+        local = report.local_time
+        if local:
+            start = _local_time(summary.first_time)
+        else:
+            start = format_time(summary.first_time).replace("T", " ")[:-1]
+        line += f", {start} to {clock(summary.last_time, local)} {zone_name(local)}"
     return line

@@ -130,6 +130,12 @@ def build_parser(prog: str = PROG) -> _Parser:
     parser.add_argument(
         "--if", dest="condition", metavar="COND", help="only records where COND holds (see below)"
     )
+    parser.add_argument(
+        "--tz",
+        choices=("utc", "local"),
+        default="utc",
+        help="times of day in UTC (default, as in the logs) or the local zone (TZ)",
+    )
     parser.add_argument("--format", choices=FORMATS, default="text", help="default: text")
     parser.add_argument("--output", metavar="FILE", help="write there instead of stdout")
     parser.add_argument(
@@ -204,6 +210,7 @@ def run(
 
 def _report_chunks(args, filters: Filters, out_is_tty: bool, environ) -> list[str]:
     report = build_report(args.log, filters, args.top)
+    report.local_time = args.tz == "local"
     if args.format == "json":
         chunks = [json.dumps(report_to_json(report), indent=1) + "\n"]
     elif args.format == "html":

@@ -10,7 +10,15 @@ from __future__ import annotations
 from html import escape
 
 from gdb_qznusnih.record.access import READ, WRITE, Record
-from gdb_qznusnih.report.build import Report, clock, describe_log, hex_value, writers
+from gdb_qznusnih.report import figures
+from gdb_qznusnih.report.build import (
+    Report,
+    clock,
+    describe_log,
+    hex_value,
+    writers,
+    zone_name,
+)
 from gdb_qznusnih.sinks.colour import html_painter
 from gdb_qznusnih.sinks.formats import format_header
 from gdb_qznusnih.sinks.render import ARROW, format_insn
@@ -126,6 +134,28 @@ def _sites_section(report: Report, kind: str, highlighter: _Highlighter) -> str:
     )
 
 
+def _figures_section(report: Report) -> str:
+    """The flame graphs of the read and the write stacks, the value and the access rate."""
+    pictures = report.figures
+    start = report.log_start if report.log_start is not None else 0.0
+    initial = report.changes[0:1][0].old if len(report.changes) else None
+    length = report.first_writer.length if report.first_writer is not None else 1
+    return (
+        '<section id="figures"><h2>Pictures</h2>'
+        '<h3 class="read">Read stacks <span class="muted">(callers below; hover a box for '
+        "its function, file:line and count; kernel frames in blue)</span></h3>"
+        + figures.flame_graph(pictures.stacks(READ), "flame-reads")
+        + '<h3 class="write">Write stacks</h3>'
+        + figures.flame_graph(pictures.stacks(WRITE), "flame-writes")
+        + "<h3>The value over time <span class='muted'>(each mark a write that changed it, "
+        "coloured by call site)</span></h3>"
+        + figures.value_plot(pictures, start, initial, length)
+        + "<h3>Accesses over time</h3>"
+        + figures.rate_plot(pictures)
+        + "</section>"
+    )
+
+
 def _writers_section(report: Report, highlighter: _Highlighter) -> str:
     parts = ['<section id="writers" class="write"><h2>First and last writer</h2>']
     for title, record in writers(report):
@@ -140,18 +170,18 @@ _ROWS_PER_CHUNK = 1000
 
 def _timeline_chunks(report: Report):
     """The value timeline in pieces of rows: a long log's timeline is never one string."""
-    start = report.log_start or 0.0
+    start, local = report.log_start or 0.0, report.local_time
     yield (
         '<section id="timeline" class="write"><h2>Value changes: '
         f'<span class="total">{len(report.changes):,}</span> of {report.summary.writes:,} '
-        "writes</h2><table><tr><th class='num'>seq</th><th>time (UTC)</th>"
+        f"writes</h2><table><tr><th class='num'>seq</th><th>time ({zone_name(local)})</th>"
         "<th class='num'>since first record</th><th class='num'>thread</th>"
         f"<th>old {ARROW} new</th><th>where</th></tr>"
     )
     changes = report.changes
     for first in range(0, len(changes), _ROWS_PER_CHUNK):
         yield "".join(
-            f'<tr class="change"><td class="num">{c.seq}</td><td>{clock(c.time)}</td>'
+            f'<tr class="change"><td class="num">{c.seq}</td><td>{clock(c.time, local)}</td>'
             f'<td class="num">+{c.time - start:.6f} s</td><td class="num">{c.tid}</td>'
             f"<td><code>{hex_value(c.old, c.length)} {ARROW} "
             f"<b>{hex_value(c.value, c.length)}</b></code></td>"
@@ -170,7 +200,7 @@ def html_chunks(report: Report, style: str | None = None):
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>qznusnih report: {escape(report.path)}</title>"
-        f"<style>{PAGE_CSS}{highlighter.css}</style></head>\n<body>"
+        f"<style>{PAGE_CSS}{figures.FIGURES_CSS}{highlighter.css}</style></head>\n<body>"
     )
     header = (
         f'<header><h1>qznusnih report</h1><p id="log">{escape(describe_log(report))}</p>'
@@ -180,6 +210,7 @@ def html_chunks(report: Report, style: str | None = None):
     )
     yield head + header
     yield _summary_section(report)
+    yield "\n" + _figures_section(report)
     yield "\n" + _sites_section(report, READ, highlighter)
     yield "\n" + _sites_section(report, WRITE, highlighter)
     yield "\n" + _writers_section(report, highlighter)

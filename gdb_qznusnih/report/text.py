@@ -56,8 +56,9 @@ def format_text(report: Report, colorizer: Colorizer | None = None) -> str:
     for change in report.changes:
         old = hex_value(change.old, change.length)
         new = bold(hex_value(change.value, change.length))
+        when = clock(change.time, report.local_time)
         out.append(
-            f"  [{change.seq}] {clock(change.time)}  +{change.time - start:.6f} s  "
+            f"  [{change.seq}] {when}  +{change.time - start:.6f} s  "
             f"tid {change.tid}  {old} {ARROW} {new}  {change.where}\n"
         )
     return "".join(out)

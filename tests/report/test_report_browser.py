@@ -25,7 +25,18 @@ for (const section of document.querySelectorAll("section")) {
   section.dataset.height = Math.round(section.getBoundingClientRect().height);
   section.dataset.border = style.borderLeftColor;
 }
+for (const svg of document.querySelectorAll("svg.figure")) {
+  const box = svg.getBoundingClientRect();
+  svg.dataset.width = Math.round(box.width);
+  svg.dataset.height = Math.round(box.height);
+  svg.dataset.boxes = svg.querySelectorAll("g.frame").length;
+  svg.dataset.marks = svg.querySelectorAll("circle.write-mark").length;
+  svg.dataset.bars = svg.querySelectorAll("rect.rate-read, rect.rate-write").length;
+  svg.dataset.labels = svg.querySelectorAll("text.axis-label").length;
+}
 document.body.dataset.resources = performance.getEntriesByType("resource").length;
+document.body.dataset.scrollWidth = document.documentElement.scrollWidth;
+document.body.dataset.clientWidth = document.documentElement.clientWidth;
 </script>"""
 
 READ_RGB, WRITE_RGB = "rgb(14, 116, 144)", "rgb(185, 28, 28)"
@@ -84,11 +95,11 @@ def test_the_html_report_renders_in_chromium(chromium, mix_log, tmp_path, artifa
     probed = tmp_path / "probed.html"
     probed.write_text(html_path.read_text().replace("</body>", PROBE + "</body>"))
 
-    result = chromium_run(chromium, "--dump-dom", probed.as_uri())
+    result = chromium_run(chromium, "--window-size=1280,3200", "--dump-dom", probed.as_uri())
     assert result.returncode == 0, result.stderr[-2000:]
     dom = Dom(result.stdout)
     sections = {s["id"]: s for s in dom.sections}
-    assert list(sections) == ["summary", "reads", "writes", "writers", "timeline"]
+    assert list(sections) == ["summary", "figures", "reads", "writes", "writers", "timeline"]
     assert all(int(s["data-height"]) > 40 for s in sections.values()), sections
     assert sections["reads"]["data-border"] == READ_RGB
     assert sections["writes"]["data-border"] == WRITE_RGB
@@ -100,8 +111,36 @@ def test_the_html_report_renders_in_chromium(chromium, mix_log, tmp_path, artifa
     assert dom.changes == len(changed) == 7
     assert re.search(r"19 of 19 records", dom.text["log"])
 
+    docs_by_kind = {kind: [d for d in docs if d["kind"] == kind] for kind in ("read", "write")}
+    for element, kind in (("flame-reads", "read"), ("flame-writes", "write")):
+        svg = dom.by_id[element]
+        assert int(svg["data-width"]) > 900 and int(svg["data-height"]) > 40, svg
+        # one box per distinct frame name at each depth of the kind's stacks, plus the root
+        paths = {
+            tuple(f["func"] or f["pc"] for f in reversed(d["frames"])) for d in docs_by_kind[kind]
+        }
+        prefixes = {path[:depth] for path in paths for depth in range(1, len(path) + 1)}
+        assert int(svg["data-boxes"]) == len(prefixes) + 1
+    value_plot, rate_plot = dom.by_id["value-plot"], dom.by_id["rate-plot"]
+    assert int(value_plot["data-marks"]) == len(changed)
+    assert int(value_plot["data-labels"]) == int(rate_plot["data-labels"]) == 2
+    assert int(rate_plot["data-bars"]) > 0 and int(rate_plot["data-height"]) > 100
+
     shot = artifact("report-mix.png")
     args = ["--hide-scrollbars", f"--screenshot={shot}", "--window-size=1280,3200"]
     result = chromium_run(chromium, *args, html_path.as_uri())
     assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_the_report_fits_a_1400_px_window_without_a_horizontal_scrollbar(
+    chromium, mix_log, tmp_path
+):
+    html_path = tmp_path / "mix.html"
+    report.write_html_report(str(mix_log), str(html_path))
+    probed = tmp_path / "probed.html"
+    probed.write_text(html_path.read_text().replace("</body>", PROBE + "</body>"))
+    result = chromium_run(chromium, "--window-size=1400,1000", "--dump-dom", probed.as_uri())
+    assert result.returncode == 0, result.stderr[-2000:]
+    body = Dom(result.stdout).body
+    assert int(body["data-scroll-width"]) <= int(body["data-client-width"]) <= 1400, body

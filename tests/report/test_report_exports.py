@@ -108,3 +108,18 @@ def test_a_bad_cond_is_one_line_with_its_column(mix_log):
         "qznusnih report: --if: column 7: '==' compares a number with a string "
         "(in \"value == 'x'\")\n"
     )
+
+
+def test_tz_local_shows_the_times_of_day_in_the_local_zone(mix_log):
+    env = quiet_env(TZ="QZN-5:30")  # a POSIX zone: 5 h 30 east of UTC, no tzdata needed
+    cmd = [sys.executable, "-m", "gdb_qznusnih.launcher.cli", "report", str(mix_log)]
+    utc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
+    local = subprocess.run(
+        cmd + ["--tz", "local"], capture_output=True, text=True, cwd=REPO, env=env
+    )
+    first = mix_log.docs[0]["time"]  # 2026-12-02T00:08:12.077819Z
+    hours, minutes = int(first[11:13]), int(first[14:16])
+    shifted = (hours * 60 + minutes + 330) % 1440
+    assert f"{first[11:19]}" in utc.stdout and " UTC" in utc.stdout
+    assert f"{shifted // 60:02d}:{shifted % 60:02d}:{first[17:19]}" in local.stdout
+    assert " QZN" in local.stdout and " UTC" not in local.stdout
