@@ -3,10 +3,10 @@
 The building blocks of this package capture the hits (capture), find the module of a pc
 (modules), unwind the sampled stack (unwind) and ask a gdb attached to nothing what a pc is
 (symbolizer).  This module joins them to the rest of the pipeline: the trap is decoded and
-classified exactly as hit/session.py does (classify/trap.py), the value comes from the
-sampled registers where they determine it (classify/values.py), and each access becomes a
-record.Record for the sinks and the summary.  The target is never ptrace-attached: its
-memory is read once, at arm time, through /proc/PID/mem.
+classified exactly as hit/session.py does (classify/trap.py), and each access becomes a
+record.Record for the sinks and the summary by the same record/builder.py, its value from
+the sampled registers where they determine it (classify/values.py).  The target is never
+ptrace-attached: its memory is read once, at arm time, through /proc/PID/mem.
 
 Unlike the capture building blocks it imports the package's pure modules; never gdb.
 """

@@ -85,8 +85,8 @@ def watch_mix(program: Path, tmp_path: Path, engine: str):
 
 def comparable(record: dict) -> dict:
     """A record without what differs between two runs of one program (ASLR off): the time,
-    the pid and the tids.  value/old/value_from are left out too: the perf engine's come from
-    classify/values (tested on its own), the gdb engine's from memory."""
+    the pid and the tids.  value/old/value_from are left out too: the gdb engine reads memory
+    where the registers do not tell, the perf engine cannot (compared where both know)."""
     differ = ("time", "pid", "tid", "value", "old", "value_from")
     return {k: v for k, v in record.items() if k not in differ}
 
