@@ -112,7 +112,7 @@ class RecordBuilder:
                     value_from=value_from,
                     more_frames=more_frames,
                     changed_unseen=unseen,
-                )  # fmt: skip
+                )
             )
             if value is not None or kind != READ:  # a write of an unknown value: unknown now
                 self.shown = value
