@@ -75,3 +75,58 @@ def read_jsonl(path) -> list[dict]:
     """Every line of a JSON Lines log, parsed."""
     with open(path, encoding="utf-8") as log:
         return [json.loads(line) for line in log]
+
+
+# tests/c/race_values.c: what its main thread does to the byte, as records show it:
+# (kind, old, value, changed_unseen).  The kernel's writes (read() from a pipe, then from
+# /dev/zero) make no record; the load after each finds a value no record left.
+RACE_MAIN_RECORDS = [
+    ("write", 0x00, 0x5A, False),
+    ("read", None, 0x77, True),
+    ("write", 0x77, 0x33, False),
+    ("read", None, 0x00, True),
+    ("read", None, 0x00, False),
+]
+
+
+def race_program_output(out: str) -> tuple[int, dict[int, tuple[int, list[int]]]]:
+    """(main tid, {racing thread's tid: (its constant, what each of its loads got)}) from
+    race_values' output."""
+    main, racers = None, {}
+    for line in out.splitlines():
+        words = line.split()
+        if words[:1] == ["main"]:
+            main = int(words[1])
+        elif words[:1] == ["thread"]:
+            racers[int(words[1])] = (int(words[2], 16), [int(w, 16) for w in words[3:]])
+    assert main is not None and len(racers) == 2, out
+    return main, racers
+
+
+def check_race_records(records: list[dict], out: str, rounds: int) -> None:
+    """Every record of a race_values watch is exactly what its thread stored or loaded."""
+    main, racers = race_program_output(out)
+    assert {r["tid"] for r in records} == {main, *racers}
+    got = [(r["kind"], r["old"], r["value"], r.get("changed_unseen", False))
+           for r in records if r["tid"] == main]  # fmt: skip
+    assert got == RACE_MAIN_RECORDS
+    for tid, (mine, loads) in racers.items():
+        assert len(loads) == rounds
+        expected = [step for load in loads for step in (("write", mine), ("read", load))]
+        assert [(r["kind"], r["value"]) for r in records if r["tid"] == tid] == expected, tid
+    assert {r["value_from"] for r in records} == {"registers"}
+    assert [r["seq"] for r in records] == list(range(1, len(RACE_MAIN_RECORDS) + 4 * rounds + 1))
+    check_changed_unseen(records, initial=0)
+
+
+def check_changed_unseen(records: list[dict], initial: int) -> None:
+    """changed_unseen is there exactly where a record's value before the access (a read's
+    value, a write's old) is not the value the previous record left (`initial` at first).
+
+    With racing threads the log can show a load before the store it saw (accesses that trap
+    together are logged in the order the engine gets them): such a load is marked too."""
+    shown = initial
+    for record in records:
+        before = record["value"] if record["kind"] == "read" else record["old"]
+        assert record.get("changed_unseen", False) == (before != shown), record
+        shown = record["value"]

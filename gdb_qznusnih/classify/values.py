@@ -101,12 +101,34 @@ def derive_value(
     name (rax ... r15, rip, flags; cs tells a 32-bit task).  `access_address`, when the caller
     knows it, is where the access started; else it is computed from the operand.
     """
+    return derive_value_with(
+        insn,
+        kind,
+        _register_reader(registers),
+        _word_size(registers),
+        watch_address,
+        watch_length,
+        access_address,
+    )
+
+
+def derive_value_with(
+    insn: str,
+    kind: str,
+    reg: Reg,
+    word_size: int,
+    watch_address: int,
+    watch_length: int,
+    access_address: int | None = None,
+) -> tuple[int | None, str]:
+    """derive_value over `reg(name)` (any general register part, and "flags"; LookupError
+    for one it lacks) in a task of `word_size` bytes: for engines that read registers one
+    by one (the gdb engine, from a stopped thread)."""
     parsed = _parse_instruction(insn)
     if parsed is None or watch_length <= 0 or not set(parsed.prefixes) <= _HARMLESS_PREFIXES:
         return None, UNKNOWN
-    reg = _register_reader(registers)
     try:
-        moved = moved_bytes(parsed, kind, reg, _word_size(registers))
+        moved = moved_bytes(parsed, kind, reg, word_size)
     except (LookupError, ValueError):  # a register the sample lacks
         moved = None
     value = (
@@ -363,6 +385,23 @@ def _register_reader(registers: dict[str, int]) -> Reg:
         if part is None:
             raise LookupError(f"not a general register: {name}")
         return (registers[part.full] & _MASK64) >> 8 * part.offset & _mask(part.size)
+
+    return reg
+
+
+def full_register_reader(read: Callable[[str], int], word_size: int) -> Reg:
+    """reg(name) for any general register part and "flags", from `read(name)` of whole
+    registers by gdb's names: rax ... r15, rip and eflags (eax ... eip in a 32-bit task)."""
+    wide = word_size == 8
+
+    def reg(name: str) -> int:
+        if name in ("flags", "eflags"):
+            return read("eflags") & _MASK64
+        part = register_part(name)
+        if part is None:
+            raise LookupError(f"not a general register: {name}")
+        full = part.full if wide else "e" + part.full[1:]
+        return (read(full) & _MASK64) >> 8 * part.offset & _mask(part.size)
 
     return reg
 

@@ -15,11 +15,12 @@ from gdb_qznusnih.arm import target
 from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.classify import x86 as classify
 from gdb_qznusnih.classify.trap import DecodedTrap, TrapClassifier, decode_trap
+from gdb_qznusnih.classify.values import full_register_reader
 from gdb_qznusnih.hit import native
 from gdb_qznusnih.hit.backtrace import BacktraceCollector
 from gdb_qznusnih.hit.locate import InstructionLocator
 from gdb_qznusnih.options import WatchOptions
-from gdb_qznusnih.record.access import READ, Record
+from gdb_qznusnih.record.builder import RecordBuilder
 from gdb_qznusnih.record.summary import Summary
 from gdb_qznusnih.sinks.logs import SinkError, write_all
 from gdb_qznusnih.sinks.status_line import StatusLine
@@ -66,7 +67,6 @@ class WatchSession:
         self.kernel = kernel
         self.started = time.time()
         self.summary = Summary(start=self.started)
-        self.seq = 0
         self.logged = 0  # records the sinks took whole
         self._resumed_at: float | None = None  # the program runs since (monotonic)
         self.hits = 0
@@ -89,7 +89,10 @@ class WatchSession:
         )
         self._decoded = caches.cache("decoded trap pcs")
         self._classifier = TrapClassifier(address, self.length, self._word, caches)
-        self._shadow = target.read_value(address, self.length)
+        self._builder = RecordBuilder(
+            number, address, self.length, opts.access, opts.count,
+            known=target.read_value(address, self.length),
+        )  # fmt: skip
         self.watchpoint = AccessWatchpoint(self, target.watch_spec(address, self.length))
         # Whole-system mode: the machine runs on after the program, so watch for its exit.
         self.exit_breakpoint = None
@@ -122,70 +125,47 @@ class WatchSession:
         decoded = self._decoded.get(pc)
         if decoded is None:
             decoded = self._decoded.remember(pc, self._decode(pc))
-        value = int.from_bytes(state.read(self.address, self.length), "little")
-        insn_pc, text, kinds, kind_from = self._classify(pc, decoded, value, state)
+        # The value comes from the registers where the instruction determines it: memory,
+        # read now, may already hold another thread's store.
+        read = self._memory_reader(state)
+        insn_pc, text, kinds, kind_from = self._classify(pc, decoded, read, state)
         frames, cut = self._backtrace.collect(insn_pc, pc, state)
         if context is not None and context.mode == "kernel":
             # Kernel frames up to the system call entry, then up to as many user frames.
             frames = tuple(self.kernel.stitch(frames, 2 * self.opts.bt_depth, context))
             cut = False  # the stitched user part has its own bound
-        self._emit(kinds, kind_from, value, insn_pc, text, frames, cut, pid, tid, context)
-        self._shadow = value
+        reg = full_register_reader(_register_or_lookup_error(state.reg), self._word)
+        self._emit(kinds, kind_from, text, reg, read, insn_pc, frames, cut, pid, tid, context)
         return self._should_stop()
 
-    def _classify(self, pc, decoded, value, state):
+    def _memory_reader(self, state):
+        address, length = self.address, self.length
+        return lambda: int.from_bytes(state.read(address, length), "little")
+
+    def _classify(self, pc, decoded, read, state):
         """(insn_pc, text, kinds, kind_from) for this hit."""
         found = self._classifier.kinds(pc, decoded, state.reg)
         if found is not None:
             return (*found, "insn")
-        return (
-            decoded.insn_pc,
-            decoded.text,
-            [classify.kind_from_value(self._shadow, value)],
-            "value",
-        )
+        kind = classify.kind_from_value(self._builder.known, read())
+        return decoded.insn_pc, decoded.text, [kind], "value"
 
     def _decode(self, pc: int) -> DecodedTrap:
         return decode_trap(pc, _text(self._locator.at(pc)), self._locator.before(pc))
 
-    def _emit(self, kinds, kind_from, value, insn_pc, text, frames, cut, pid, tid, context):
+    def _emit(self, kinds, kind_from, text, reg, read, insn_pc, frames, cut, pid, tid, context):
         mode = comm = None
         if context is not None:
             mode, comm = context.mode, context.comm
             # Without kernel symbols (cr3 mode) the task is unknown: the wanted pid, if any.
             pid = context.pid if context.pid is not None else self.kernel.want_pid
             tid = context.tid if context.tid is not None else pid
-        now = time.time()
-        old = self._shadow
-        for kind in kinds:
-            if kind == READ:
-                # The read part of a read-modify-write sees the value from before.
-                seen = old if len(kinds) > 1 else value
-                record_old = None
-            else:
-                seen, record_old = value, old
-            if not self._wanted(kind):
-                continue
-            self.seq += 1
-            record = Record(
-                seq=self.seq,
-                kind=kind,
-                addr=self.address,
-                length=self.length,
-                old=record_old,
-                value=seen,
-                pid=pid,
-                tid=tid,
-                pc=insn_pc,
-                insn=text,
-                time=now,
-                frames=frames,
-                kind_from=kind_from,
-                mode=mode,
-                comm=comm,
-                watch=self.number,
-                more_frames=cut,
-            )
+        builder = self._builder
+        records = builder.build(
+            kinds, text, reg, self._word, read, pid, tid, insn_pc, time.time(), frames,
+            kind_from, mode, comm, cut,
+        )  # fmt: skip
+        for record in records:
             self.summary.add(record)
             try:
                 self.sinks.emit(record)
@@ -195,12 +175,13 @@ class WatchSession:
                 self.sink_error = str(error)
                 self.finish("log failure")
                 return
-            if self.opts.count is not None and self.seq >= self.opts.count:
-                self.finish(f"--count {self.opts.count} reached")
-                return
+        if builder.count_reached:
+            self.finish(f"--count {self.opts.count} reached")
 
-    def _wanted(self, kind: str) -> bool:
-        return self.opts.logs_reads if kind == READ else self.opts.logs_writes
+    @property
+    def seq(self) -> int:
+        """Records made so far."""
+        return self._builder.seq
 
     def _should_stop(self) -> bool:
         if self._deadline is not None and time.monotonic() >= self._deadline:
@@ -262,6 +243,19 @@ class WatchSession:
 
     def counts(self) -> tuple[int, int]:
         return self.summary.reads, self.summary.writes
+
+
+def _register_or_lookup_error(read):
+    """gdb.error for a register the target lacks (fs_base over a gdbstub) as the LookupError
+    value derivation expects: that value is then unknown, not a failed hit."""
+
+    def reg(name: str) -> int:
+        try:
+            return read(name)
+        except gdb.error as error:
+            raise LookupError(name) from error
+
+    return reg
 
 
 def _text(found: tuple[int, str] | None) -> str | None:

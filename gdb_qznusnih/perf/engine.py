@@ -3,10 +3,10 @@
 The building blocks of this package capture the hits (capture), find the module of a pc
 (modules), unwind the sampled stack (unwind) and ask a gdb attached to nothing what a pc is
 (symbolizer).  This module joins them to the rest of the pipeline: the trap is decoded and
-classified exactly as hit/session.py does (classify/trap.py), the value comes from the
-sampled registers where they determine it (classify/values.py), and each access becomes a
-record.Record for the sinks and the summary.  The target is never ptrace-attached: its
-memory is read once, at arm time, through /proc/PID/mem.
+classified exactly as hit/session.py does (classify/trap.py), and each access becomes a
+record.Record for the sinks and the summary by the same record/builder.py, its value from
+the sampled registers where they determine it (classify/values.py).  The target is never
+ptrace-attached: its memory is read once, at arm time, through /proc/PID/mem.
 
 Unlike the capture building blocks it imports the package's pure modules; never gdb.
 """
@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gdb_qznusnih.caches import CacheRegistry
-from gdb_qznusnih.classify import values
 from gdb_qznusnih.classify.trap import DecodedTrap, TrapClassifier, decode_trap
+from gdb_qznusnih.classify.values import full_register_reader
 from gdb_qznusnih.perf.capture import Capture, CaptureConfig
 from gdb_qznusnih.perf.hits import Hit
 from gdb_qznusnih.perf.modules import ModuleMap, parse_maps, process_memory_reader
@@ -29,6 +29,7 @@ from gdb_qznusnih.perf.records import Comm, Mmap2, Sample
 from gdb_qznusnih.perf.symbolizer import Symbolizer
 from gdb_qznusnih.perf.unwind import Unwinder
 from gdb_qznusnih.record.access import READ, Frame, Record
+from gdb_qznusnih.record.builder import RecordBuilder
 from gdb_qznusnih.record.summary import Summary
 from gdb_qznusnih.sinks.logs import SinkError
 
@@ -93,7 +94,9 @@ class PerfWatch:
         self.sinks = sinks
         self.config = config or CaptureConfig()
         self.summary = Summary(start=time.time())
-        self.seq = 0
+        self._builder = RecordBuilder(
+            request.number, request.address, request.length, request.access, request.count
+        )
         self.finish_reason: str | None = None
         self._logging = True  # False once no more records may be logged (--count, ...)
         self.sink_error: str | None = None
@@ -109,7 +112,6 @@ class PerfWatch:
         self._waiting: list[tuple[int, int, Hit]] = []  # (time, arrival, hit): a heap
         self._arrivals = 0
         self._maps_changed = False
-        self._shadow: int | None = None  # the watched bytes' value, while known
         self._clock_offset = 0.0  # epoch seconds minus CLOCK_MONOTONIC seconds
         self._stop_at: frozenset[int] = frozenset()  # main: gdb's backtraces end there
 
@@ -128,7 +130,8 @@ class PerfWatch:
                 self._modules = self._symbolizer.modules
             self._unwinder = Unwinder(self._modules)
             self._stop_at = _main_starts(self._modules, request.pid)
-            self._shadow = read_value(request.pid, request.address, request.length)
+            known = read_value(request.pid, request.address, request.length)
+            self._builder.known = self._builder.shown = known
             self._clock_offset = time.time() - time.monotonic()
             self._capture = Capture(request.pid, request.address, request.length, self.config)
             self._capture.start()
@@ -250,10 +253,9 @@ class PerfWatch:
             insn_pc, text = decoded.insn_pc, decoded.text
             kinds = ["write" if hit.hardware_saw_write else READ]
             kind_from = "hardware"
-        insn = _instruction_for(decoded, insn_pc)
         frames = self._frames(pcs, insn_pc)
         when = self._clock_offset + sample.time / 1e9
-        self._emit(kinds, kind_from, insn, registers, insn_pc, text, frames, sample, when)
+        self._emit(kinds, kind_from, registers, insn_pc, text, frames, sample, when)
 
     def _decode(self, ip: int) -> DecodedTrap:
         site = self._symbolizer.site(ip)
@@ -276,44 +278,14 @@ class PerfWatch:
         )
         return self._paths.remember(key, frames)
 
-    def _emit(self, kinds, kind_from, insn, registers, insn_pc, text, frames, sample, when):
-        request = self.request
-        old = self._shadow
-        for kind in kinds:
-            value, value_from = None, "unknown"
-            if text is not None:  # derive_value reads gdb's AT&T text, as the classifier does
-                value, value_from = values.derive_value(
-                    text, kind, registers, request.address, request.length
-                )
-            if value_from == "unknown":
-                value, value_from = None, None
-            if kind != READ:
-                record_old = old
-                self._shadow = value
-            else:
-                record_old = None
-                if value is not None:
-                    self._shadow = value
-            if not _wanted(request.access, kind):
-                continue
-            self.seq += 1
-            record = Record(
-                seq=self.seq,
-                kind=kind,
-                addr=request.address,
-                length=request.length,
-                old=record_old,
-                value=value,
-                pid=sample.pid,
-                tid=sample.tid,
-                pc=insn_pc,
-                insn=text,
-                time=when,
-                frames=frames,
-                kind_from=kind_from,
-                watch=request.number,
-                value_from=value_from,
-            )
+    def _emit(self, kinds, kind_from, registers, insn_pc, text, frames, sample, when):
+        # The sample has the registers, never memory: a value they do not determine is unknown.
+        builder = self._builder
+        reg = full_register_reader(_register_reader(registers), 8)
+        records = builder.build(
+            kinds, text, reg, 8, None, sample.pid, sample.tid, insn_pc, when, frames, kind_from
+        )
+        for record in records:
             self.summary.add(record)
             try:
                 self.sinks.emit(record)
@@ -321,9 +293,13 @@ class PerfWatch:
                 self.sink_error = str(error)
                 self.finish("log failure", log_more=False)
                 return
-            if request.count is not None and self.seq >= request.count:
-                self.finish(f"--count {request.count} reached", log_more=False)
-                return
+        if builder.count_reached:
+            self.finish(f"--count {self.request.count} reached", log_more=False)
+
+    @property
+    def seq(self) -> int:
+        """Records made so far."""
+        return self._builder.seq
 
     def _refresh_modules(self) -> None:
         """Add the executable mappings made since the map was read (dlopen), from
@@ -361,16 +337,6 @@ def _main_starts(modules: ModuleMap, pid: int) -> frozenset[int]:
         return frozenset()
     found = (m.symbol("main") for m in modules.modules() if m.path == program)
     return frozenset(start for start in found if start is not None)
-
-
-def _wanted(access: str, kind: str) -> bool:
-    return ("r" in access) if kind == READ else ("w" in access)
-
-
-def _instruction_for(decoded: DecodedTrap, insn_pc: int):
-    if decoded.in_progress is not None and decoded.in_progress[0] == insn_pc:
-        return decoded.in_progress[2]
-    return decoded.insn
 
 
 def _register_reader(registers: dict[str, int]) -> Callable[[str], int]:

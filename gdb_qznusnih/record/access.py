@@ -57,6 +57,9 @@ class Record:
     # instruction itself stored or loaded), or None when not known.
     value_from: str | None = "memory"
     more_frames: bool = False  # --bt-depth cut the backtrace: the program had more frames
+    # The value before the access differs from the one the previous record left: the bytes
+    # changed where no record shows it (the kernel's read() into them, say).
+    changed_unseen: bool = False
 
 
 def split_seconds(seconds: float) -> tuple[int, int]:

@@ -45,7 +45,7 @@ NAMES: dict[str, tuple[str, Callable[[Record], object]]] = {
     "func": (STR, lambda r: _frame0(r, "func")),
     "file": (STR, lambda r: _frame0(r, "file")),
     "line": (INT, lambda r: _frame0(r, "line")),
-    "changed_unseen": (BOOL, lambda r: bool(getattr(r, "changed_unseen", False))),
+    "changed_unseen": (BOOL, lambda r: r.changed_unseen),
 }
 _ORDER = {"<": int.__lt__, "<=": int.__le__, ">": int.__gt__, ">=": int.__ge__}
 _KEYWORDS = {"and", "or", "not", "in", "true", "false", "null"}

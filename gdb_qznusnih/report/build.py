@@ -154,7 +154,10 @@ class Filters:
 
 
 class Change(NamedTuple):
-    """A write that changed the value; `old` is None when neither it nor a prior value is known."""
+    """A write that changed the value; `old` is None when neither it nor a prior value is known.
+
+    `unseen`: a change no record made, found by the access `seq` (changed_unseen): from the
+    value the previous record left (`old`) to the one it found (`value`)."""
 
     seq: int
     time: float
@@ -163,6 +166,7 @@ class Change(NamedTuple):
     value: int
     length: int
     where: str
+    unseen: bool = False
 
 
 # Change fields as packed arrays: (name, array type code).
@@ -179,6 +183,7 @@ class ChangeLog:
     def __init__(self) -> None:
         self._numbers = {name: array(code) for name, code in _CHANGE_ARRAYS}
         self._old_known = bytearray()
+        self._unseen = bytearray()
         self._wheres: list[str] = []
         self._where_index: dict[str, int] = {}
         self._unpacked: dict[int, Change] = {}  # numbers no array type holds (a foreign log)
@@ -200,9 +205,21 @@ class ChangeLog:
                 del numbers[name][count:]
                 numbers[name].append(0)
         self._old_known.append(change.old is not None)
+        self._unseen.append(change.unseen)
 
     def __len__(self) -> int:
         return len(self._old_known)
+
+    @property
+    def unseen(self) -> int:
+        """How many of the changes no record made (changed_unseen)."""
+        return self._unseen.count(1)
+
+    def describe(self, writes: int) -> str:
+        """'2 of 3 writes', and ', 1 unseen' when there are changes no record made."""
+        unseen = self.unseen
+        text = f"{len(self) - unseen:,} of {writes:,} writes"
+        return text + (f", {unseen:,} unseen" if unseen else "")
 
     def __getitem__(self, index: slice) -> list[Change]:
         return [self._change(i) for i in range(*index.indices(len(self)))]
@@ -217,7 +234,7 @@ class ChangeLog:
         n = self._numbers
         return Change(
             n["seq"][i], n["time"][i], n["tid"][i], n["old"][i] if self._old_known[i] else None,
-            n["value"][i], n["length"][i], self._wheres[n["where"][i]],
+            n["value"][i], n["length"][i], self._wheres[n["where"][i]], bool(self._unseen[i]),
         )  # fmt: skip
 
 
@@ -281,6 +298,21 @@ def build_report(path: str, filters: Filters | None = None, top: int = TOP_SITES
         if not matches(record):
             continue
         summary.add(record)
+        if record.changed_unseen:
+            where = _where(record, where_by_site)
+            unseen_before = record.value if record.kind != WRITE else record.old
+            changes.append(
+                Change(
+                    record.seq,
+                    record.time,
+                    record.tid,
+                    before,
+                    unseen_before,
+                    record.length,
+                    where,
+                    unseen=True,
+                )  # fmt: skip
+            )
         if record.kind != WRITE:
             report.figures.add(record, changed_value=False)
             continue
@@ -291,14 +323,20 @@ def build_report(path: str, filters: Filters | None = None, top: int = TOP_SITES
         changed = record.value is not None and old != record.value  # unknown: no change
         report.figures.add(record, changed_value=changed)
         if changed:
-            key = _site_key(record)
-            where = where_by_site.get(key)
-            if where is None:
-                where = where_by_site[key] = Site(*key, 0).describe()
+            where = _where(record, where_by_site)
             changes.append(
                 Change(record.seq, record.time, record.tid, old, record.value, record.length, where)
             )
     return report
+
+
+def _where(record: Record, where_by_site: dict) -> str:
+    """The record's call site as the timeline names it, described once per site."""
+    key = _site_key(record)
+    where = where_by_site.get(key)
+    if where is None:
+        where = where_by_site[key] = Site(*key, 0).describe()
+    return where
 
 
 # ---------------------------------------------------------------- text and JSON

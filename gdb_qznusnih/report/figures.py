@@ -170,7 +170,7 @@ class Figures:
                 path.site = Site(*_site_key(record), 0).describe()
             self.site_counts[path.site] = self.site_counts.get(path.site, 0) + 1
             self.values.add(Point(record.time, record.value, path.site))
-        if getattr(record, "changed_unseen", False):
+        if record.changed_unseen:
             value = record.old if record.kind == WRITE else record.value
             if value is not None:
                 self.unseen.add(Point(record.time, value, None))

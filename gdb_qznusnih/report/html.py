@@ -12,6 +12,7 @@ from html import escape
 from gdb_qznusnih.record.access import READ, WRITE, Record
 from gdb_qznusnih.report import figures
 from gdb_qznusnih.report.build import (
+    Change,
     Report,
     clock,
     describe_log,
@@ -23,6 +24,7 @@ from gdb_qznusnih.sinks.colour import html_painter
 from gdb_qznusnih.sinks.formats import format_header
 from gdb_qznusnih.sinks.render import ARROW, format_insn
 
+UNSEEN_MARK = "\u26a1"  # ⚡: a change no record made (the record's changed_unseen)
 PAGE_CSS = """
 :root { --read: #0e7490; --write: #b91c1c; --line: #d4d4d8; }
 body { font: 15px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px;
@@ -43,6 +45,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 code, pre { font: 13px/1.35 ui-monospace, "DejaVu Sans Mono", monospace; }
 pre.hl { margin: 0; padding: .4em .6em; border-radius: 3px; overflow-x: auto; }
 .muted { color: #52525b; font-weight: normal; }
+tr.unseen td { background: #fef3c7; }
 """
 
 
@@ -171,24 +174,40 @@ _ROWS_PER_CHUNK = 1000
 def _timeline_chunks(report: Report):
     """The value timeline in pieces of rows: a long log's timeline is never one string."""
     start, local = report.log_start or 0.0, report.local_time
+    unseen = report.changes.unseen
+    written = len(report.changes) - unseen
+    unseen_note = f', <span class="unseen">{unseen:,} {UNSEEN_MARK} unseen</span>' if unseen else ""
     yield (
         '<section id="timeline" class="write"><h2>Value changes: '
-        f'<span class="total">{len(report.changes):,}</span> of {report.summary.writes:,} '
-        f"writes</h2><table><tr><th class='num'>seq</th><th>time ({zone_name(local)})</th>"
+        f'<span class="total">{written:,}</span> of {report.summary.writes:,} '
+        f"writes{unseen_note}</h2><table><tr><th class='num'>seq</th>"
+        f"<th>time ({zone_name(local)})</th>"
         "<th class='num'>since first record</th><th class='num'>thread</th>"
         f"<th>old {ARROW} new</th><th>where</th></tr>"
     )
     changes = report.changes
     for first in range(0, len(changes), _ROWS_PER_CHUNK):
         yield "".join(
-            f'<tr class="change"><td class="num">{c.seq}</td><td>{clock(c.time, local)}</td>'
-            f'<td class="num">+{c.time - start:.6f} s</td><td class="num">{c.tid}</td>'
-            f"<td><code>{hex_value(c.old, c.length)} {ARROW} "
-            f"<b>{hex_value(c.value, c.length)}</b></code></td>"
-            f"<td><code>{escape(c.where)}</code></td></tr>"
-            for c in changes[first : first + _ROWS_PER_CHUNK]
+            _change_row(c, start, local) for c in changes[first : first + _ROWS_PER_CHUNK]
         )
     yield "</table></section>"
+
+
+def _change_row(c: Change, start: float, local: bool) -> str:
+    """One timeline row; a change no record made is marked, and named by the access that
+    found it."""
+    row_class, where = "change", escape(c.where)
+    if c.unseen:
+        row_class = "change unseen"
+        where = f"{UNSEEN_MARK} changed unseen, found by <code>{where}</code>"
+    else:
+        where = f"<code>{where}</code>"
+    return (
+        f'<tr class="{row_class}"><td class="num">{c.seq}</td><td>{clock(c.time, local)}</td>'
+        f'<td class="num">+{c.time - start:.6f} s</td><td class="num">{c.tid}</td>'
+        f"<td><code>{hex_value(c.old, c.length)} {ARROW} "
+        f"<b>{hex_value(c.value, c.length)}</b></code></td><td>{where}</td></tr>"
+    )
 
 
 def html_chunks(report: Report, style: str | None = None):

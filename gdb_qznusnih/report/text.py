@@ -15,7 +15,7 @@ from gdb_qznusnih.report.build import (
     writers,
 )
 from gdb_qznusnih.sinks.colour import Colorizer
-from gdb_qznusnih.sinks.formats import BlockRenderer, to_json
+from gdb_qznusnih.sinks.formats import CHANGED_UNSEEN_NOTE, BlockRenderer, to_json
 from gdb_qznusnih.sinks.render import ARROW
 
 
@@ -50,16 +50,16 @@ def format_text(report: Report, colorizer: Colorizer | None = None) -> str:
             out.append(_indent(blocks.render(sample)))
     for title, record in writers(report):
         out.append(f"\n{bold(title)}:\n" + _indent(blocks.render(record)))
-    changed = len(report.changes)
-    out.append(f"\n{bold('value changes')}: {changed:,} of {summary.writes:,} writes\n")
+    out.append(f"\n{bold('value changes')}: {report.changes.describe(summary.writes)}\n")
     start = report.log_start or 0.0
     for change in report.changes:
         old = hex_value(change.old, change.length)
         new = bold(hex_value(change.value, change.length))
+        where = f"{CHANGED_UNSEEN_NOTE} found by {change.where}" if change.unseen else change.where
         when = clock(change.time, report.local_time)
         out.append(
             f"  [{change.seq}] {when}  +{change.time - start:.6f} s  "
-            f"tid {change.tid}  {old} {ARROW} {new}  {change.where}\n"
+            f"tid {change.tid}  {old} {ARROW} {new}  {where}\n"
         )
     return "".join(out)
 
@@ -88,6 +88,7 @@ def report_to_json(report: Report) -> dict:
                 "old": c.old,
                 "value": c.value,
                 "where": c.where,
+                **({"unseen": True} if c.unseen else {}),
             }
             for c in report.changes
         ],

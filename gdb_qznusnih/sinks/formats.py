@@ -38,14 +38,16 @@ from gdb_qznusnih.record.access import (
 from gdb_qznusnih.sinks.render import ARROW, HMS, format_backtrace, format_insn
 
 # The JSON keys, in the order every line has them; "mode" and "comm" follow in whole-system
-# mode, "more_frames": true when --bt-depth cut the backtrace, then a record's extra keys.
+# mode, "more_frames": true when --bt-depth cut the backtrace, "changed_unseen": true when the
+# value before the access is not the one the previous record left, then a record's extra keys.
 FIELDS = (
     "watch", "seq", "kind", "addr", "len", "old", "value", "value_from", "pid", "tid", "pc",
     "insn", "time", "frames", "kind_from",
 )  # fmt: skip
-OPTIONAL_FIELDS = ("mode", "comm", "more_frames")
+OPTIONAL_FIELDS = ("mode", "comm", "more_frames", "changed_unseen")
 MORE_FRAMES = "…more frames"
 VALUE_GUESS_NOTE = "(kind guessed from the value change)"
+CHANGED_UNSEEN_NOTE = "(changed unseen)"
 
 # The line as one %-format, in FIELDS' order (kind and kind_from are our own ASCII words).
 _LINE = (
@@ -89,6 +91,8 @@ def to_json(record: Record) -> dict:
         doc["comm"] = record.comm
     if record.more_frames:
         doc["more_frames"] = True
+    if record.changed_unseen:
+        doc["changed_unseen"] = True
     doc.update(record.extra)
     return doc
 
@@ -111,7 +115,7 @@ def _record(doc: dict, frames: tuple[Frame, ...], time: float, extra: dict) -> R
         pc=int(doc["pc"], 16), insn=doc["insn"], time=time, frames=frames,
         kind_from=get("kind_from", "insn"), mode=get("mode"), comm=get("comm"), extra=extra,
         watch=get("watch", 1), value_from=get("value_from", "memory"),
-        more_frames=get("more_frames", False),
+        more_frames=get("more_frames", False), changed_unseen=get("changed_unseen", False),
     )  # fmt: skip
 
 
@@ -144,7 +148,7 @@ class JsonLine:
         whole, micros = split_seconds(record.time)
         old, value_from = record.old, record.value_from
         tail = ""
-        if record.mode is not None or record.more_frames or record.extra:
+        if record.mode is not None or record.more_frames or record.changed_unseen or record.extra:
             tail = _json_tail(record)
         return _LINE % (
             record.watch, record.seq, record.kind, record.addr, record.length,
@@ -162,6 +166,8 @@ def _json_tail(record: Record) -> str:
         tail = f', "mode": {dumps(record.mode)}, "comm": {dumps(record.comm)}'
     if record.more_frames:
         tail += ', "more_frames": true'
+    if record.changed_unseen:
+        tail += ', "changed_unseen": true'
     if record.extra:
         tail += ", " + dumps(record.extra)[1:-1]
     return tail
@@ -280,7 +286,7 @@ class BlockRenderer:
         layout = (record.kind, record.length, old_known, value_known)
         head = self._heads.get(layout) or self._head(*layout)
         tail = ""
-        if record.mode is not None or record.kind_from == "value":
+        if record.mode is not None or record.kind_from == "value" or record.changed_unseen:
             tail = _header_tail(record)
         if old_known and value_known:
             return head % (record.watch, record.seq, record.addr, record.old, record.value,
@@ -324,13 +330,16 @@ class BlockRenderer:
 
 
 def _header_tail(record: Record) -> str:
-    """What follows the time in a header: whole-system fields and the value-guess note."""
+    """What follows the time in a header: whole-system fields, the value-guess note, and
+    whether the bytes changed where no record shows it."""
     tail = ""
     if record.mode is not None:
         comm = f" ({record.comm})" if record.comm else ""
         tail += f"  {record.mode} pid {record.pid}{comm}"
     if record.kind_from == "value":
         tail += "  " + VALUE_GUESS_NOTE
+    if record.changed_unseen:
+        tail += "  " + CHANGED_UNSEEN_NOTE
     return tail
 
 

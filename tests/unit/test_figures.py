@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from gdb_qznusnih.record.access import Frame, Record
+from gdb_qznusnih.record.access import Frame
 from gdb_qznusnih.report import figures
 from gdb_qznusnih.report.figures import Figures, flame_graph, nice_ticks, rate_plot, value_plot
 from tests.records import T, make_record
@@ -13,12 +13,6 @@ VIA_A = (Frame(0, 0x401100, "touch", "c.c", 5), Frame(1, 0x401200, "via_a", "c.c
          Frame(2, 0x401300, "main", "c.c", 20))  # fmt: skip
 VIA_B = (Frame(0, 0x401100, "touch", "c.c", 5), Frame(1, 0x401250, "via_b", "c.c", 12),
          Frame(2, 0x401310, "main", "c.c", 21))  # fmt: skip
-
-
-class Unseen(Record):
-    """A record whose value before the access differs from the last one logged."""
-
-    changed_unseen = True
 
 
 def boxes(svg: str) -> list[tuple[str, float]]:
@@ -63,8 +57,7 @@ def test_value_plot_marks_each_change_by_site_and_the_changes_nobody_saw():
     pictures = Figures()
     for i, value in enumerate((1, 2, 3)):
         pictures.add(make_record(value=value, old=value - 1, time=T + i), True)
-    read = make_record(kind="read", value=7, time=T + 3)
-    pictures.add(Unseen(**{name: getattr(read, name) for name in read.__dataclass_fields__}), False)
+    pictures.add(make_record(kind="read", value=7, time=T + 3, changed_unseen=True), False)
     svg = value_plot(pictures, T, 0, 1)
     assert svg.count('class="write-mark"') == 3
     assert svg.count('class="unseen-mark"') == 1

@@ -115,13 +115,14 @@ def test_clearing_the_registry_forgets_cached_frames():
     frames=frame_tuples,
     mode=st.one_of(st.none(), st.sampled_from(["user", "kernel"])),
     comm=optional_names,
+    changed_unseen=st.booleans(),
 )
 def test_encoder_equals_json_dumps_for_any_record(
-    seq, kind, length, old, value, addr, insn, time, frames, mode, comm
+    seq, kind, length, old, value, addr, insn, time, frames, mode, comm, changed_unseen
 ):
     record = Record(
         seq, kind, addr, length, old, value, 1, 2, addr // 2, insn, time, frames,
-        mode=mode, comm=comm,
+        mode=mode, comm=comm, changed_unseen=changed_unseen,
     )  # fmt: skip
     assert JsonLine().encode(record) == json.dumps(to_json(record)) + "\n"
 
@@ -146,3 +147,17 @@ def test_an_unknown_value_is_null_in_json_and_a_question_mark_in_text():
     assert plain_block(record).splitlines()[0] == (
         "[1:17] WRITE 0x55d0c3a0b04b  0x00 → ?  tid 4243  03:13:20.123456"
     )
+
+
+def test_a_change_nobody_saw_says_so_in_json_and_text():
+    record = make_record(kind="read", value=0x77, changed_unseen=True)
+    line = JsonLine().encode(record)
+    assert line == json.dumps(to_json(record)) + "\n"
+    assert json.loads(line)["changed_unseen"] is True
+    assert to_json(record_from_json(json.loads(line))) == to_json(record)
+    assert "changed_unseen" not in json.loads(JsonLine().encode(make_record()))
+    header = plain_block(record).splitlines()[0]
+    assert (
+        header == "[1:17] READ  0x55d0c3a0b04b  0x77  tid 4243  03:13:20.123456  (changed unseen)"
+    )
+    assert "changed unseen" not in plain_block(make_record())

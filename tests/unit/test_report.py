@@ -81,6 +81,8 @@ records = st.builds(
     mode=st.sampled_from([None, "user", "kernel"]),
     comm=optional_names,
     extra=st.dictionaries(st.sampled_from(["cr3", "cpu"]), st.integers(0, 99), max_size=2),
+    more_frames=st.booleans(),
+    changed_unseen=st.booleans(),
 )
 
 
@@ -323,8 +325,35 @@ def test_change_log_gives_back_what_it_was_given_even_numbers_no_array_holds():
         Change(2, 1795662800.75, 4244, 0x2A, 2**64 - 1, 8, "touch at c.c:3"),
         Change(3, 1795662801.0, 4243, -1, 2**70, 1, "main at mix.c:61"),  # a foreign log
         Change(4, 1795662801.25, 4243, 7, 8, 1, "main at mix.c:61"),
+        Change(5, 1795662801.5, 4243, 8, 0, 1, "main at mix.c:61", unseen=True),
     ]
     log = ChangeLog()
     for change in given:
         log.append(change)
-    assert len(log) == 4 and list(log) == given and log[1:3] == given[1:3]
+    assert len(log) == 5 and log.unseen == 1 and list(log) == given and log[1:3] == given[1:3]
+
+
+def test_a_change_nobody_saw_is_a_marked_row_of_the_timeline(tmp_path, capsys):
+    records = [
+        make_record(seq=1, old=0, value=0x5A),
+        make_record(seq=2, kind="read", value=0x77, changed_unseen=True, time=T + 1),
+        make_record(seq=3, old=0x42, value=0x33, changed_unseen=True, time=T + 2),
+    ]
+    log = write_log(tmp_path / "u.jsonl", records)
+    built = build_report(log)
+    assert [(c.seq, c.old, c.value, c.unseen) for c in built.changes] == [
+        (1, 0, 0x5A, False), (2, 0x5A, 0x77, True), (3, 0x77, 0x42, True), (3, 0x42, 0x33, False),
+    ]  # fmt: skip
+    status, out, _ = run_main(capsys, log, "--color", "never")
+    assert status == 0 and "value changes: 2 of 2 writes, 2 unseen" in out
+    assert (
+        "  [2] 03:13:21.123456  +1.000000 s  tid 4243  0x5a → 0x77  (changed unseen) found by"
+        in out
+    )
+    doc = json.loads(run_main(capsys, log, "--format", "json")[1])
+    assert [c.get("unseen", False) for c in doc["changes"]] == [False, True, True, False]
+    page = tmp_path / "u.html"
+    report.write_html_report(log, str(page))
+    html = page.read_text()
+    assert html.count('<tr class="change">') == 2 and html.count('<tr class="change unseen">') == 2
+    assert "2 \u26a1 unseen" in html

@@ -342,6 +342,8 @@ shapes = st.builds(
     mode=st.one_of(st.none(), st.sampled_from(["user", "kernel"])),
     comm=names,
     extra=st.one_of(st.just({}), st.just({"note": "50%"})),
+    more_frames=st.booleans(),
+    changed_unseen=st.booleans(),
 )
 hits = st.tuples(
     st.integers(0, 2),  # which shape

@@ -1,0 +1,133 @@
+"""One trap's accesses as Records, the same way for both engines.  Pure: no gdb.
+
+An engine decodes a trap into the kinds of its accesses (classify/trap.py); RecordBuilder turns
+them into records: the value each access moved, from the registers where the instruction
+determines it (classify/values.py: what this thread stored or loaded, whatever another thread
+did since), else from memory where the engine can read it (the gdb engine, after the trap);
+the value before each access; `changed_unseen`; seq, the access filter and --count.
+
+Two values are followed: `known`, the watched bytes after the last access any trap showed
+(logged or filtered out: a plain store's `old`), and `shown`, the value after the last record
+logged.  A record whose value before the access (a read's value, a write's old) is known and
+differs from `shown` says so: the bytes changed where no record shows it (the kernel's
+`read()` into them, invisible to ptrace and to user-space breakpoints, or accesses filtered
+out by --access).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gdb_qznusnih.classify.values import REGISTERS, Reg, derive_value_with
+from gdb_qznusnih.record.access import READ, Frame, Record
+
+MEMORY = "memory"
+# The read half of a read-modify-write the registers cannot tell (add, inc, ...): the value
+# the previous access left.
+PREVIOUS = "previous"
+
+
+class RecordBuilder:
+    """Records for one watch: `watch` number, `length` bytes at `address`.
+
+    `access` is "rw", "r" or "w" (the kinds logged), `count` ends the watch after that many
+    records, `known` is the watched bytes' value at arm time (None if not read)."""
+
+    __slots__ = ("watch", "address", "length", "count", "seq", "known", "shown", "_wanted")
+
+    def __init__(
+        self,
+        watch: int,
+        address: int,
+        length: int,
+        access: str = "rw",
+        count: int | None = None,
+        known: int | None = None,
+    ) -> None:
+        self.watch, self.address, self.length, self.count = watch, address, length, count
+        self.seq = 0
+        self.known = known
+        self.shown = known
+        self._wanted = {READ: "r" in access, "write": "w" in access}
+
+    @property
+    def count_reached(self) -> bool:
+        return self.count is not None and self.seq >= self.count
+
+    def build(
+        self,
+        kinds: list[str],
+        text: str | None,
+        reg: Reg,
+        word_size: int,
+        memory: Callable[[], int] | None,
+        pid: int,
+        tid: int,
+        pc: int,
+        time: float,
+        frames: tuple[Frame, ...],
+        kind_from: str = "insn",
+        mode: str | None = None,
+        comm: str | None = None,
+        more_frames: bool = False,
+    ) -> list[Record]:
+        """The records of one instruction's accesses, in `kinds`' order, that the filter keeps
+        (none once --count is reached).  `reg` reads the registers after the instruction;
+        `memory()` the watched bytes now, or None when the engine cannot read them."""
+        records = []
+        before = self.known  # the value before the next access, as far as known
+        for kind in kinds:
+            value, value_from = self._value(kind, text, reg, word_size, memory, kinds, before)
+            if kind == READ:
+                old = None
+                value_before = value
+                if value is not None:
+                    before = self.known = value
+            else:
+                old = value_before = before
+                before = self.known = value
+            if not self._wanted[kind] or self.count_reached:
+                continue
+            shown = self.shown
+            unseen = value_before is not None and shown is not None and value_before != shown
+            self.seq += 1
+            records.append(
+                Record(
+                    seq=self.seq,
+                    kind=kind,
+                    addr=self.address,
+                    length=self.length,
+                    old=old,
+                    value=value,
+                    pid=pid,
+                    tid=tid,
+                    pc=pc,
+                    insn=text,
+                    time=time,
+                    frames=frames,
+                    kind_from=kind_from,
+                    mode=mode,
+                    comm=comm,
+                    watch=self.watch,
+                    value_from=value_from,
+                    more_frames=more_frames,
+                    changed_unseen=unseen,
+                )
+            )
+            if value is not None or kind != READ:  # a write of an unknown value: unknown now
+                self.shown = value
+        return records
+
+    def _value(self, kind, text, reg, word_size, memory, kinds, before):
+        """(value after the access, where it comes from) for one access of the instruction."""
+        if text is not None:
+            value, value_from = derive_value_with(
+                text, kind, reg, word_size, self.address, self.length
+            )
+            if value_from == REGISTERS:
+                return value, REGISTERS
+        if kind == READ and len(kinds) > 1:  # the read half: memory holds the value after
+            return (None, None) if before is None else (before, PREVIOUS)
+        if memory is not None:
+            return memory(), MEMORY
+        return None, None
