@@ -9,9 +9,17 @@ from __future__ import annotations
 import os
 
 from gdb_qznusnih.caches import CacheRegistry
-from gdb_qznusnih.record.access import READ, WRITE, Record, SecondStamp, frames_key, split_seconds
+from gdb_qznusnih.record.access import (
+    READ,
+    WRITE,
+    LostAccesses,
+    Record,
+    SecondStamp,
+    frames_key,
+    split_seconds,
+)
 from gdb_qznusnih.sinks.colour import Colorizer
-from gdb_qznusnih.sinks.formats import BlockRenderer, JsonLine
+from gdb_qznusnih.sinks.formats import BlockRenderer, JsonLine, lost_line, lost_text
 from gdb_qznusnih.sinks.private_files import one_line_error, open_private
 from gdb_qznusnih.sinks.render import HMS
 
@@ -166,13 +174,36 @@ class LogSinks:
                 self._failed = failure.describe(record.seq)
                 raise SinkError(self._failed) from None
         if not self.quiet:
-            if self._writer is None:
-                try:
-                    write_all(1, terminal_block)
-                except OSError as error:
-                    raise SinkError(f"cannot write to standard output: {_reason(error)}") from None
-            else:
-                self._writer(terminal_block.decode())
+            self._to_terminal(terminal_block)
+
+    def _to_terminal(self, data: bytes) -> None:
+        if self._writer is None:
+            try:
+                write_all(1, data)
+            except OSError as error:
+                raise SinkError(f"cannot write to standard output: {_reason(error)}") from None
+        else:
+            self._writer(data.decode())
+
+    def lost(self, mark: LostAccesses) -> None:
+        """Say where accesses were not logged: the loss line in the JSONL, the marker in both
+        text logs and on the terminal (unless quiet)."""
+        if self._failed is not None:
+            raise SinkError(self._failed)
+        marker = lost_text(mark).encode()
+        if self._files:
+            parts = [(self._files["json"], lost_line(mark).encode())]
+            parts += [(self._files[kind], marker) for kind in (READ, WRITE)]
+            try:
+                self._append(parts)
+            except _AppendError as failure:
+                self._failed = (
+                    f"cannot write {failure.path}: {_reason(failure.error)}; logging stopped; "
+                    "free some space or choose another --log prefix"
+                )
+                raise SinkError(self._failed) from None
+        if not self.quiet:
+            self._to_terminal(marker)
 
     @staticmethod
     def _append(parts: list[tuple[_LogFile, bytes]]) -> None:
