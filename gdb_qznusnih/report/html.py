@@ -9,8 +9,16 @@ from __future__ import annotations
 
 from html import escape
 
-from gdb_qznusnih.record.access import READ, WRITE, Record
-from gdb_qznusnih.report.build import Report, clock, describe_log, hex_value, writers
+from gdb_qznusnih.record.access import READ, WRITE, LostAccesses, Record
+from gdb_qznusnih.report.build import (
+    Report,
+    accesses_text,
+    clock,
+    describe_log,
+    hex_value,
+    timeline,
+    writers,
+)
 from gdb_qznusnih.sinks.colour import html_painter
 from gdb_qznusnih.sinks.formats import format_header
 from gdb_qznusnih.sinks.render import ARROW, format_insn
@@ -68,6 +76,10 @@ def _summary_section(report: Report) -> str:
         f'<tr><th>writes</th><td class="num write" id="total-writes">{summary.writes:,}</td></tr>',
         f'<tr><th>total</th><td class="num" id="total-all">{summary.total:,}</td></tr>',
     ]
+    if report.losses:
+        rows.append(
+            f'<tr><th>lost</th><td class="num lost" id="total-lost">{report.lost:,}</td></tr>'
+        )
     if duration is not None and summary.total:
         rows.append(f'<tr><th>span</th><td class="num">{duration:.6f} s</td></tr>')
     if rate is not None:
@@ -149,16 +161,29 @@ def _timeline_chunks(report: Report):
         f"<th>old {ARROW} new</th><th>where</th></tr>"
     )
     changes = report.changes
-    for first in range(0, len(changes), _ROWS_PER_CHUNK):
-        yield "".join(
-            f'<tr class="change"><td class="num">{c.seq}</td><td>{clock(c.time)}</td>'
-            f'<td class="num">+{c.time - start:.6f} s</td><td class="num">{c.tid}</td>'
-            f"<td><code>{hex_value(c.old, c.length)} {ARROW} "
-            f"<b>{hex_value(c.value, c.length)}</b></code></td>"
-            f"<td><code>{escape(c.where)}</code></td></tr>"
-            for c in changes[first : first + _ROWS_PER_CHUNK]
-        )
+    for first in range(0, max(len(changes), 1), _ROWS_PER_CHUNK):
+        picked = changes[first : first + _ROWS_PER_CHUNK]
+        yield "".join(_timeline_row(c, start) for c in timeline(report, (first, picked)))
     yield "</table></section>"
+
+
+def _timeline_row(item, start: float) -> str:
+    if isinstance(item, LostAccesses):
+        how_many = "accesses" if item.count is None else accesses_text(item.count)
+        return (
+            f'<tr class="lost"><td></td><td>{clock(item.time)}</td>'
+            f'<td class="num">+{item.time - start:.6f} s</td><td></td>'
+            f'<td colspan="2"><b>{how_many} lost here</b> '
+            f'<span class="muted">({escape(item.reason)})</span></td></tr>'
+        )
+    c = item
+    return (
+        f'<tr class="change"><td class="num">{c.seq}</td><td>{clock(c.time)}</td>'
+        f'<td class="num">+{c.time - start:.6f} s</td><td class="num">{c.tid}</td>'
+        f"<td><code>{hex_value(c.old, c.length)} {ARROW} "
+        f"<b>{hex_value(c.value, c.length)}</b></code></td>"
+        f"<td><code>{escape(c.where)}</code></td></tr>"
+    )
 
 
 def html_chunks(report: Report, style: str | None = None):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from gdb_qznusnih.record.access import (
     READ,
     WRITE,
+    LostAccesses,
     format_time,
 )
 from gdb_qznusnih.report.build import (
@@ -12,10 +13,11 @@ from gdb_qznusnih.report.build import (
     clock,
     describe_log,
     hex_value,
+    timeline,
     writers,
 )
 from gdb_qznusnih.sinks.colour import Colorizer
-from gdb_qznusnih.sinks.formats import BlockRenderer, to_json
+from gdb_qznusnih.sinks.formats import BlockRenderer, lost_text, lost_to_json, to_json
 from gdb_qznusnih.sinks.render import ARROW
 
 
@@ -38,6 +40,8 @@ def format_text(report: Report, colorizer: Colorizer | None = None) -> str:
     if report.filters.describe():
         out.append(f"filters: {report.filters.describe()}\n")
     out.append(summary.format(colorizer))
+    if report.losses:
+        out.append(report.describe_losses() + "\n")
     for kind, noun in ((READ, "reads"), (WRITE, "writes")):
         count = summary.reads if kind == READ else summary.writes
         if not count:
@@ -53,7 +57,10 @@ def format_text(report: Report, colorizer: Colorizer | None = None) -> str:
     changed = len(report.changes)
     out.append(f"\n{bold('value changes')}: {changed:,} of {summary.writes:,} writes\n")
     start = report.log_start or 0.0
-    for change in report.changes:
+    for change in timeline(report):
+        if isinstance(change, LostAccesses):
+            out.append("  " + lost_text(change))
+            continue
         old = hex_value(change.old, change.length)
         new = bold(hex_value(change.value, change.length))
         out.append(
@@ -75,6 +82,8 @@ def report_to_json(report: Report) -> dict:
         "records": report.records,
         "matched": summary.total,
         "filters": report.filters.describe(),
+        "lost": report.lost,
+        "losses": [lost_to_json(mark) for _, mark in report.losses],
         "summary": summary.to_json(),
         "sites": sites,
         "first_writer": report.first_writer and to_json(report.first_writer),

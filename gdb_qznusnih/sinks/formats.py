@@ -160,7 +160,8 @@ def lost_text(mark: LostAccesses) -> str:
     """The one-line marker of the text logs and the stream."""
     whole, micros = split_seconds(mark.time)
     hms = _time.strftime(HMS, _time.gmtime(whole))
-    how_many = "accesses" if mark.count is None else f"{mark.count:,} accesses"
+    plural = "" if mark.count == 1 else "es"
+    how_many = "accesses" if mark.count is None else f"{mark.count:,} access{plural}"
     unknown = ", how many is not known" if mark.count is None else ""
     return (
         f"[{mark.watch}] LOST  {how_many} not logged here ({mark.reason}{unknown})  "
