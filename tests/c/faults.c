@@ -7,7 +7,7 @@
  *   signal        raises SIGABRT (default action: dies of it)
  *   fork          forks a child that writes 2 and exits; the parent waits, writes 3, exits 0
  *   exec          execs itself as "faults after-exec": the new program writes the byte at the
- *                 same address (ASLR off), then exits 0
+ *                 same address (ASLR off) 20,000 times, then exits 0
  *   munmap        the byte lives in its own anonymous page: unmaps it, maps a page there
  *                 again, writes 4 and reads it, exits 0
  *   dlopen LIB    dlopen()s LIB after arming and calls its plugin_touch(&byte), exits 0
@@ -75,7 +75,8 @@ int main(int argc, char **argv) {
         return 2;
     const char *mode = argv[1];
     if (strcmp(mode, "after-exec") == 0) {
-        touch(5);
+        for (int i = 0; i < 20000; i++)
+            touch(5);
         return 0;
     }
     if (strcmp(mode, "munmap") == 0)
