@@ -91,6 +91,16 @@ class _AppendError(Exception):
             "free some space or choose another --log prefix"
         )
 
+    def describe_loss(self) -> str:
+        """One line for a loss line that could not be written."""
+        state = (
+            "" if not self.cut_short else f" and {' and '.join(self.cut_short)} end with part of it"
+        )
+        return (
+            f"cannot write {self.path}: {_reason(self.error)}; logging stopped{state}; "
+            "free some space or choose another --log prefix"
+        )
+
 
 class LogSinks:
     """Sends each Record to the terminal (unless quiet) and, with a prefix, to three files.
@@ -163,18 +173,22 @@ class LogSinks:
             kind_log = self._files.get(record.kind)
             if kind_log is not None:
                 parts.append((kind_log, file_block))
-            try:
-                try:
-                    self._append(parts)
-                except KeyboardInterrupt:
-                    # A stop signal between the two writes: put the record in both, then stop.
-                    self._append(parts)
-                    raise
-            except _AppendError as failure:
-                self._failed = failure.describe(record.seq)
-                raise SinkError(self._failed) from None
+            self._append_whole(parts, lambda failure: failure.describe(record.seq))
         if not self.quiet:
             self._to_terminal(terminal_block)
+
+    def _append_whole(self, parts: list[tuple[_LogFile, bytes]], describe) -> None:
+        """Append to every file or (cut back) to none; SinkError with `describe(failure)`."""
+        try:
+            try:
+                self._append(parts)
+            except KeyboardInterrupt:
+                # A stop signal between the writes: put the lines in every file, then stop.
+                self._append(parts)
+                raise
+        except _AppendError as failure:
+            self._failed = describe(failure)
+            raise SinkError(self._failed) from None
 
     def _to_terminal(self, data: bytes) -> None:
         if self._writer is None:
@@ -194,14 +208,7 @@ class LogSinks:
         if self._files:
             parts = [(self._files["json"], lost_line(mark).encode())]
             parts += [(self._files[kind], marker) for kind in (READ, WRITE)]
-            try:
-                self._append(parts)
-            except _AppendError as failure:
-                self._failed = (
-                    f"cannot write {failure.path}: {_reason(failure.error)}; logging stopped; "
-                    "free some space or choose another --log prefix"
-                )
-                raise SinkError(self._failed) from None
+            self._append_whole(parts, _AppendError.describe_loss)
         if not self.quiet:
             self._to_terminal(marker)
 
