@@ -177,6 +177,29 @@ def test_a_sigstop_is_left_to_the_target_and_sigcont_resumes_the_watch(faults, t
     assert kinds_and_values(records(prefix)) == [("write", 1)] + [("read", 1)] * 100
 
 
+def test_a_target_stopped_before_the_watch_is_armed_and_stays_stopped(faults, tmp_path):
+    target = Faults(faults, "exit", "0")
+    target.proc.send_signal(signal.SIGSTOP)
+    wait_for_state(target, "T")
+    prefix = tmp_path / "prestopped"
+    proc = launcher(target.address, str(target.pid), "--engine", "perf", "--log", str(prefix),
+                    "--quiet", "--no-html")  # fmt: skip
+    try:
+        wait_armed(proc)  # perf needs no stop: the gdb engine refuses a stopped target
+        target.send()
+        time.sleep(0.2)
+        assert target.state() == "T" and proc.poll() is None
+        target.proc.send_signal(signal.SIGCONT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert target.proc.wait(timeout=30) == 0
+    assert ended(err) == "qzn: watch 1 ended: target exited with code 0"
+    assert kinds_and_values(records(prefix)) == [("write", 1)]
+
+
 HOT_WRITES = 100_000
 
 
