@@ -51,9 +51,10 @@ def _malformed(path: str, number: int, error: Exception) -> ReportError:
     return ReportError(f"{path}:{number}: malformed record: {why}")
 
 
-def read_log(path: str):
-    """Yield (line number, Record or LostAccesses) for each non-blank line; ReportError (one
-    line) on failure."""
+def read_log(path: str, on_loss=None):
+    """Yield (line number, Record) for each non-blank line; ReportError (one line) on failure.
+    A loss line (the perf engine's `{"lost": N, ...}`) goes to `on_loss(LostAccesses)` when
+    given, else it is skipped: it is no access."""
     decoder = LogDecoder()
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as log:
@@ -64,6 +65,10 @@ def read_log(path: str):
                     record = decoder.decode(line)
                 except (ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
                     raise _malformed(path, number, error) from None
+                if isinstance(record, LostAccesses):
+                    if on_loss is not None:
+                        on_loss(record)
+                    continue
                 yield number, record
     except OSError as error:
         raise ReportError(f"cannot read {path}: {error.strerror or error}") from None
@@ -282,10 +287,11 @@ def build_report(path: str, filters: Filters | None = None, top: int = TOP_SITES
     summary, changes, where_by_site = report.summary, report.changes, {}
     matches = None
     value = None  # the watched bytes' value after the previous record, any filter aside
-    for _, record in read_log(path):
-        if isinstance(record, LostAccesses):
-            report.losses.append((len(changes), record))
-            continue
+
+    def on_loss(mark: LostAccesses) -> None:
+        report.losses.append((len(changes), mark))
+
+    for _, record in read_log(path, on_loss):
         if matches is None:
             report.log_start = record.time
             matches = report.filters.matcher(record.time)

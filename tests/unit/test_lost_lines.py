@@ -7,7 +7,7 @@ import json
 
 from gdb_qznusnih.record.access import RING_OVERFLOW, THROTTLED, LostAccesses
 from gdb_qznusnih.report import cli as report
-from gdb_qznusnih.report.build import build_report
+from gdb_qznusnih.report.build import build_report, read_log
 from gdb_qznusnih.sinks.formats import (
     LOST_FIELDS,
     BlockRenderer,
@@ -118,3 +118,11 @@ def test_a_log_of_loss_lines_only_reports_without_failing(tmp_path, capsys):
     assert report.main([str(path), "--color", "never"]) == 0
     assert "lost: 212 accesses not logged, at 1 place" in capsys.readouterr().out
     assert report.main([str(path), "--format", "html", "--output", str(tmp_path / "w.html")]) == 0
+
+
+def test_read_log_gives_only_records_and_the_losses_to_whoever_asks(tmp_path):
+    path = write_stream(tmp_path / "w.jsonl")
+    assert [number for number, _ in read_log(path)] == [1, 3, 5]  # every reader of records
+    losses = []
+    assert [record.seq for _, record in read_log(path, losses.append)] == [1, 2, 3]
+    assert losses == [OVERFLOW, THROTTLE]
