@@ -71,7 +71,8 @@ address, such as '&buf[3]' or '$rsp+8'.  A bare word of hex digits with at least
 taken as hex; put a variable with such a name in parentheses.
 
 Ctrl-C, SIGTERM or SIGHUP: the watch is removed, the target detached and left running, the
-summary printed, exit status 0.  Exit status 1: an error (one line on stderr); 2: bad options."""
+summary printed, exit status 0.  Exit status 1: an error (one line on stderr); 2: bad options;
+3: the perf engine could not log every access (the "lost:" line and the log say how many)."""
 
 
 class LauncherError(Exception):

@@ -197,7 +197,7 @@ def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pa
         events=EventConfig(stack_bytes=options.stack_bytes), ring_pages=ring_pages
     )
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    watch = PerfWatch(request, sinks, config, symbolizer=symbolizer, caches=caches)
+    watch = PerfWatch(request, sinks, config, symbolizer=symbolizer, caches=caches, note=_note)
     pidfd = _pidfd(pid)
     try:
         try:

@@ -24,16 +24,25 @@ from gdb_qznusnih.classify.trap import DecodedTrap, TrapClassifier, decode_trap
 from gdb_qznusnih.classify.values import full_register_reader
 from gdb_qznusnih.perf.capture import Capture, CaptureConfig
 from gdb_qznusnih.perf.hits import Hit
-from gdb_qznusnih.perf.modules import ModuleMap, parse_maps, process_memory_reader
-from gdb_qznusnih.perf.records import Comm, Mmap2, Sample
+from gdb_qznusnih.perf.modules import MapsLine, ModuleMap, process_memory_reader
+from gdb_qznusnih.perf.records import Comm, Lost, Mmap2, Sample, Task, Throttle
 from gdb_qznusnih.perf.symbolizer import Symbolizer
 from gdb_qznusnih.perf.unwind import Unwinder
-from gdb_qznusnih.record.access import READ, Frame, Record
+from gdb_qznusnih.record.access import (
+    READ,
+    RING_OVERFLOW,
+    THROTTLED,
+    Frame,
+    LostAccesses,
+    Record,
+)
 from gdb_qznusnih.record.builder import RecordBuilder
 from gdb_qznusnih.record.summary import Summary
 from gdb_qznusnih.sinks.logs import SinkError
 
 READ_TIMEOUT_S = 0.05  # how long poll() waits for hits: the stop checks' latency
+FORK_NOTE = "the target forked; children are not watched (said once)"  # as the gdb engine
+PROT_EXEC = 4
 # The 32-bit names the classifier may ask for, as the low half of the sampled 64-bit ones.
 _LOW_HALVES = {f"e{name[1:]}": name for name in "rax rbx rcx rdx rsi rdi rbp rsp rip".split()}
 _LOW_HALVES.update({f"r{n}d": f"r{n}" for n in range(8, 16)})
@@ -87,6 +96,7 @@ class PerfWatch:
         gdb: str = "gdb",
         symbolizer: Symbolizer | None = None,
         caches: CacheRegistry | None = None,
+        note: Callable[[str], None] | None = None,
     ) -> None:
         self.request = request
         # What pcs and call paths mean, here and in the sinks: cleared at once.
@@ -111,7 +121,12 @@ class PerfWatch:
         self._paths = self.caches.cache("symbolized call paths")
         self._waiting: list[tuple[int, int, Hit]] = []  # (time, arrival, hit): a heap
         self._arrivals = 0
-        self._maps_changed = False
+        self._new_mappings: list[MapsLine] = []  # from MMAP2 records, not yet in the map
+        self._note = note or (lambda text: None)  # events worth a line (a fork)
+        self._forked = False
+        self._exec_ns: int | None = None  # the target called exec then: later hits are not its
+        self._exec_comm = ""
+        self._lost_marked = 0  # lost accesses already said in the stream
         self._clock_offset = 0.0  # epoch seconds minus CLOCK_MONOTONIC seconds
         self._stop_at: frozenset[int] = frozenset()  # main: gdb's backtraces end there
 
@@ -157,27 +172,88 @@ class PerfWatch:
         items = capture.read(timeout)
         for item in items:
             if isinstance(item, Hit):
-                self._arrivals += 1
-                heapq.heappush(self._waiting, (item.sample.time, self._arrivals, item))
+                self._wait(item.sample.time, item)
+            elif isinstance(item, (Lost, Throttle)):
+                self._mark_loss(item)
             else:
                 self._side_band(item)
         settled = None if capture.drained else capture.settled_ns
-        self._log(self._settled_hits(settled))
+        if capture.drained and self._exec_ns is not None:
+            self._exec_seen(self._exec_comm)  # gone before its program was named
+        self._log_in_order(self._settled(settled))
         return not capture.drained
 
-    def _settled_hits(self, settled_ns: int | None) -> list[Hit]:
-        """Hits no earlier one can follow any more, in time order across the CPUs' rings."""
+    def _wait(self, time_ns: int, item) -> None:
+        self._arrivals += 1
+        heapq.heappush(self._waiting, (time_ns, self._arrivals, item))
+
+    def _settled(self, settled_ns: int | None) -> list:
+        """Hits and loss marks no earlier one can follow any more, in time order across the
+        CPUs' rings."""
         waiting, ready = self._waiting, []
         while waiting and (settled_ns is None or waiting[0][0] < settled_ns):
             ready.append(heapq.heappop(waiting)[2])
         return ready
 
+    def _log_in_order(self, items: list) -> None:
+        """Log the hits, each loss mark at its place among them; the hits after an exec are
+        the new program's: not logged (exec clears watches)."""
+        hits = []
+        for item in items:
+            if not isinstance(item, Hit):
+                self._log(hits)
+                hits = []
+                self._log_loss(item)
+            elif self._exec_ns is None or item.sample.time < self._exec_ns:
+                hits.append(item)
+        self._log(hits)
+
     def _side_band(self, record) -> None:
-        if isinstance(record, Mmap2):
-            self._maps_changed = True  # a library loaded: read the maps before symbolizing
-        elif isinstance(record, Comm) and record.exec and record.pid == self.request.pid:
-            exe = _exe_of(record.pid, record.comm)
-            self.finish(f"target called exec({exe}); exec clears watches", log_more=False)
+        pid = self.request.pid
+        if isinstance(record, Mmap2) and record.pid == pid:
+            if self._exec_ns is not None and record.prot & PROT_EXEC:
+                self._exec_seen(record.filename)  # the new program's code, mapped by exec
+            elif record.device is not None:  # a library loaded: before symbolizing, add it
+                self._new_mappings.append(_mapping_of(record))
+        elif isinstance(record, Comm) and record.exec and record.pid == pid:
+            self._exec_ns, self._exec_comm = record.time, record.comm
+            try:
+                self._exec_seen(os.readlink(f"/proc/{pid}/exe"))
+            except OSError:
+                pass  # it has exited already: its MMAP2 record names the program
+        elif isinstance(record, Task) and record.what == "fork" and record.pid != record.ppid:
+            if not self._forked:  # a new process (a thread has its parent's pid)
+                self._forked = True
+                self._note(FORK_NOTE)
+
+    def _exec_seen(self, program: str) -> None:
+        self.finish(f"target called exec({program}); exec clears watches")
+
+    # -- what was not logged ----------------------------------------------------------------
+
+    def _mark_loss(self, record: Lost | Throttle) -> None:
+        """Hold a loss mark for its place in the stream.  A PERF_RECORD_LOST counts the
+        samples of every event of its ring; the RW events' own lost counters say how many
+        accesses that was, exactly, so far."""
+        when = self._clock_offset + record.time / 1e9
+        if isinstance(record, Throttle):
+            if record.stopped and record.kind == "rw":
+                self._wait(record.time, LostAccesses(self.request.number, None, when, THROTTLED))
+            return
+        _, not_written = self._capture.counters()
+        new = not_written["rw"] - self._lost_marked
+        if new > 0:
+            self._lost_marked += new
+            self._wait(record.time, LostAccesses(self.request.number, new, when, RING_OVERFLOW))
+
+    def _log_loss(self, mark: LostAccesses) -> None:
+        if not self._logging:
+            return
+        try:
+            self.sinks.lost(mark)
+        except SinkError as error:
+            self.sink_error = str(error)
+            self.finish("log failure", log_more=False)
 
     def finish(self, reason: str, log_more: bool = True) -> None:
         """End the watch (the first reason stays).  `log_more`: the hits captured until
@@ -195,7 +271,12 @@ class PerfWatch:
         while self.poll(0):
             pass
         self.summary.end = time.time()
-        return self.loss()
+        loss = self.loss()
+        unsaid = loss.lost - self._lost_marked
+        if unsaid > 0:  # the last ones: no PERF_RECORD_LOST if a ring is still full
+            self._lost_marked = loss.lost
+            self._log_loss(LostAccesses(self.request.number, unsaid, time.time(), RING_OVERFLOW))
+        return loss
 
     def loss(self) -> Loss:
         """Exact once stopped: each event's own counter against the samples delivered (the
@@ -216,7 +297,7 @@ class PerfWatch:
     def _log(self, hits: list[Hit]) -> None:
         if not hits or not self._logging:
             return
-        if self._maps_changed:
+        if self._new_mappings:
             self._refresh_modules()
         backtraces = [self._unwind(hit.sample) for hit in hits]
         self._symbolizer.resolve(
@@ -302,18 +383,13 @@ class PerfWatch:
         return self._builder.seq
 
     def _refresh_modules(self) -> None:
-        """Add the executable mappings made since the map was read (dlopen), from
-        /proc/PID/maps: the MMAP2 record only said that there are some."""
-        self._maps_changed = False
-        try:
-            with open(f"/proc/{self.request.pid}/maps", errors="surrogateescape") as maps:
-                text = maps.read()
-        except OSError:
-            return  # the target is gone: its last hits keep the map they had
+        """Add the executable mappings the MMAP2 records announced (dlopen): from the records
+        themselves, so a target that has exited since still gets its frames."""
+        mappings, self._new_mappings = self._new_mappings, []
         known = {_identity(m.mapping) for m in self._modules.modules()}
         added = False
-        for mapping in parse_maps(text):
-            if mapping.executable and _identity(mapping) not in known:
+        for mapping in mappings:
+            if _identity(mapping) not in known:
                 self._modules.add_mapping(mapping)
                 added = True
         if added:
@@ -357,11 +433,12 @@ def _identity(mapping) -> tuple:
     return mapping.start, mapping.end, mapping.offset, mapping.inode
 
 
-def _exe_of(pid: int, fallback: str) -> str:
-    try:
-        return os.readlink(f"/proc/{pid}/exe")
-    except OSError:
-        return fallback
+def _mapping_of(record: Mmap2) -> MapsLine:
+    """The maps line an MMAP2 record of an executable mapping stands for."""
+    return MapsLine(
+        record.start, record.start + record.length, "r-xp", record.pgoff, record.device,
+        record.inode, record.filename,
+    )  # fmt: skip
 
 
 def _fields(record: Record) -> dict:

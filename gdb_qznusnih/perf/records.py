@@ -19,6 +19,7 @@ _REGISTERS = struct.Struct(f"<{len(abi.REGISTER_NAMES)}Q")
 _REGISTER_INDEX = {name: index for index, name in enumerate(abi.REGISTER_NAMES)}
 _TASK = struct.Struct("<IIIIQ")
 _MMAP2_START = struct.Struct("<IIQQQ")
+_MMAP2_FILE = struct.Struct("<IIQ")  # maj, min, ino
 _MMAP2_END = struct.Struct("<II")
 
 
@@ -92,11 +93,16 @@ class Comm:
 class Mmap2:
     """PERF_RECORD_MMAP2: an executable mapping (a library loaded, a program exec'd)."""
 
-    __slots__ = ("pid", "tid", "start", "length", "pgoff", "prot", "flags", "filename", "time")
+    __slots__ = (
+        "pid", "tid", "start", "length", "pgoff", "prot", "flags", "filename", "time", "device",
+        "inode",
+    )  # fmt: skip
 
-    def __init__(self, pid, tid, start, length, pgoff, prot, flags, filename, time):
+    def __init__(self, pid, tid, start, length, pgoff, prot, flags, filename, time, file_id=None):
         self.pid, self.tid, self.start, self.length, self.pgoff = pid, tid, start, length, pgoff
         self.prot, self.flags, self.filename, self.time = prot, flags, filename, time
+        # ((major, minor), inode) of the mapped file; None when the record has a build id
+        self.device, self.inode = file_id or (None, None)
 
 
 Record = Sample | Lost | Throttle | Task | Comm | Mmap2
@@ -148,7 +154,7 @@ class RecordParser:
             name = _c_string(chunk, body + 8, offset + size - _SAMPLE_ID.size)
             return Comm(pid, tid, name, bool(misc & abi.MISC_COMM_EXEC), time)
         if kind == abi.RECORD_MMAP2:
-            return _mmap2(chunk, body, offset + size - _SAMPLE_ID.size, time)
+            return _mmap2(chunk, body, offset + size - _SAMPLE_ID.size, time, misc)
         return None
 
     def _sample(self, chunk: bytes, position: int, misc: int) -> Sample | None:
@@ -185,10 +191,14 @@ def _c_string(chunk: bytes, start: int, end: int) -> str:
     return raw[: raw.find(b"\0") if b"\0" in raw else len(raw)].decode(errors="replace")
 
 
-def _mmap2(chunk: bytes, body: int, end: int, time: int) -> Mmap2:
+def _mmap2(chunk: bytes, body: int, end: int, time: int, misc: int) -> Mmap2:
     pid, tid, start, length, pgoff = _MMAP2_START.unpack_from(chunk, body)
     # then maj, min, ino, ino_generation (or a build id): 24 bytes either way
+    file_id = None
+    if not misc & abi.MISC_MMAP_BUILD_ID:
+        major, minor, inode = _MMAP2_FILE.unpack_from(chunk, body + _MMAP2_START.size)
+        file_id = ((major, minor), inode)
     position = body + _MMAP2_START.size + 24
     prot, flags = _MMAP2_END.unpack_from(chunk, position)
     filename = _c_string(chunk, position + _MMAP2_END.size, end)
-    return Mmap2(pid, tid, start, length, pgoff, prot, flags, filename, time)
+    return Mmap2(pid, tid, start, length, pgoff, prot, flags, filename, time, file_id)

@@ -62,6 +62,22 @@ class Record:
     changed_unseen: bool = False
 
 
+RING_OVERFLOW = "ring overflow"
+THROTTLED = "throttled"
+
+
+@dataclass(frozen=True, slots=True)
+class LostAccesses:
+    """Accesses the hardware saw that were not logged, at this point of the stream (the perf
+    engine's rings overflowed, or the kernel throttled its events).  `count` is None when it
+    cannot be known: a throttled event does not even count."""
+
+    watch: int
+    count: int | None
+    time: float  # seconds since the epoch
+    reason: str  # RING_OVERFLOW or THROTTLED
+
+
 def split_seconds(seconds: float) -> tuple[int, int]:
     """(whole seconds, microseconds), rounded to the nearest microsecond."""
     whole = int(seconds)

@@ -22,6 +22,7 @@ from gdb_qznusnih.options import one_line
 from gdb_qznusnih.record.access import (
     READ,
     WRITE,
+    LostAccesses,
     Record,
     format_time,
     parse_time,
@@ -53,8 +54,10 @@ def _malformed(path: str, number: int, error: Exception) -> ReportError:
     return ReportError(f"{path}:{number}: malformed record: {why}")
 
 
-def read_log(path: str):
-    """Yield (line number, Record) for each non-blank line; ReportError (one line) on failure."""
+def read_log(path: str, on_loss=None):
+    """Yield (line number, Record) for each non-blank line; ReportError (one line) on failure.
+    A loss line (the perf engine's `{"lost": N, ...}`) goes to `on_loss(LostAccesses)` when
+    given, else it is skipped: it is no access."""
     decoder = LogDecoder()
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as log:
@@ -65,6 +68,10 @@ def read_log(path: str):
                     record = decoder.decode(line)
                 except (ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
                     raise _malformed(path, number, error) from None
+                if isinstance(record, LostAccesses):
+                    if on_loss is not None:
+                        on_loss(record)
+                    continue
                 yield number, record
     except OSError as error:
         raise ReportError(f"cannot read {path}: {error.strerror or error}") from None
@@ -277,6 +284,24 @@ class Report:
     changes: ChangeLog = field(default_factory=ChangeLog)
     figures: Figures = field(default_factory=Figures)
     local_time: bool = False  # --tz local: show times of day in the local zone, not UTC
+    # where accesses were not logged: (how many value changes came before, the mark)
+    losses: list[tuple[int, LostAccesses]] = field(default_factory=list)
+
+    @property
+    def lost(self) -> int:
+        """Accesses not logged, as far as counted (a throttled event does not count)."""
+        return sum(mark.count or 0 for _, mark in self.losses)
+
+    def describe_losses(self) -> str:
+        """One line for the loss marks, "" when there are none."""
+        if not self.losses:
+            return ""
+        places = f"{len(self.losses):,} place" + ("" if len(self.losses) == 1 else "s")
+        line = f"lost: {accesses_text(self.lost)} not logged, at {places}"
+        throttled = sum(mark.count is None for _, mark in self.losses)
+        if throttled:
+            line += f" ({throttled:,} throttled: how many accesses then is not known)"
+        return line
 
     def sites(self, kind: str) -> list[tuple[Site, Record]]:
         """The top sites of `kind` with their sample records."""
@@ -289,7 +314,11 @@ def build_report(path: str, filters: Filters | None = None, top: int = TOP_SITES
     summary, changes, where_by_site = report.summary, report.changes, {}
     matches = None
     value = None  # the watched bytes' value after the previous record, any filter aside
-    for _, record in read_log(path):
+
+    def on_loss(mark: LostAccesses) -> None:
+        report.losses.append((len(changes), mark))
+
+    for _, record in read_log(path, on_loss):
         if matches is None:
             report.log_start = record.time
             matches = report.filters.matcher(record.time)
@@ -340,6 +369,26 @@ def _where(record: Record, where_by_site: dict) -> str:
 
 
 # ---------------------------------------------------------------- text and JSON
+
+
+def accesses_text(count: int) -> str:
+    return f"{count:,} access" + ("" if count == 1 else "es")
+
+
+def timeline(report: Report, changes=None):
+    """The value changes (all, or the Changes given, a slice from index `changes[0]`) with
+    the loss marks among them where they were logged: Change and LostAccesses items."""
+    start, picked = changes if changes is not None else (0, report.changes)
+    losses = report.losses
+    at = next((i for i, (before, _) in enumerate(losses) if before >= start), len(losses))
+    for index, change in enumerate(picked, start):
+        while at < len(losses) and losses[at][0] <= index:
+            yield losses[at][1]
+            at += 1
+        yield change
+    if changes is None or start + len(picked) == len(report.changes):
+        for _, mark in losses[at:]:
+            yield mark
 
 
 def writers(report: Report) -> list[tuple[str, Record]]:

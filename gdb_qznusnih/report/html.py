@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from html import escape
 
-from gdb_qznusnih.record.access import READ, WRITE, Record
+from gdb_qznusnih.record.access import READ, WRITE, LostAccesses, Record
 from gdb_qznusnih.report import figures
 from gdb_qznusnih.report.build import (
     Change,
     Report,
+    accesses_text,
     clock,
     describe_log,
     hex_value,
+    timeline,
     writers,
     zone_name,
 )
@@ -79,6 +81,10 @@ def _summary_section(report: Report) -> str:
         f'<tr><th>writes</th><td class="num write" id="total-writes">{summary.writes:,}</td></tr>',
         f'<tr><th>total</th><td class="num" id="total-all">{summary.total:,}</td></tr>',
     ]
+    if report.losses:
+        rows.append(
+            f'<tr><th>lost</th><td class="num lost" id="total-lost">{report.lost:,}</td></tr>'
+        )
     if duration is not None and summary.total:
         rows.append(f'<tr><th>span</th><td class="num">{duration:.6f} s</td></tr>')
     if rate is not None:
@@ -186,11 +192,22 @@ def _timeline_chunks(report: Report):
         f"<th>old {ARROW} new</th><th>where</th></tr>"
     )
     changes = report.changes
-    for first in range(0, len(changes), _ROWS_PER_CHUNK):
-        yield "".join(
-            _change_row(c, start, local) for c in changes[first : first + _ROWS_PER_CHUNK]
-        )
+    for first in range(0, max(len(changes), 1), _ROWS_PER_CHUNK):
+        picked = changes[first : first + _ROWS_PER_CHUNK]
+        yield "".join(_timeline_row(c, start, local) for c in timeline(report, (first, picked)))
     yield "</table></section>"
+
+
+def _timeline_row(item, start: float, local: bool) -> str:
+    if isinstance(item, LostAccesses):
+        how_many = "accesses" if item.count is None else accesses_text(item.count)
+        return (
+            f'<tr class="lost"><td></td><td>{clock(item.time, local)}</td>'
+            f'<td class="num">+{item.time - start:.6f} s</td><td></td>'
+            f'<td colspan="2"><b>{how_many} lost here</b> '
+            f'<span class="muted">({escape(item.reason)})</span></td></tr>'
+        )
+    return _change_row(item, start, local)
 
 
 def _change_row(c: Change, start: float, local: bool) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from gdb_qznusnih.record.access import (
     READ,
     WRITE,
+    LostAccesses,
     format_time,
 )
 from gdb_qznusnih.report.build import (
@@ -12,10 +13,17 @@ from gdb_qznusnih.report.build import (
     clock,
     describe_log,
     hex_value,
+    timeline,
     writers,
 )
 from gdb_qznusnih.sinks.colour import Colorizer
-from gdb_qznusnih.sinks.formats import CHANGED_UNSEEN_NOTE, BlockRenderer, to_json
+from gdb_qznusnih.sinks.formats import (
+    CHANGED_UNSEEN_NOTE,
+    BlockRenderer,
+    lost_text,
+    lost_to_json,
+    to_json,
+)
 from gdb_qznusnih.sinks.render import ARROW
 
 
@@ -38,6 +46,8 @@ def format_text(report: Report, colorizer: Colorizer | None = None) -> str:
     if report.filters.describe():
         out.append(f"filters: {report.filters.describe()}\n")
     out.append(summary.format(colorizer))
+    if report.losses:
+        out.append(report.describe_losses() + "\n")
     for kind, noun in ((READ, "reads"), (WRITE, "writes")):
         count = summary.reads if kind == READ else summary.writes
         if not count:
@@ -52,7 +62,10 @@ def format_text(report: Report, colorizer: Colorizer | None = None) -> str:
         out.append(f"\n{bold(title)}:\n" + _indent(blocks.render(record)))
     out.append(f"\n{bold('value changes')}: {report.changes.describe(summary.writes)}\n")
     start = report.log_start or 0.0
-    for change in report.changes:
+    for change in timeline(report):
+        if isinstance(change, LostAccesses):
+            out.append("  " + lost_text(change))
+            continue
         old = hex_value(change.old, change.length)
         new = bold(hex_value(change.value, change.length))
         where = f"{CHANGED_UNSEEN_NOTE} found by {change.where}" if change.unseen else change.where
@@ -76,6 +89,8 @@ def report_to_json(report: Report) -> dict:
         "records": report.records,
         "matched": summary.total,
         "filters": report.filters.describe(),
+        "lost": report.lost,
+        "losses": [lost_to_json(mark) for _, mark in report.losses],
         "summary": summary.to_json(),
         "sites": sites,
         "first_writer": report.first_writer and to_json(report.first_writer),

@@ -10,6 +10,10 @@
     #1  0x000055d0c3a0826a in main at mix.c:61
         movb $0x2a,(%rax)
 
+Where accesses were not logged (the perf engine's rings overflowed), the stream has a loss
+line instead, `{"lost": 212, "watch": 1, "time": "...", "reason": "ring overflow"}` (`LOST_FIELDS`;
+"lost" is null when the count cannot be known), and the text logs a one-line marker.
+
 `FIELDS` names the JSON keys in their order; `to_json`, the fast line of `JsonLine`,
 `record_from_json` and `LogDecoder` all follow it (a test holds them to it).  Hits come from a
 few call paths many times over, so only what a call path determines is cached: the frames'
@@ -28,6 +32,7 @@ from gdb_qznusnih.record.access import (
     ISO_SECOND,
     WRITE,
     Frame,
+    LostAccesses,
     Record,
     SecondStamp,
     format_time,
@@ -119,10 +124,53 @@ def _record(doc: dict, frames: tuple[Frame, ...], time: float, extra: dict) -> R
     )  # fmt: skip
 
 
-def record_from_json(doc: dict) -> Record:
-    """A Record from one parsed JSON line (logs written before a key existed get its default)."""
+def record_from_json(doc: dict) -> Record | LostAccesses:
+    """A Record from one parsed JSON line (logs written before a key existed get its default);
+    a loss line gives its LostAccesses."""
+    if "lost" in doc:
+        return lost_from_json(doc)
     extra = {k: v for k, v in doc.items() if k not in _KNOWN_KEYS}
     return _record(doc, _frames_from_json(doc["frames"]), parse_time(doc["time"]), extra)
+
+
+# ------------------------------------------------------------------ loss lines
+
+LOST_FIELDS = ("lost", "watch", "time", "reason")
+_LOST_START = '{"lost": '
+
+
+def lost_to_json(mark: LostAccesses) -> dict:
+    return {
+        "lost": mark.count,
+        "watch": mark.watch,
+        "time": format_time(mark.time),
+        "reason": mark.reason,
+    }
+
+
+def lost_line(mark: LostAccesses) -> str:
+    """The loss line of the JSONL, in LOST_FIELDS' order."""
+    return json.dumps(lost_to_json(mark)) + "\n"
+
+
+def lost_from_json(doc: dict) -> LostAccesses:
+    count = doc["lost"]
+    if count is not None and (not isinstance(count, int) or count < 0):
+        raise ValueError(f"bad lost count {count!r}")
+    return LostAccesses(doc.get("watch", 1), count, parse_time(doc["time"]), str(doc["reason"]))
+
+
+def lost_text(mark: LostAccesses) -> str:
+    """The one-line marker of the text logs and the stream."""
+    whole, micros = split_seconds(mark.time)
+    hms = _time.strftime(HMS, _time.gmtime(whole))
+    plural = "" if mark.count == 1 else "es"
+    how_many = "accesses" if mark.count is None else f"{mark.count:,} access{plural}"
+    unknown = ", how many is not known" if mark.count is None else ""
+    return (
+        f"[{mark.watch}] LOST  {how_many} not logged here ({mark.reason}{unknown})  "
+        f"{hms}.{micros:06d}\n"
+    )
 
 
 class JsonLine:
@@ -204,8 +252,11 @@ class LogDecoder:
         self._frames = caches.cache("decoded frames")
         self._seconds = caches.cache("decoded seconds")
 
-    def decode(self, line: str) -> Record:
-        """One line as a Record; raises ValueError, KeyError or TypeError when malformed."""
+    def decode(self, line: str) -> Record | LostAccesses:
+        """One line as a Record (a loss line as its LostAccesses); raises ValueError, KeyError
+        or TypeError when malformed."""
+        if line.startswith(_LOST_START):
+            return lost_from_json(_object(line))
         head, found, rest = line.partition(_FRAMES_KEY)
         end = rest.find(_FRAMES_END) if found else -1
         if end < 0:

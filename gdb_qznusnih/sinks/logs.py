@@ -9,9 +9,17 @@ from __future__ import annotations
 import os
 
 from gdb_qznusnih.caches import CacheRegistry
-from gdb_qznusnih.record.access import READ, WRITE, Record, SecondStamp, frames_key, split_seconds
+from gdb_qznusnih.record.access import (
+    READ,
+    WRITE,
+    LostAccesses,
+    Record,
+    SecondStamp,
+    frames_key,
+    split_seconds,
+)
 from gdb_qznusnih.sinks.colour import Colorizer
-from gdb_qznusnih.sinks.formats import BlockRenderer, JsonLine
+from gdb_qznusnih.sinks.formats import BlockRenderer, JsonLine, lost_line, lost_text
 from gdb_qznusnih.sinks.private_files import one_line_error, open_private
 from gdb_qznusnih.sinks.render import HMS
 
@@ -80,6 +88,16 @@ class _AppendError(Exception):
             state = f"every log ends with record {seq - 1}"
         return (
             f"cannot write {self.path}: {_reason(self.error)}; logging stopped and {state}; "
+            "free some space or choose another --log prefix"
+        )
+
+    def describe_loss(self) -> str:
+        """One line for a loss line that could not be written."""
+        state = (
+            "" if not self.cut_short else f" and {' and '.join(self.cut_short)} end with part of it"
+        )
+        return (
+            f"cannot write {self.path}: {_reason(self.error)}; logging stopped{state}; "
             "free some space or choose another --log prefix"
         )
 
@@ -155,24 +173,44 @@ class LogSinks:
             kind_log = self._files.get(record.kind)
             if kind_log is not None:
                 parts.append((kind_log, file_block))
-            try:
-                try:
-                    self._append(parts)
-                except KeyboardInterrupt:
-                    # A stop signal between the two writes: put the record in both, then stop.
-                    self._append(parts)
-                    raise
-            except _AppendError as failure:
-                self._failed = failure.describe(record.seq)
-                raise SinkError(self._failed) from None
+            self._append_whole(parts, lambda failure: failure.describe(record.seq))
         if not self.quiet:
-            if self._writer is None:
-                try:
-                    write_all(1, terminal_block)
-                except OSError as error:
-                    raise SinkError(f"cannot write to standard output: {_reason(error)}") from None
-            else:
-                self._writer(terminal_block.decode())
+            self._to_terminal(terminal_block)
+
+    def _append_whole(self, parts: list[tuple[_LogFile, bytes]], describe) -> None:
+        """Append to every file or (cut back) to none; SinkError with `describe(failure)`."""
+        try:
+            try:
+                self._append(parts)
+            except KeyboardInterrupt:
+                # A stop signal between the writes: put the lines in every file, then stop.
+                self._append(parts)
+                raise
+        except _AppendError as failure:
+            self._failed = describe(failure)
+            raise SinkError(self._failed) from None
+
+    def _to_terminal(self, data: bytes) -> None:
+        if self._writer is None:
+            try:
+                write_all(1, data)
+            except OSError as error:
+                raise SinkError(f"cannot write to standard output: {_reason(error)}") from None
+        else:
+            self._writer(data.decode())
+
+    def lost(self, mark: LostAccesses) -> None:
+        """Say where accesses were not logged: the loss line in the JSONL, the marker in both
+        text logs and on the terminal (unless quiet)."""
+        if self._failed is not None:
+            raise SinkError(self._failed)
+        marker = lost_text(mark).encode()
+        if self._files:
+            parts = [(self._files["json"], lost_line(mark).encode())]
+            parts += [(self._files[kind], marker) for kind in (READ, WRITE)]
+            self._append_whole(parts, _AppendError.describe_loss)
+        if not self.quiet:
+            self._to_terminal(marker)
 
     @staticmethod
     def _append(parts: list[tuple[_LogFile, bytes]]) -> None:

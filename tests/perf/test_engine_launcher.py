@@ -209,10 +209,20 @@ def test_a_tiny_ring_loses_accesses_and_says_how_many_exactly(start_target, tmp_
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, err  # accesses lost: not a clean watch
     assert "watch 1 ended: SIGINT received" in err
-    logged = len(records(prefix))
+    lines = records(prefix)
+    accesses = [line for line in lines if "lost" not in line]
+    marks = [line for line in lines if "lost" in line]
     lost_line = next(line for line in out.splitlines() if line.startswith("lost: "))
     lost = int(lost_line.split()[1].replace(",", ""))
-    assert lost > 0 and logged + lost == 20_000, (logged, lost_line)
+    assert lost > 0 and len(accesses) + lost == 20_000, (len(accesses), lost_line)
+    # in the stream, where they happened: they add up to the hardware's own count
+    assert {tuple(mark) for mark in marks} == {("lost", "watch", "time", "reason")}
+    assert {mark["reason"] for mark in marks} == {"ring overflow"}
+    assert sum(mark["lost"] for mark in marks) == lost
+    assert lines[0] in accesses and len(marks) > 1, "a loss only at the end"
+    for log in ("reads", "writes"):  # the text logs' one-line markers
+        markers = Path(f"{prefix}.{log}.log").read_text().count("] LOST  ")
+        assert markers == len(marks), log
     assert target.finish() == (20_000 - 1) % 256
 
 

@@ -1,0 +1,242 @@
+"""The perf engine meets the target's faults the way the gdb engine does: an exit (code or
+signal), an exec, a fork, an munmap of the watched page, a library dlopen()ed after arming;
+a SIGSTOP it leaves alone; Ctrl-C, SIGTERM and SIGHUP with every record whole on disk.
+
+Each case runs tests/c/faults.c under both engines (ASLR off: the same addresses) and holds
+the perf engine's records and messages to the gdb engine's."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from gdb_qznusnih.launcher.preflight import parse_stat
+from tests.conftest import C_DIR
+from tests.perf.test_engine_launcher import (
+    comparable,
+    launcher,
+    records,
+    wait_armed,
+    wait_for_lines,
+)
+
+pytestmark = pytest.mark.perf
+FORK_NOTE = "qzn: the target forked; children are not watched (said once)"
+
+
+class Faults:
+    """tests/c/faults.c MODE [ARG], waiting on stdin for the go byte."""
+
+    def __init__(self, program: Path, *args: str):
+        self.proc = subprocess.Popen(
+            ["setarch", "x86_64", "-R", str(program), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        first = self.proc.stdout.readline().split()  # "pid P addr 0x..."
+        assert first[:1] == ["pid"], first
+        self.pid, self.address = int(first[1]), first[3]
+
+    def send(self, text: str = "g") -> None:
+        self.proc.stdin.write(text)
+        self.proc.stdin.flush()
+
+    def state(self) -> str:
+        return parse_stat(Path(f"/proc/{self.pid}/stat").read_text())[0]
+
+
+@pytest.fixture(scope="module")
+def faults(build_c) -> Path:
+    return build_c("faults")
+
+
+def watch(program: Path, engine: str, tmp_path: Path, *args: str):
+    """Watch faults MODE's byte to the end: (records, the launcher's stderr, the target's
+    exit status), the launcher's exit status checked to be 0."""
+    target = Faults(program, *args)
+    prefix = tmp_path / engine
+    proc = launcher(target.address, str(target.pid), "--engine", engine, "--log", str(prefix),
+                    "--quiet", "--no-html")  # fmt: skip
+    try:
+        armed = wait_armed(proc)
+        target.send()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    target.proc.stdin.close()
+    status = target.proc.wait(timeout=30)  # reaped only now: its status was readable
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    return records(prefix), armed + err, status
+
+
+def both_engines(program: Path, tmp_path: Path, *args: str):
+    """The same run under each engine; (perf's, gdb's), each as watch() gives it."""
+    return watch(program, "perf", tmp_path, *args), watch(program, "gdb", tmp_path, *args)
+
+
+def kinds_and_values(logged: list[dict]) -> list[tuple[str, int]]:
+    return [(r["kind"], r["value"]) for r in logged]
+
+
+def ended(err: str) -> str:
+    return next(line for line in err.splitlines() if line.startswith("qzn: watch 1 ended: "))
+
+
+def test_an_exit_code_ends_the_watch_with_the_gdb_engines_message(faults, tmp_path):
+    (by_perf, perf_err, perf_status), (by_gdb, gdb_err, gdb_status) = both_engines(
+        faults, tmp_path, "exit", "7"
+    )
+    assert perf_status == gdb_status == 7
+    assert ended(perf_err) == ended(gdb_err) == "qzn: watch 1 ended: target exited with code 7"
+    assert kinds_and_values(by_perf) == kinds_and_values(by_gdb) == [("write", 1)]
+
+
+def test_a_death_by_signal_ends_the_watch_naming_the_signal(faults, tmp_path):
+    (by_perf, perf_err, perf_status), (by_gdb, gdb_err, gdb_status) = both_engines(
+        faults, tmp_path, "signal"
+    )
+    assert perf_status == gdb_status == -signal.SIGABRT
+    assert ended(perf_err) == "qzn: watch 1 ended: target was killed by SIGABRT"
+    assert ended(gdb_err) == "qzn: watch 1 ended: target exited"  # gdb's exit event: no code
+    assert kinds_and_values(by_perf) == kinds_and_values(by_gdb) == [("write", 1)]
+
+
+def test_exec_ends_the_watch_keeping_every_record_before_it(faults, tmp_path):
+    (by_perf, perf_err, _), (by_gdb, gdb_err, _) = both_engines(faults, tmp_path, "exec")
+    expected = f"qzn: watch 1 ended: target called exec({faults}); exec clears watches"
+    assert ended(perf_err) == ended(gdb_err) == expected
+    # the new program writes 5 at the same address 20,000 times: not the watched program any more
+    assert kinds_and_values(by_perf) == kinds_and_values(by_gdb) == [("write", 1)]
+
+
+def test_a_fork_child_is_not_watched_and_said_once(faults, tmp_path):
+    (by_perf, perf_err, _), (by_gdb, gdb_err, _) = both_engines(faults, tmp_path, "fork")
+    assert perf_err.count(FORK_NOTE) == gdb_err.count(FORK_NOTE) == 1
+    assert kinds_and_values(by_perf) == kinds_and_values(by_gdb) == [("write", 1), ("write", 3)]
+    assert {r["pid"] for r in by_perf} == {by_perf[0]["tid"]}  # the parent's alone
+    assert ended(perf_err) == ended(gdb_err) == "qzn: watch 1 ended: target exited with code 0"
+
+
+def test_munmap_of_the_page_goes_on_watching_the_address_as_the_gdb_engine(faults, tmp_path):
+    (by_perf, perf_err, _), (by_gdb, gdb_err, _) = both_engines(faults, tmp_path, "munmap")
+    # written, unmapped, mapped again, written and read: the address is what is watched
+    assert kinds_and_values(by_perf) == [("write", 1), ("write", 4), ("read", 4)]
+    assert [comparable(r) for r in by_perf] == [comparable(r) for r in by_gdb]
+    assert ended(perf_err) == ended(gdb_err) == "qzn: watch 1 ended: target exited with code 0"
+
+
+def test_a_library_dlopened_after_arming_gets_full_frames(faults, build_c, tmp_path):
+    plugin = build_c("symbols_plugin", extra=("-shared", "-fPIC"))
+    (by_perf, _, status), (by_gdb, _, _) = both_engines(faults, tmp_path, "dlopen", str(plugin))
+    assert status == 0
+    assert kinds_and_values(by_perf) == [("write", 1), ("read", 1), ("write", 2), ("read", 2)]
+    in_plugin = by_perf[1:3]  # the plugin's load and store, made after it was loaded
+    assert [r["frames"][0]["func"] for r in in_plugin] == ["bump", "bump"]
+    source = str(C_DIR / "symbols_plugin.c")
+    assert {(r["frames"][0]["file"], r["frames"][0]["line"]) for r in in_plugin} == {(source, 3)}
+    assert [f["func"] for f in in_plugin[0]["frames"]] == [
+        "bump", "plugin_touch", "call_plugin", "main"
+    ]  # fmt: skip
+    assert all(r["insn"] and r["value_from"] == "registers" for r in in_plugin)
+    assert [comparable(r) for r in by_perf] == [comparable(r) for r in by_gdb]
+
+
+def test_a_sigstop_is_left_to_the_target_and_sigcont_resumes_the_watch(faults, tmp_path):
+    target = Faults(faults, "phases")
+    prefix = tmp_path / "stopped"
+    proc = launcher(target.address, str(target.pid), "--engine", "perf", "--log", str(prefix),
+                    "--quiet", "--no-html")  # fmt: skip
+    try:
+        wait_armed(proc)
+        target.send()
+        assert target.proc.stdout.readline() == "phase\n"
+        target.proc.send_signal(signal.SIGSTOP)
+        wait_for_state(target, "T")
+        target.send()  # its go byte for the reads: it cannot take it while stopped
+        time.sleep(0.2)
+        assert target.state() == "T" and proc.poll() is None  # still stopped, still watched
+        assert kinds_and_values(records(prefix)) == [("write", 1)]
+        target.proc.send_signal(signal.SIGCONT)
+        assert target.proc.stdout.readline() == "done\n"
+        target.proc.stdin.close()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert target.proc.wait(timeout=30) == 0
+    assert ended(err) == "qzn: watch 1 ended: target exited with code 0"
+    assert kinds_and_values(records(prefix)) == [("write", 1)] + [("read", 1)] * 100
+
+
+def test_a_target_stopped_before_the_watch_is_armed_and_stays_stopped(faults, tmp_path):
+    target = Faults(faults, "exit", "0")
+    target.proc.send_signal(signal.SIGSTOP)
+    wait_for_state(target, "T")
+    prefix = tmp_path / "prestopped"
+    proc = launcher(target.address, str(target.pid), "--engine", "perf", "--log", str(prefix),
+                    "--quiet", "--no-html")  # fmt: skip
+    try:
+        wait_armed(proc)  # perf needs no stop: the gdb engine refuses a stopped target
+        target.send()
+        time.sleep(0.2)
+        assert target.state() == "T" and proc.poll() is None
+        target.proc.send_signal(signal.SIGCONT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert target.proc.wait(timeout=30) == 0
+    assert ended(err) == "qzn: watch 1 ended: target exited with code 0"
+    assert kinds_and_values(records(prefix)) == [("write", 1)]
+
+
+HOT_WRITES = 100_000
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_mid_flood_leaves_every_record_whole(start_target, tmp_path, signum):
+    target = start_target(HOT_WRITES, 0, 0)
+    prefix = tmp_path / "flood"
+    proc = launcher(hex(target.address), str(target.pid), "--engine", "perf", "--log",
+                    str(prefix), "--quiet", "--no-html")  # fmt: skip
+    try:
+        wait_armed(proc)
+        target.go()
+        wait_for_lines(prefix, 1000)  # the hot loop is under way
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "Traceback" not in err
+    assert ended(err) == f"qzn: watch 1 ended: {signal.Signals(signum).name} received"
+    text = Path(f"{prefix}.jsonl").read_text()
+    assert text.endswith("\n")
+    lines = [json.loads(line) for line in text.splitlines()]  # each whole
+    accesses = [line for line in lines if "lost" not in line]
+    lost = sum(line["lost"] for line in lines if "lost" in line)
+    assert 1000 <= len(accesses) < HOT_WRITES  # stopped mid-flood
+    assert [r["seq"] for r in accesses] == list(range(1, len(accesses) + 1))
+    assert f"summary: {len(accesses):,} accesses: 0 reads, {len(accesses):,} writes" in out
+    writes_log = Path(f"{prefix}.writes.log").read_text()
+    assert writes_log.count("] WRITE ") == len(accesses)
+    assert proc.returncode == (3 if lost else 0), (err, lost)
+    target.wait_done()
+    assert target.finish() == (HOT_WRITES - 1) % 256  # ran on to the end, unharmed
+
+
+def wait_for_state(target: Faults, wanted: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while target.state() != wanted:
+        assert time.monotonic() < deadline, f"process {target.pid} is {target.state()}"
+        time.sleep(0.005)
