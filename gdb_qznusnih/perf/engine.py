@@ -20,13 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gdb_qznusnih.caches import CacheRegistry
-from gdb_qznusnih.classify import values
+from gdb_qznusnih.classify import kernel_layout, values
 from gdb_qznusnih.classify.trap import DecodedTrap, TrapClassifier, decode_trap
 from gdb_qznusnih.perf.capture import Capture, CaptureConfig
 from gdb_qznusnih.perf.hits import Hit
+from gdb_qznusnih.perf.kernel_symbols import KernelSymbols
 from gdb_qznusnih.perf.modules import ModuleMap, parse_maps, process_memory_reader
 from gdb_qznusnih.perf.records import Comm, Mmap2, Sample
-from gdb_qznusnih.perf.symbolizer import Symbolizer
+from gdb_qznusnih.perf.symbolizer import Symbolizer, printable
 from gdb_qznusnih.perf.unwind import Unwinder
 from gdb_qznusnih.record.access import READ, Frame, Record
 from gdb_qznusnih.record.summary import Summary
@@ -112,6 +113,8 @@ class PerfWatch:
         self._shadow: int | None = None  # the watched bytes' value, while known
         self._clock_offset = 0.0  # epoch seconds minus CLOCK_MONOTONIC seconds
         self._stop_at: frozenset[int] = frozenset()  # main: gdb's backtraces end there
+        self._kernel_symbols: KernelSymbols | None = None  # when kernel mode is watched
+        self._comms: dict[int, str | None] = {}  # tid -> its name, for kernel records
 
     # -- arming -----------------------------------------------------------------------
 
@@ -128,6 +131,8 @@ class PerfWatch:
                 self._modules = self._symbolizer.modules
             self._unwinder = Unwinder(self._modules)
             self._stop_at = _main_starts(self._modules, request.pid)
+            if not self.config.events.exclude_kernel:
+                self._kernel_symbols = KernelSymbols.load()
             self._shadow = read_value(request.pid, request.address, request.length)
             self._clock_offset = time.time() - time.monotonic()
             self._capture = Capture(request.pid, request.address, request.length, self.config)
@@ -142,8 +147,15 @@ class PerfWatch:
 
     @property
     def notes(self) -> list[str]:
-        """Modules the symbolizer could not load, one line each."""
-        return list(self._symbolizer.notes) if self._symbolizer is not None else []
+        """Modules the symbolizer could not load, kernel frames that will have no names;
+        one line each."""
+        notes = list(self._symbolizer.notes) if self._symbolizer is not None else []
+        if self._kernel_symbols is not None and not self._kernel_symbols.visible:
+            notes.append(
+                "kernel frames will have no names: /proc/kallsyms hides the kernel's "
+                "addresses (kernel.kptr_restrict); run as root with kptr_restrict 0 or 1"
+            )
+        return notes
 
     # -- running ----------------------------------------------------------------------
 
@@ -172,6 +184,8 @@ class PerfWatch:
     def _side_band(self, record) -> None:
         if isinstance(record, Mmap2):
             self._maps_changed = True  # a library loaded: read the maps before symbolizing
+        elif isinstance(record, Comm) and not record.exec:
+            self._comms[record.tid] = printable(record.comm)  # prctl(PR_SET_NAME)
         elif isinstance(record, Comm) and record.exec and record.pid == self.request.pid:
             exe = _exe_of(record.pid, record.comm)
             self.finish(f"target called exec({exe}); exec clears watches", log_more=False)
@@ -216,9 +230,14 @@ class PerfWatch:
         if self._maps_changed:
             self._refresh_modules()
         backtraces = [self._unwind(hit.sample) for hit in hits]
+        # A kernel-mode sample's user pcs all follow a call (the first, the syscall).
         self._symbolizer.resolve(
-            traps={hit.sample.ip for hit in hits},
-            callers={ra for pcs in backtraces for ra in pcs[1:]},
+            traps={hit.sample.ip for hit in hits if not hit.sample.kernel_mode},
+            callers={
+                ra
+                for hit, pcs in zip(hits, backtraces)
+                for ra in (pcs if hit.sample.kernel_mode else pcs[1:])
+            },
         )
         for hit, pcs in zip(hits, backtraces):
             if not self._logging:
@@ -226,9 +245,11 @@ class PerfWatch:
             self._log_hit(hit, pcs)
 
     def _unwind(self, sample: Sample) -> tuple[int, ...]:
+        """The user pcs, innermost first: of a kernel-mode sample, the registers and stack
+        sampled are the user state at the system call's entry."""
         registers = sample.registers()
         if not registers:
-            return (sample.ip,)
+            return () if sample.kernel_mode else (sample.ip,)
         backtrace = self._unwinder.unwind(
             registers, sample.stack, max_frames=self.request.bt_depth, stop_at=self._stop_at
         )
@@ -236,6 +257,9 @@ class PerfWatch:
 
     def _log_hit(self, hit: Hit, pcs: tuple[int, ...]) -> None:
         sample = hit.sample
+        if sample.kernel_mode:
+            self._log_kernel_hit(hit, pcs)
+            return
         ip = sample.ip
         decoded = self._decoded.get(ip)
         if decoded is None:
@@ -254,6 +278,40 @@ class PerfWatch:
         frames = self._frames(pcs, insn_pc)
         when = self._clock_offset + sample.time / 1e9
         self._emit(kinds, kind_from, insn, registers, insn_pc, text, frames, sample, when)
+
+    def _log_kernel_hit(self, hit: Hit, user_pcs: tuple[int, ...]) -> None:
+        """An access by the kernel: the instruction is the kernel's (not decoded: its pc is
+        the trap ip, after it), the kind is what the W event says, the value is not known
+        (copy_to_user's rep movs or byte loop leaves it in no sampled register)."""
+        sample = hit.sample
+        kinds = ["write" if hit.hardware_saw_write else READ]
+        frames = self._kernel_frames(sample.callchain or (sample.ip,), user_pcs)
+        when = self._clock_offset + sample.time / 1e9
+        self._emit(kinds, "hardware", None, {}, sample.ip, None, frames, sample, when)
+
+    def _kernel_frames(self, kernel_pcs, user_pcs) -> tuple[Frame, ...]:
+        """The kernel frames down to the system call entry, then the user frames of the
+        call down to main, as whole-system mode shows a kernel-mode hit."""
+        key = (*kernel_pcs, *user_pcs)  # starts with a kernel pc: no user path's key
+        frames = self._paths.get(key)
+        if frames is not None:
+            return frames
+        rows = list(self._kernel_symbols.frames(kernel_pcs))
+        entry = kernel_layout.kernel_entry_index([row.func for row in rows])
+        if entry is not None:  # nothing of the kernel's past its system call entry
+            rows = rows[: entry + 1]
+        for ra in user_pcs:
+            rows.extend(self._symbolizer.caller(ra))
+        frames = tuple(
+            Frame(level, *row) for level, row in enumerate(rows[: self.request.bt_depth])
+        )
+        return self._paths.remember(key, frames)
+
+    def _comm(self, sample: Sample) -> str | None:
+        """The name of the thread the kernel worked for, as whole-system mode gives it."""
+        if sample.tid not in self._comms:
+            self._comms[sample.tid] = _thread_name(sample.pid, sample.tid)
+        return self._comms[sample.tid]
 
     def _decode(self, ip: int) -> DecodedTrap:
         site = self._symbolizer.site(ip)
@@ -313,6 +371,8 @@ class PerfWatch:
                 kind_from=kind_from,
                 watch=request.number,
                 value_from=value_from,
+                mode="kernel" if sample.kernel_mode else None,  # user: as the gdb engine's
+                comm=self._comm(sample) if sample.kernel_mode else None,
             )
             self.summary.add(record)
             try:
@@ -389,6 +449,14 @@ def _register_reader(registers: dict[str, int]) -> Callable[[str], int]:
 
 def _identity(mapping) -> tuple:
     return mapping.start, mapping.end, mapping.offset, mapping.inode
+
+
+def _thread_name(pid: int, tid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/task/{tid}/comm", errors="replace") as comm:
+            return printable(comm.read().rstrip("\n"))  # the target names its threads
+    except OSError:
+        return None  # it exited before its hit was logged
 
 
 def _exe_of(pid: int, fallback: str) -> str:
