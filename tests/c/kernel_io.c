@@ -1,12 +1,14 @@
 /* Target for the perf engine's kernel mode: the kernel reads and writes one byte on the
  * program's behalf, an exact number of times.
- *   kernel_io ROUNDS
+ *   kernel_io ROUNDS [NAME]
  * Prints "pid P addr 0x...", then waits for a byte on stdin (the go signal: the watch is
  * armed).  Then, ROUNDS times: main stores to `byte` (a user write), read(2) of /dev/zero
  * into it (a kernel write: clear_user), and write(2) of it into a pipe (a kernel read:
  * copy_from_user); the pipe is emptied into another buffer.  Prints "done", and when stdin
- * reaches end of file (the watch is gone), "value V", the byte at the end, and exits. */
+ * reaches end of file (the watch is gone), "value V", the byte at the end, and exits.
+ * NAME, if given, becomes the thread's name (prctl PR_SET_NAME), before the go signal. */
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -42,13 +44,15 @@ static void wait_for_stdin(int want_byte) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: kernel_io ROUNDS\n");
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: kernel_io ROUNDS [NAME]\n");
         return 2;
     }
     long rounds = atol(argv[1]);
     zero_fd = open("/dev/zero", O_RDONLY);
     if (zero_fd < 0 || pipe(pipe_fds) != 0)
+        return 2;
+    if (argc == 3 && prctl(PR_SET_NAME, argv[2], 0, 0, 0) != 0)
         return 2;
     printf("pid %d addr %p\n", getpid(), (void *)&byte);
     fflush(stdout);
