@@ -177,6 +177,7 @@ def test_each_kind_of_a_user_and_kernel_mix_is_counted_exactly(kernel_io, tmp_pa
     assert counts == {(None, "write"): rounds, ("kernel", "write"): rounds,
                       ("kernel", "read"): rounds, (None, "read"): 1}  # fmt: skip
     assert "lost" not in out
+    assert f"  by mode: kernel {2 * rounds:,}, user {rounds + 1:,}\n" in out
     assert target.finish() == 0
 
 
