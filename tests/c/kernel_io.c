@@ -3,9 +3,10 @@
  *   kernel_io ROUNDS [NAME]
  * Prints "pid P addr 0x...", then waits for a byte on stdin (the go signal: the watch is
  * armed).  Then, ROUNDS times: main stores to `byte` (a user write), read(2) of /dev/zero
- * into it (a kernel write: clear_user), and write(2) of it into a pipe (a kernel read:
- * copy_from_user); the pipe is emptied into another buffer.  Prints "done", and when stdin
- * reaches end of file (the watch is gone), "value V", the byte at the end, and exits.
+ * into it (a kernel write: clear_user), write(2) of it into a pipe (a kernel read:
+ * copy_from_user), and read(2) of the pipe back into it (a kernel write: copy_to_user).
+ * Prints "done", and when stdin reaches end of file (the watch is gone), "value V", the
+ * byte at the end, and exits.
  * NAME, if given, becomes the thread's name (prctl PR_SET_NAME), before the go signal. */
 #include <fcntl.h>
 #include <sys/prctl.h>
@@ -28,9 +29,8 @@ __attribute__((noinline)) void send_byte(void) {
         abort();
 }
 
-static void empty_pipe(void) {
-    char elsewhere;
-    if (read(pipe_fds[0], &elsewhere, 1) != 1)
+__attribute__((noinline)) void receive_byte(void) {
+    if (read(pipe_fds[0], (void *)&byte, 1) != 1)
         abort();
 }
 
@@ -61,7 +61,7 @@ int main(int argc, char **argv) {
         store_byte(i);
         zero_into_byte();
         send_byte();
-        empty_pipe();
+        receive_byte();
     }
     printf("done\n");
     fflush(stdout);

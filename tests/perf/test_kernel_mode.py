@@ -1,7 +1,8 @@
 """The perf engine's kernel mode, on real processes: the kernel's own accesses to the byte
-(read() from /dev/zero into it, a pipe write() of it) are records of their own, with the
-kernel frames then the user frames of the system call down to main, counted exactly; where
-kernel mode may not be watched, one note and the user records go on."""
+(read() from /dev/zero into it, a pipe write() of it, a pipe read() back into it) are
+records of their own, with the kernel frames then the user frames of the system call down
+to main, counted exactly; where kernel mode may not be watched, one note and the user
+records go on."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ KERNEL_SPACE = 1 << 63
 # chain (vfs_*, the syscall entry) has kept its names since Linux 4.17.
 ZEROING = r"read_zero|iov_iter_zero|_?_?clear_user\w*|rep_stos_alternative"
 COPYING_IN = r"_?copy_from_iter\w*|copy_page_from_iter|_?copy_from_user|rep_movs_alternative"
+COPYING_OUT = r"_?copy_to_iter\w*|copy_page_to_iter|_?copy_to_user|rep_movs_alternative"
 LIBC = r"(__GI_)?(__libc_)?{}"
 
 
@@ -143,13 +145,13 @@ def test_the_kernels_reads_and_writes_are_kernel_records_with_the_system_calls_f
     assert "; kernel-mode accesses too;" in err and "not visible" not in err
     assert "Traceback" not in err
     logged = read_jsonl(tmp_path / "k.jsonl")
-    assert len(logged) == 3 * rounds + 1
-    assert [r["seq"] for r in logged] == list(range(1, 3 * rounds + 2))
+    assert len(logged) == 4 * rounds + 1
+    assert [r["seq"] for r in logged] == list(range(1, 4 * rounds + 2))
     last_read = logged[-1]  # main prints the byte as it exits
     assert (last_read["kind"], last_read["value"], funcs(last_read)) == ("read", 0, ["main"])
     assert "mode" not in last_read
     for index in range(rounds):
-        user_write, kernel_write, kernel_read = logged[3 * index : 3 * index + 3]
+        user_write, zeroed, sent, received = logged[4 * index : 4 * index + 4]
         value = index | 1
         # a user record: the gdb engine's shape, no mode
         assert "mode" not in user_write and "comm" not in user_write
@@ -158,13 +160,15 @@ def test_the_kernels_reads_and_writes_are_kernel_records_with_the_system_calls_f
         )  # fmt: skip
         assert user_write["old"] == (None if index else 0)  # after the kernel's write: unknown
         assert funcs(user_write) == ["store_byte", "main"]
-        check_kernel_record(kernel_write, "write", ZEROING, "vfs_read", "read", "zero_into_byte")
-        assert kernel_write["old"] == value  # the user write before it said what it stored
-        check_kernel_record(kernel_read, "read", COPYING_IN, "vfs_write", "write", "send_byte")
-        assert kernel_read["old"] is None
-        assert {r["pid"] for r in (user_write, kernel_write, kernel_read)} == {target.pid}
-        assert {r["tid"] for r in (user_write, kernel_write, kernel_read)} == {target.pid}
-    assert target.finish() == 0  # the last access that changed it: read() of /dev/zero
+        check_kernel_record(zeroed, "write", ZEROING, "vfs_read", "read", "zero_into_byte")
+        assert zeroed["old"] == value  # the user write before it said what it stored
+        check_kernel_record(sent, "read", COPYING_IN, "vfs_write", "write", "send_byte")
+        assert sent["old"] is None
+        check_kernel_record(received, "write", COPYING_OUT, "vfs_read", "read", "receive_byte")
+        assert received["old"] is None  # the kernel's write before: unknown
+        round_records = (user_write, zeroed, sent, received)
+        assert {(r["pid"], r["tid"]) for r in round_records} == {(target.pid, target.pid)}
+    assert target.finish() == 0  # /dev/zero's, through the pipe
 
 
 def test_each_kind_of_a_user_and_kernel_mix_is_counted_exactly(kernel_io, tmp_path):
@@ -174,10 +178,10 @@ def test_each_kind_of_a_user_and_kernel_mix_is_counted_exactly(kernel_io, tmp_pa
     assert status == 0, err
     logged = read_jsonl(tmp_path / "k.jsonl")
     counts = collections.Counter((r.get("mode"), r["kind"]) for r in logged)
-    assert counts == {(None, "write"): rounds, ("kernel", "write"): rounds,
+    assert counts == {(None, "write"): rounds, ("kernel", "write"): 2 * rounds,
                       ("kernel", "read"): rounds, (None, "read"): 1}  # fmt: skip
     assert "lost" not in out
-    assert f"  by mode: kernel {2 * rounds:,}, user {rounds + 1:,}\n" in out
+    assert f"  by mode: kernel {3 * rounds:,}, user {rounds + 1:,}\n" in out
     assert target.finish() == 0
 
 
@@ -188,9 +192,9 @@ def test_a_thread_name_with_control_characters_is_logged_escaped(kernel_io, tmp_
                              "never")  # fmt: skip
     assert status == 0, err
     kernel = [r for r in read_jsonl(tmp_path / "k.jsonl") if r.get("mode") == "kernel"]
-    assert [r["comm"] for r in kernel] == ["io\\x1b]0;owned\\x07"] * 2
+    assert [r["comm"] for r in kernel] == ["io\\x1b]0;owned\\x07"] * 3
     assert "\x1b" not in out and "\x07" not in out
-    assert out.count("kernel pid") == 2
+    assert out.count("kernel pid") == 3
     target.finish()
 
 
