@@ -29,7 +29,7 @@ from gdb_qznusnih.perf.modules import ModuleMap, parse_maps, process_memory_read
 from gdb_qznusnih.perf.records import Comm, Mmap2, Sample
 from gdb_qznusnih.perf.symbolizer import Symbolizer, printable
 from gdb_qznusnih.perf.unwind import Unwinder
-from gdb_qznusnih.record.access import READ, Frame, Record
+from gdb_qznusnih.record.access import READ, WRITE, Frame, Record
 from gdb_qznusnih.record.summary import Summary
 from gdb_qznusnih.sinks.logs import SinkError
 
@@ -284,7 +284,7 @@ class PerfWatch:
         the trap ip, after it), the kind is what the W event says, the value is not known
         (copy_to_user's rep movs or byte loop leaves it in no sampled register)."""
         sample = hit.sample
-        kinds = ["write" if hit.hardware_saw_write else READ]
+        kinds = [WRITE if hit.hardware_saw_write else READ]
         frames = self._kernel_frames(sample.callchain or (sample.ip,), user_pcs)
         when = self._clock_offset + sample.time / 1e9
         self._emit(kinds, "hardware", None, {}, sample.ip, None, frames, sample, when)
