@@ -119,12 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'engine':<38} {'hits/s':>9} {'ratio':>6} {'hits':>8} {'lost':>6}")
         print(f"{'perf stat mem:ADDR/1:rw (counting)':<38} {floor:>9.0f} {1:>6.2f} "
               f"{floors[-1][1]:>8} {'-':>6}")  # fmt: skip
-        rows = [(stack, "inherit") for stack in args.stack_bytes] + [(4096, "per-thread")]
-        for stack, threads in rows:
-            config = CaptureConfig(events=EventConfig(stack_bytes=stack, threads=threads))
+        rows = [(stack, "inherit", True) for stack in args.stack_bytes]
+        rows += [(4096, "per-thread", True), (4096, "inherit", False)]  # False: kernel too
+        for stack, threads, exclude_kernel in rows:
+            events = EventConfig(stack_bytes=stack, threads=threads, exclude_kernel=exclude_kernel)
+            config = CaptureConfig(events=events)
             runs = [capture_rate(exe, args.rounds, config) for _ in range(args.repeat)]
             rate = statistics.median(run[0] for run in runs)
-            name = f"capture, {stack} B stack, {threads}"
+            name = f"capture, {stack} B stack, {threads}" + ("" if exclude_kernel else ", +kernel")
             print(f"{name:<38} {rate:>9.0f} {rate / floor:>6.2f} {runs[-1][1]:>8} "
                   f"{max(run[2] for run in runs):>6}")  # fmt: skip
     return 0

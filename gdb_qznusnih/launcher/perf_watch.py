@@ -91,12 +91,12 @@ def _not_x86_64(pid: int) -> str | None:
     return None
 
 
-def perf_problem(pid: int) -> str | None:
+def perf_problem(pid: int, config: EventConfig | None = None) -> str | None:
     """None when perf breakpoint events may watch `pid`, else why not (one line).
 
     The probe opens one disabled write breakpoint on the process and closes it: the
     kernel's own permission checks (perf_event_paranoid, ptrace access, seccomp)."""
-    config = EventConfig()
+    config = config or EventConfig()
     attr = breakpoint_attr("w", PROBE_ADDRESS, 1, config)
     try:
         fd = abi.perf_event_open(attr, pid, -1)
@@ -106,6 +106,21 @@ def perf_problem(pid: int) -> str | None:
         return explain_open_error(error.errno, pid, attr, config)
     os.close(fd)
     return None
+
+
+def kernel_mode_problem(pid: int) -> str | None:
+    """None when the kernel's own accesses may be watched too, else the one-line note.
+
+    The kernel requires root, CAP_PERFMON or kernel.perf_event_paranoid <= 1 for an event
+    that does not exclude kernel mode (perf_allow_kernel), even on one's own process."""
+    if perf_problem(pid, EventConfig(exclude_kernel=False)) is None:
+        return None
+    paranoid = read_perf_event_paranoid()
+    return (
+        "kernel-mode accesses (read() into the bytes, copy_to_user...) are not visible: they "
+        f"need root, CAP_PERFMON or kernel.perf_event_paranoid <= 1 (it is {paranoid}); "
+        "logging user-mode accesses only"
+    )
 
 
 def perf_reason() -> str:
@@ -193,9 +208,11 @@ def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pa
     )
     if ring_pages is None:
         ring_pages = ROOT_RING_PAGES if os.geteuid() == 0 else DEFAULT_RING_PAGES
-    config = CaptureConfig(
-        events=EventConfig(stack_bytes=options.stack_bytes), ring_pages=ring_pages
-    )
+    kernel_problem = kernel_mode_problem(pid)
+    if kernel_problem is not None:
+        _note(kernel_problem)
+    events = EventConfig(stack_bytes=options.stack_bytes, exclude_kernel=bool(kernel_problem))
+    config = CaptureConfig(events=events, ring_pages=ring_pages)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     watch = PerfWatch(request, sinks, config, symbolizer=symbolizer, caches=caches, note=_note)
     pidfd = _pidfd(pid)
@@ -209,6 +226,8 @@ def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pa
         for note in watch.notes:
             _note(note)
         details = [f"engine perf ({why})"]
+        if not kernel_problem:
+            details.append("kernel-mode accesses too")
         shown = (options.access, options.length, address, options.address, pid)
         _note(armed_text(1, *shown, details, sinks.paths))
         _run(watch, options, stops, pid, pidfd)

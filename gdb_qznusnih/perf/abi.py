@@ -71,6 +71,8 @@ MISC_MMAP_BUILD_ID = 1 << 14
 
 # callchain entries at or above this are context markers (PERF_CONTEXT_KERNEL, _USER, ...)
 CONTEXT_MAX = (1 << 64) - 4095
+CONTEXT_KERNEL = (1 << 64) - 128
+CONTEXT_USER = (1 << 64) - 512
 
 # x86-64 perf register numbers; 12-15 (ds, es, fs, gs) are refused for user samples.
 _REGISTER_NUMBERS = {

@@ -20,18 +20,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gdb_qznusnih.caches import CacheRegistry
+from gdb_qznusnih.classify import kernel_layout
 from gdb_qznusnih.classify.trap import DecodedTrap, TrapClassifier, decode_trap
 from gdb_qznusnih.classify.values import full_register_reader
 from gdb_qznusnih.perf.capture import Capture, CaptureConfig
 from gdb_qznusnih.perf.hits import Hit
+from gdb_qznusnih.perf.kernel_symbols import KernelSymbols
 from gdb_qznusnih.perf.modules import MapsLine, ModuleMap, process_memory_reader
 from gdb_qznusnih.perf.records import Comm, Lost, Mmap2, Sample, Task, Throttle
-from gdb_qznusnih.perf.symbolizer import Symbolizer
+from gdb_qznusnih.perf.symbolizer import Symbolizer, printable
 from gdb_qznusnih.perf.unwind import Unwinder
 from gdb_qznusnih.record.access import (
     READ,
     RING_OVERFLOW,
     THROTTLED,
+    WRITE,
     Frame,
     LostAccesses,
     Record,
@@ -129,6 +132,8 @@ class PerfWatch:
         self._lost_marked = 0  # lost accesses already said in the stream
         self._clock_offset = 0.0  # epoch seconds minus CLOCK_MONOTONIC seconds
         self._stop_at: frozenset[int] = frozenset()  # main: gdb's backtraces end there
+        self._kernel_symbols: KernelSymbols | None = None  # when kernel mode is watched
+        self._comms: dict[int, str | None] = {}  # tid -> its name, for kernel records
 
     # -- arming -----------------------------------------------------------------------
 
@@ -145,6 +150,8 @@ class PerfWatch:
                 self._modules = self._symbolizer.modules
             self._unwinder = Unwinder(self._modules)
             self._stop_at = _main_starts(self._modules, request.pid)
+            if not self.config.events.exclude_kernel:
+                self._kernel_symbols = KernelSymbols.load()
             known = read_value(request.pid, request.address, request.length)
             self._builder.known = self._builder.shown = known
             self._clock_offset = time.time() - time.monotonic()
@@ -160,8 +167,15 @@ class PerfWatch:
 
     @property
     def notes(self) -> list[str]:
-        """Modules the symbolizer could not load, one line each."""
-        return list(self._symbolizer.notes) if self._symbolizer is not None else []
+        """Modules the symbolizer could not load, kernel frames that will have no names;
+        one line each."""
+        notes = list(self._symbolizer.notes) if self._symbolizer is not None else []
+        if self._kernel_symbols is not None and not self._kernel_symbols.visible:
+            notes.append(
+                "kernel frames will have no names: /proc/kallsyms hides the kernel's "
+                "addresses (kernel.kptr_restrict); run as root with kptr_restrict 0 or 1"
+            )
+        return notes
 
     # -- running ----------------------------------------------------------------------
 
@@ -215,6 +229,8 @@ class PerfWatch:
                 self._exec_seen(record.filename)  # the new program's code, mapped by exec
             elif record.device is not None:  # a library loaded: before symbolizing, add it
                 self._new_mappings.append(_mapping_of(record))
+        elif isinstance(record, Comm) and not record.exec:
+            self._comms[record.tid] = printable(record.comm)  # prctl(PR_SET_NAME)
         elif isinstance(record, Comm) and record.exec and record.pid == pid:
             self._exec_ns, self._exec_comm = record.time, record.comm
             try:
@@ -300,9 +316,14 @@ class PerfWatch:
         if self._new_mappings:
             self._refresh_modules()
         backtraces = [self._unwind(hit.sample) for hit in hits]
+        # A kernel-mode sample's user pcs all follow a call (the first, the syscall).
         self._symbolizer.resolve(
-            traps={hit.sample.ip for hit in hits},
-            callers={ra for pcs in backtraces for ra in pcs[1:]},
+            traps={hit.sample.ip for hit in hits if not hit.sample.kernel_mode},
+            callers={
+                ra
+                for hit, pcs in zip(hits, backtraces)
+                for ra in (pcs if hit.sample.kernel_mode else pcs[1:])
+            },
         )
         for hit, pcs in zip(hits, backtraces):
             if not self._logging:
@@ -310,9 +331,11 @@ class PerfWatch:
             self._log_hit(hit, pcs)
 
     def _unwind(self, sample: Sample) -> tuple[int, ...]:
+        """The user pcs, innermost first: of a kernel-mode sample, the registers and stack
+        sampled are the user state at the system call's entry."""
         registers = sample.registers()
         if not registers:
-            return (sample.ip,)
+            return () if sample.kernel_mode else (sample.ip,)
         backtrace = self._unwinder.unwind(
             registers, sample.stack, max_frames=self.request.bt_depth, stop_at=self._stop_at
         )
@@ -320,6 +343,9 @@ class PerfWatch:
 
     def _log_hit(self, hit: Hit, pcs: tuple[int, ...]) -> None:
         sample = hit.sample
+        if sample.kernel_mode:
+            self._log_kernel_hit(hit, pcs)
+            return
         ip = sample.ip
         decoded = self._decoded.get(ip)
         if decoded is None:
@@ -337,6 +363,40 @@ class PerfWatch:
         frames = self._frames(pcs, insn_pc)
         when = self._clock_offset + sample.time / 1e9
         self._emit(kinds, kind_from, registers, insn_pc, text, frames, sample, when)
+
+    def _log_kernel_hit(self, hit: Hit, user_pcs: tuple[int, ...]) -> None:
+        """An access by the kernel: the instruction is the kernel's (not decoded: its pc is
+        the trap ip, after it), the kind is what the W event says, the value is not known
+        (copy_to_user's rep movs or byte loop leaves it in no sampled register)."""
+        sample = hit.sample
+        kinds = [WRITE if hit.hardware_saw_write else READ]
+        frames = self._kernel_frames(sample.callchain or (sample.ip,), user_pcs)
+        when = self._clock_offset + sample.time / 1e9
+        self._emit(kinds, "hardware", {}, sample.ip, None, frames, sample, when)
+
+    def _kernel_frames(self, kernel_pcs, user_pcs) -> tuple[Frame, ...]:
+        """The kernel frames down to the system call entry, then the user frames of the
+        call down to main, as whole-system mode shows a kernel-mode hit."""
+        key = (*kernel_pcs, *user_pcs)  # starts with a kernel pc: no user path's key
+        frames = self._paths.get(key)
+        if frames is not None:
+            return frames
+        rows = list(self._kernel_symbols.frames(kernel_pcs))
+        entry = kernel_layout.kernel_entry_index([row.func for row in rows])
+        if entry is not None:  # nothing of the kernel's past its system call entry
+            rows = rows[: entry + 1]
+        for ra in user_pcs:
+            rows.extend(self._symbolizer.caller(ra))
+        frames = tuple(
+            Frame(level, *row) for level, row in enumerate(rows[: self.request.bt_depth])
+        )
+        return self._paths.remember(key, frames)
+
+    def _comm(self, sample: Sample) -> str | None:
+        """The name of the thread the kernel worked for, as whole-system mode gives it."""
+        if sample.tid not in self._comms:
+            self._comms[sample.tid] = _thread_name(sample.pid, sample.tid)
+        return self._comms[sample.tid]
 
     def _decode(self, ip: int) -> DecodedTrap:
         site = self._symbolizer.site(ip)
@@ -364,8 +424,10 @@ class PerfWatch:
         builder = self._builder
         reg = full_register_reader(_register_reader(registers), 8)
         records = builder.build(
-            kinds, text, reg, 8, None, sample.pid, sample.tid, insn_pc, when, frames, kind_from
-        )
+            kinds, text, reg, 8, None, sample.pid, sample.tid, insn_pc, when, frames, kind_from,
+            mode="kernel" if sample.kernel_mode else None,  # user: as the gdb engine's
+            comm=self._comm(sample) if sample.kernel_mode else None,
+        )  # fmt: skip
         for record in records:
             self.summary.add(record)
             try:
@@ -439,6 +501,14 @@ def _mapping_of(record: Mmap2) -> MapsLine:
         record.start, record.start + record.length, "r-xp", record.pgoff, record.device,
         record.inode, record.filename,
     )  # fmt: skip
+
+
+def _thread_name(pid: int, tid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/task/{tid}/comm", errors="replace") as comm:
+            return printable(comm.read().rstrip("\n"))  # the target names its threads
+    except OSError:
+        return None  # it exited before its hit was logged
 
 
 def _fields(record: Record) -> dict:

@@ -88,7 +88,7 @@ class Event:
         return (self.cpu, -1) if self.cpu >= 0 else (-1, self.tid)
 
 
-def check_watch(address: int, length: int, exclude_kernel: bool) -> None:
+def check_watch(address: int, length: int) -> None:
     if length not in abi.BREAKPOINT_LENGTHS:
         raise PerfError(f"watch length must be 1, 2, 4 or 8 bytes, not {length}")
     if address < 0 or address >= 1 << 64:
@@ -98,7 +98,9 @@ def check_watch(address: int, length: int, exclude_kernel: bool) -> None:
             f"{address:#x} is not aligned to {length} bytes: watch an address that is a "
             f"multiple of {length}, or a shorter length"
         )
-    if exclude_kernel and address >= USER_SPACE_END:
+    # Refused with kernel mode watched too: the watch is of the process's own memory, and
+    # a breakpoint on kernel data would trap on every kernel path that touches it.
+    if address >= USER_SPACE_END:
         raise PerfError(
             f"{address:#x} is a kernel address: watch a user-space address "
             f"(below {USER_SPACE_END:#x})"
@@ -161,7 +163,7 @@ def open_watch(pid: int, address: int, length: int, config: EventConfig) -> list
     """The RW and W events of one watch on every thread of `pid`, disabled; all closed on
     error."""
     config.check()
-    check_watch(address, length, config.exclude_kernel)
+    check_watch(address, length)
     cpus = online_cpus() if config.threads == "inherit" else [-1]
     attrs = {kind: breakpoint_attr(kind, address, length, config) for kind in ("rw", "w")}
     events: list[Event] = []

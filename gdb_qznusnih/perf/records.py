@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from gdb_qznusnih.perf import abi
+from gdb_qznusnih.perf import abi, callchain
 
 _HEADER = struct.Struct("<IHH")
 _U64 = struct.Struct("<Q")
@@ -169,7 +169,7 @@ class RecordParser:
         if sample_type & abi.SAMPLE_CALLCHAIN:
             (count,) = _U64.unpack_from(chunk, position)
             entries = struct.unpack_from(f"<{count}Q", chunk, position + 8)
-            sample.callchain = tuple(pc for pc in entries if pc < abi.CONTEXT_MAX)
+            sample.callchain = callchain.kernel_pcs(entries)
             position += 8 + 8 * count
         if sample_type & abi.SAMPLE_REGS_USER:
             (register_abi,) = _U64.unpack_from(chunk, position)

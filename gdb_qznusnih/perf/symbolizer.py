@@ -187,7 +187,7 @@ class Symbolizer:
                 opened.append((module, *_open(module, self.modules)))
             except (OSError, ElfError) as error:
                 self._known[_identity(module)] = None
-                self.notes.append(f"{_printable(module.path)}: skipped: {_one_line(error)}")
+                self.notes.append(f"{printable(module.path)}: skipped: {_one_line(error)}")
         for at in range(0, max(len(opened), 1), MODULES_PER_REQUEST):
             self._load_chunk(opened[at : at + MODULES_PER_REQUEST], replace and at == 0, timeout)
 
@@ -213,7 +213,7 @@ class Symbolizer:
                 os.close(fd)
         for index, problem in answer["problems"].items():
             module = chunk[int(index)][0]
-            self.notes.append(f"{_printable(module.path)}: skipped: {problem}")
+            self.notes.append(f"{printable(module.path)}: skipped: {problem}")
 
     def _ask(self, request: dict, fds: list[int], timeout: float) -> dict:
         if self._channel is None:
@@ -253,7 +253,7 @@ class Symbolizer:
                 return "gdb (the symbolizer) stopped answering"
         tail = os.pread(self._stderr, _STDERR_TAIL, 0) if self._stderr is not None else b""
         last = tail.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
-        return f"gdb (the symbolizer) exited with status {status}: {_printable(last[0])}"
+        return f"gdb (the symbolizer) exited with status {status}: {printable(last[0])}"
 
 
 def _start(gdb: str) -> tuple[subprocess.Popen, socket.socket, int]:
@@ -321,8 +321,8 @@ def _frames(rows: list) -> tuple[SymbolFrame, ...]:
     return tuple(SymbolFrame(*row) for row in rows)
 
 
-def _printable(text: str) -> str:
-    """A path another user may have named, safe to print on one line."""
+def printable(text: str) -> str:
+    """A name another user chose (a path, a thread name), safe to print on one line."""
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 

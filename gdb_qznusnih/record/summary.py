@@ -88,6 +88,7 @@ class Summary(AccessCounts):
         self.last_time: float | None = None
         self._threads: dict[int, list[int]] = {}  # tid -> [reads, writes]
         self._modes: dict[str, int] = {}
+        self._without_mode = 0  # the perf engine's user-mode records beside kernel ones
         self._sites: dict[str, dict[tuple, int]] = {READ: {}, WRITE: {}}
 
     def add(self, record: Record) -> None:
@@ -99,6 +100,8 @@ class Summary(AccessCounts):
         counts[is_write] += 1
         if record.mode is not None:
             self._modes[record.mode] = self._modes.get(record.mode, 0) + 1
+        else:
+            self._without_mode += 1
         sites = self._sites[WRITE if is_write else READ]
         key = _site_key(record)
         sites[key] = sites.get(key, 0) + 1
@@ -129,8 +132,14 @@ class Summary(AccessCounts):
         return [(tid, r, w) for tid, (r, w) in sorted(self._threads.items())]
 
     def modes(self) -> dict[str, int]:
-        """Accesses by mode ("user", "kernel") in whole-system mode; {} otherwise."""
-        return dict(sorted(self._modes.items()))
+        """Accesses by mode ("user", "kernel") in whole-system mode, or by the perf engine
+        watching kernel mode too (its user-mode records carry no mode); {} otherwise."""
+        if not self._modes:
+            return {}
+        modes = dict(self._modes)
+        if self._without_mode:
+            modes["user"] = modes.get("user", 0) + self._without_mode
+        return dict(sorted(modes.items()))
 
     def top_sites(self, kind: str, limit: int = TOP_SITES) -> list[Site]:
         """The busiest call sites for `kind`, most accesses first."""

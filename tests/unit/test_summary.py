@@ -109,6 +109,17 @@ def test_format_with_modes_and_colour():
     assert "  by mode: kernel 1, user 1\n" in plain
 
 
+def test_records_without_a_mode_beside_kernel_ones_are_user_mode():
+    """The perf engine marks only the kernel's accesses; a native gdb watch marks none."""
+    summary = Summary(start=0.0)
+    summary.add(make_record(kind="write", frames=(MAIN,)))
+    summary.add(make_record(kind="write", frames=(MAIN,)))
+    assert summary.modes() == {}
+    summary.add(make_record(kind="write", frames=(MAIN,), mode="kernel"))
+    assert summary.modes() == {"kernel": 1, "user": 2}
+    assert "  by mode: kernel 1, user 2\n" in summary.format()
+
+
 def test_to_json():
     doc = filled().to_json()
     assert doc["reads"] == 35 and doc["writes"] == 30 and doc["total"] == 65
