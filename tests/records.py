@@ -87,6 +87,17 @@ RACE_MAIN_RECORDS = [
     ("read", None, 0x00, True),
     ("read", None, 0x00, False),
 ]
+# The same under the perf engine watching kernel mode (root): each read() into the byte is a
+# kernel write of a value no register holds; the load after it is then no unseen change.
+RACE_MAIN_RECORDS_WITH_KERNEL = [
+    ("write", 0x00, 0x5A, False),
+    ("write", 0x5A, None, False),
+    ("read", None, 0x77, False),
+    ("write", 0x77, 0x33, False),
+    ("write", 0x33, None, False),
+    ("read", None, 0x00, False),
+    ("read", None, 0x00, False),
+]
 
 
 def race_program_output(out: str) -> tuple[int, dict[int, tuple[int, list[int]]]]:
@@ -103,30 +114,38 @@ def race_program_output(out: str) -> tuple[int, dict[int, tuple[int, list[int]]]
     return main, racers
 
 
-def check_race_records(records: list[dict], out: str, rounds: int) -> None:
-    """Every record of a race_values watch is exactly what its thread stored or loaded."""
+def check_race_records(records: list[dict], out: str, rounds: int, kernel: bool = False) -> None:
+    """Every record of a race_values watch is exactly what its thread stored or loaded;
+    `kernel`: the kernel's writes are records too (the perf engine, kernel mode watched)."""
     main, racers = race_program_output(out)
     assert {r["tid"] for r in records} == {main, *racers}
+    expected_main = RACE_MAIN_RECORDS_WITH_KERNEL if kernel else RACE_MAIN_RECORDS
     got = [(r["kind"], r["old"], r["value"], r.get("changed_unseen", False))
            for r in records if r["tid"] == main]  # fmt: skip
-    assert got == RACE_MAIN_RECORDS
+    assert got == expected_main
+    modes = [r.get("mode") for r in records if r["tid"] == main]
+    assert modes == [("kernel" if value is None else None) for _, _, value, _ in expected_main]
     for tid, (mine, loads) in racers.items():
         assert len(loads) == rounds
         expected = [step for load in loads for step in (("write", mine), ("read", load))]
         assert [(r["kind"], r["value"]) for r in records if r["tid"] == tid] == expected, tid
-    assert {r["value_from"] for r in records} == {"registers"}
-    assert [r["seq"] for r in records] == list(range(1, len(RACE_MAIN_RECORDS) + 4 * rounds + 1))
+    user = [r for r in records if r.get("mode") != "kernel"]
+    assert {r["value_from"] for r in user} == {"registers"}
+    assert {r["value_from"] for r in records if r not in user} <= {None}
+    assert [r["seq"] for r in records] == list(range(1, len(expected_main) + 4 * rounds + 1))
     check_changed_unseen(records, initial=0)
 
 
 def check_changed_unseen(records: list[dict], initial: int) -> None:
     """changed_unseen is there exactly where a record's value before the access (a read's
-    value, a write's old) is not the value the previous record left (`initial` at first).
+    value, a write's old) is not the value the previous record left (`initial` at first),
+    both known.
 
     With racing threads the log can show a load before the store it saw (accesses that trap
     together are logged in the order the engine gets them): such a load is marked too."""
     shown = initial
     for record in records:
         before = record["value"] if record["kind"] == "read" else record["old"]
-        assert record.get("changed_unseen", False) == (before != shown), record
-        shown = record["value"]
+        differs = before is not None and shown is not None and before != shown
+        assert record.get("changed_unseen", False) == differs, record
+        shown = record["value"]  # None after a write of a value nobody knows
