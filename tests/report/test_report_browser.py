@@ -89,15 +89,20 @@ class Dom(HTMLParser):
             self.text[element] += data
 
 
-def test_the_html_report_renders_in_chromium(chromium, mix_log, tmp_path, artifact):
+def rendered(chromium: str, log, tmp_path, window: str) -> tuple[Dom, object]:
+    """The end-of-run report of `log` as chromium laid it out in a window of `window` px
+    (the PROBE's facts on a copy), and the report's own path."""
     html_path = tmp_path / "mix.html"
-    report.write_html_report(str(mix_log), str(html_path))
+    report.write_html_report(str(log), str(html_path))
     probed = tmp_path / "probed.html"
     probed.write_text(html_path.read_text().replace("</body>", PROBE + "</body>"))
-
-    result = chromium_run(chromium, "--window-size=1280,3200", "--dump-dom", probed.as_uri())
+    result = chromium_run(chromium, f"--window-size={window}", "--dump-dom", probed.as_uri())
     assert result.returncode == 0, result.stderr[-2000:]
-    dom = Dom(result.stdout)
+    return Dom(result.stdout), html_path
+
+
+def test_the_html_report_renders_in_chromium(chromium, mix_log, tmp_path, artifact):
+    dom, html_path = rendered(chromium, mix_log, tmp_path, "1280,3200")
     sections = {s["id"]: s for s in dom.sections}
     assert list(sections) == ["summary", "figures", "reads", "writes", "writers", "timeline"]
     assert all(int(s["data-height"]) > 40 for s in sections.values()), sections
@@ -136,11 +141,5 @@ def test_the_html_report_renders_in_chromium(chromium, mix_log, tmp_path, artifa
 def test_the_report_fits_a_1400_px_window_without_a_horizontal_scrollbar(
     chromium, mix_log, tmp_path
 ):
-    html_path = tmp_path / "mix.html"
-    report.write_html_report(str(mix_log), str(html_path))
-    probed = tmp_path / "probed.html"
-    probed.write_text(html_path.read_text().replace("</body>", PROBE + "</body>"))
-    result = chromium_run(chromium, "--window-size=1400,1000", "--dump-dom", probed.as_uri())
-    assert result.returncode == 0, result.stderr[-2000:]
-    body = Dom(result.stdout).body
+    body = rendered(chromium, mix_log, tmp_path, "1400,1000")[0].body
     assert int(body["data-scroll-width"]) <= int(body["data-client-width"]) <= 1400, body
