@@ -32,8 +32,10 @@ from gdb_qznusnih.launcher.ptrace_cleanup import CleanupError, DebugRegisterClea
 from gdb_qznusnih.options import (
     OptionError,
     WatchOptions,
+    add_at_every_option,
     add_watch_options,
     check_expression,
+    check_location,
     options_from_namespace,
     raising_parser,
     watch_options_to_argv,
@@ -51,6 +53,7 @@ FREEZE_TIMEOUT_S = 1.0
 SWITCH_INTERVAL_S = 0.0001  # for a SIGSTOPped gdb to be seen stopped
 PROBE_TIMEOUT_S = 60
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_KILLED_BASE = 128  # + N: the watch ended with the target killed by signal N
 
 DESCRIPTION = """\
 Watch one byte (or an aligned 2/4/8-byte word) of a Linux process with a hardware watchpoint
@@ -71,7 +74,8 @@ address, such as '&buf[3]' or '$rsp+8'.  A bare word of hex digits with at least
 taken as hex; put a variable with such a name in parentheses.
 
 Ctrl-C, SIGTERM or SIGHUP: the watch is removed, the target detached and left running, the
-summary printed, exit status 0.  Exit status 1: an error (one line on stderr); 2: bad options."""
+summary printed, exit status 0.  Exit status 1: an error (one line on stderr); 2: bad options;
+128+N: the target was killed by signal N (139: SIGSEGV), as the last line says."""
 
 
 class LauncherError(Exception):
@@ -92,6 +96,7 @@ class Request:
     options: WatchOptions = field(default_factory=WatchOptions)
     pid: int | None = None
     program: list[str] = field(default_factory=list)
+    at: str | None = None  # run: the location to arm at (None: main, or the entry point)
     ring_pages: int | None = None  # perf engine only, hidden: tests of the loss accounting
 
 
@@ -133,8 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="address",
         metavar="EXPR",
         required=True,
-        help="what to watch once main is reached, e.g. '&counter'",
+        help="what to watch once main (or --at LOCATION) is reached, e.g. '&counter'",
     )
+    add_run_location_options(run)
     add_watch_options(run, whole_system=False)
     commands.add_parser(
         "gdbinit", help="print the lines for ~/.gdbinit for this installed copy", allow_abbrev=False
@@ -142,6 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed for --help only: main() hands `report` to report.main with its own parser.
     commands.add_parser("report", help="summarise a PREFIX.jsonl log (text, JSON or HTML)")
     return parser
+
+
+def add_run_location_options(run: argparse.ArgumentParser) -> None:
+    """--at and --at-every: where `run` arms the watch instead of main."""
+    where = run.add_argument_group("where to arm (default: main, or the entry point)")
+    where = where.add_mutually_exclusive_group()
+    where.add_argument(
+        "--at",
+        metavar="LOCATION",
+        help="arm at LOCATION and evaluate EXPR there: a function, FILE:LINE or *ADDRESS",
+    )
+    add_at_every_option(where.add_argument)
 
 
 def _ring_pages(text: str) -> int:
@@ -208,7 +226,8 @@ def parse_request(argv: list[str]) -> Request:
             f"'{PROG} run' needs the program after '--', e.g. "
             f"'{PROG} run --watch &counter -- ./prog'"
         )
-    return Request("run", options, program=program)
+    at = check_location(namespace.at) if namespace.at is not None else options.at_every
+    return Request("run", options, program=program, at=at)
 
 
 # ---------------------------------------------------------------- gdb command line
@@ -280,10 +299,21 @@ def gdb_watch_argv(gdb: str, pid: int, options: WatchOptions, paths: list[str]) 
     ]
 
 
+def run_to_command(location: str | None) -> str:
+    """The python line that starts the program and stops it where the watch is armed."""
+    if location is not None:
+        location = check_location(location)  # a place, nothing gdb would evaluate
+    return f"python from gdb_qznusnih.arm import at_location; at_location.run_to({location!r})"
+
+
 def gdb_run_argv(
-    gdb: str, program: list[str], options: WatchOptions, paths: list[str]
+    gdb: str,
+    program: list[str],
+    options: WatchOptions,
+    paths: list[str],
+    at: str | None = None,
 ) -> list[str]:
-    # `start` (tbreak main + run) with pending breakpoints off: no main, no run.
+    # The program runs only once gdb has found where to stop it: a typo never runs it unwatched.
     return [
         gdb,
         "-nx",
@@ -295,7 +325,7 @@ def gdb_run_argv(
         "-ex",
         "set breakpoint pending off",
         "-ex",
-        "start",
+        run_to_command(at),
         "-ex",
         qzn_watch_command(options),
         "--args",
@@ -611,6 +641,8 @@ class Supervisor:
         self._join_pumps()
         if returncode == 1 and self.forwarded_at is not None and self._quit_echo():
             return EXIT_OK
+        if returncode > EXIT_KILLED_BASE:  # qzn-watch: the target died of signal N
+            return returncode
         return EXIT_OK if returncode == 0 else EXIT_ERROR
 
     def _quit_echo(self) -> bool:
@@ -836,7 +868,8 @@ def _run(request: Request, stops: StopRequests) -> int:
         preflight.check_log_prefix(request.options.log)
     gdb = find_gdb()
     probe_gdb(gdb)
-    argv = gdb_run_argv(gdb, [resolved, *request.program[1:]], request.options, extension_paths())
+    program_argv = [resolved, *request.program[1:]]
+    argv = gdb_run_argv(gdb, program_argv, request.options, extension_paths(), request.at)
     # A terminal stays out of gdb's new session; piped input reaches the program.
     stdin = subprocess.DEVNULL if sys.stdin is None or sys.stdin.isatty() else None
     return Supervisor(argv, None, stops, pipe_stderr=False, stdin=stdin).run()
