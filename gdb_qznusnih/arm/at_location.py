@@ -32,7 +32,7 @@ def check_found(location: str) -> None:
     try:
         remaining, places = gdb.decode_line(location)
     except gdb.error as error:
-        raise WatchError(f"{location}: {one_line(error)}; {_GIVE}") from None
+        raise WatchError(f"{location}: {one_line(error).rstrip('.')}; {_GIVE}") from None
     if remaining or not places:
         raise WatchError(f"{location} is not a location; {_GIVE}")
 
@@ -51,8 +51,16 @@ def run_to(location: str | None) -> None:
     try:
         _run_to(location)
     except (WatchError, gdb.error) as error:
-        os.write(2, f"{RUN_FAILED_PREFIX}{one_line(error)}\n".encode("utf-8", "replace"))
+        message = str(error) if isinstance(error, WatchError) else _cannot_stop(location, error)
+        os.write(2, f"{RUN_FAILED_PREFIX}{one_line(message)}\n".encode("utf-8", "replace"))
+        if gdb.selected_inferior().pid != 0:
+            # Never past the dynamic loader: end it now, as quit would, without its question.
+            gdb.execute("kill", to_string=True)
         gdb.execute("quit 1")
+
+
+def _cannot_stop(location: str | None, error: gdb.error) -> str:
+    return f"cannot stop the program at {location or 'main'}: {one_line(error)}"
 
 
 def _run_to(location: str | None) -> None:

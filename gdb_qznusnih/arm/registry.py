@@ -140,6 +140,7 @@ class WatchRegistry:
         generation = 0
         arms = 1  # watches armed at the --at-every location
         ended = []
+        first_opts = session.opts  # the log prefix the --at-every watches number from
         rearm = at_location.break_at(session.opts.at_every) if session.opts.at_every else None
         try:
             while session is not None:
@@ -156,7 +157,7 @@ class WatchRegistry:
                     session = self._arm_after_exec(opts, opts.follow_exec, generation)
                 elif outcome.reached_again:
                     arms += 1
-                    session = self._arm_again(opts, arms)
+                    session = self._arm_again(first_opts, arms)
             self._detach(outcome)
         finally:
             if rearm is not None and rearm.is_valid():

@@ -1,7 +1,7 @@
 /*
  * run_at: targets for `qznusnih run --at LOCATION`, stripped programs and a crash.
  *
- * Usage: run_at heap|struct|stack|global|crash [N]
+ * Usage: run_at heap|struct|stack|global|crash [N] [--wait]
  *
  *   heap    three rounds; round r mallocs a buffer (never freed, so each is new) and
  *           fill_buf(buf, r) writes buf[3] r times and reads it once; main reads it once
@@ -13,11 +13,15 @@
  *   global  writes the_byte N times (default 4) and reads it once; for a stripped copy.
  *   crash   writes the_byte N times (default 3), reads it once, then dies of SIGSEGV.
  *
+ * --wait: print "pid PID byte ADDR" (the_byte's address), wait for a tracer, then go on.
+ *
  * volatile: every access in the source is one in the binary.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 struct header {
 	unsigned int magic;
@@ -95,11 +99,45 @@ __attribute__((noinline)) static void crash_now(void)
 	*(volatile int *)0 = 1; /* SIGSEGV */
 }
 
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static int traced(void)
+{
+	char line[256];
+	int found = 0;
+	FILE *status = fopen("/proc/self/status", "r");
+
+	while (status && fgets(line, sizeof(line), status))
+		if (strncmp(line, "TracerPid:", 10) == 0)
+			found = atoi(line + 10) != 0;
+	if (status)
+		fclose(status);
+	return found;
+}
+
+/* Up to 30 s for a tracer; the grace covers one that resumes us before arming. */
+static void wait_for_tracer(void)
+{
+	printf("pid %d byte %p\n", (int)getpid(), (void *)&the_byte);
+	fflush(stdout);
+	for (int waited = 0; !traced() && waited < 30000; waited += 10)
+		sleep_ms(10);
+	sleep_ms(100);
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "heap";
 	int n = argc > 2 ? atoi(argv[2]) : 0;
 	int result;
+
+	if (argc > 3 && strcmp(argv[3], "--wait") == 0)
+		wait_for_tracer();
 
 	if (strcmp(mode, "heap") == 0)
 		result = heap_rounds();
