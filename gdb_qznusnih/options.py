@@ -360,7 +360,7 @@ _NUMBER = r"(?:0[xX][0-9a-fA-F]+|[0-9]+)"
 _SYMBOL = r"[A-Za-z_][A-Za-z0-9_.]*"
 _LOCATION = re.compile(
     rf"\*(?:{_NUMBER}|{_SYMBOL}(?:[+-]{_NUMBER})?)"  # *0x401234, *parse_header+4
-    rf"|[A-Za-z0-9_./~][A-Za-z0-9_./~+-]*(?::{_SYMBOL}|:[0-9]+)?"  # func, file.c:120
+    r"|[A-Za-z0-9_./~][A-Za-z0-9_./~:+-]*"  # func, file.c:120, file.c:func, ns::func
 )
 
 

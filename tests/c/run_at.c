@@ -1,7 +1,7 @@
 /*
  * run_at: targets for `qznusnih run --at LOCATION`, stripped programs and a crash.
  *
- * Usage: run_at heap|struct|stack|global|crash [N] [--wait]
+ * Usage: run_at heap|struct|stack|global|crash [N] [--wait|--go]
  *
  *   heap    three rounds; round r mallocs a buffer (never freed, so each is new) and
  *           fill_buf(buf, r) writes buf[3] r times and reads it once; main reads it once
@@ -14,6 +14,7 @@
  *   crash   writes the_byte N times (default 3), reads it once, then dies of SIGSEGV.
  *
  * --wait: print "pid PID byte ADDR" (the_byte's address), wait for a tracer, then go on.
+ * --go: print the same line, then wait for a byte on stdin (for a watch that does not trace).
  *
  * volatile: every access in the source is one in the binary.
  */
@@ -120,11 +121,16 @@ static int traced(void)
 	return found;
 }
 
-/* Up to 30 s for a tracer; the grace covers one that resumes us before arming. */
-static void wait_for_tracer(void)
+static void say_where(void)
 {
 	printf("pid %d byte %p\n", (int)getpid(), (void *)&the_byte);
 	fflush(stdout);
+}
+
+/* Up to 30 s for a tracer; the grace covers one that resumes us before arming. */
+static void wait_for_tracer(void)
+{
+	say_where();
 	for (int waited = 0; !traced() && waited < 30000; waited += 10)
 		sleep_ms(10);
 	sleep_ms(100);
@@ -138,6 +144,10 @@ int main(int argc, char **argv)
 
 	if (argc > 3 && strcmp(argv[3], "--wait") == 0)
 		wait_for_tracer();
+	if (argc > 3 && strcmp(argv[3], "--go") == 0) {
+		say_where();
+		(void)getchar();
+	}
 
 	if (strcmp(mode, "heap") == 0)
 		result = heap_rounds();
