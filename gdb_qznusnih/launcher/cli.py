@@ -1,7 +1,7 @@
 """`qznusnih`: the launcher that runs gdb with the extension loaded.
 
     qznusnih watch ADDR PID [OPTIONS]          attach to PID and watch ADDR
-    qznusnih run [OPTIONS] --watch EXPR -- PROG [ARGS...]
+    qznusnih run [OPTIONS] [--at LOCATION] --watch EXPR -- PROG [ARGS...]
     qznusnih gdbinit                           the ~/.gdbinit lines for this copy
 
 It checks its input before starting gdb (see preflight.py), builds gdb's command line only from
@@ -66,6 +66,7 @@ examples:
   qznusnih watch 55d0c3a0b04b 4242 --log /tmp/w --count 100
   qznusnih watch '&counter' 4242 --access w --len 4
   qznusnih run --watch '&counter' -- ./myprog arg1 arg2
+  qznusnih run --at-every make_buf --watch 'buf+3' -- ./myprog    each call's buffer
   qznusnih report /tmp/w.jsonl --format html --output /tmp/w.html
   echo "$(qznusnih gdbinit)" >> ~/.gdbinit     then 'qzn-watch ADDR' inside gdb
 
@@ -126,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--ring-pages", type=_ring_pages, help=argparse.SUPPRESS)
     run = commands.add_parser(
         "run",
-        help="start PROG under gdb and watch EXPR from main",
+        help="start PROG under gdb and watch EXPR from main (or --at LOCATION)",
         usage=f"{PROG} run [OPTIONS] --watch EXPR -- PROG [ARGS...]",
         description=DESCRIPTION,
         epilog=EPILOG,
