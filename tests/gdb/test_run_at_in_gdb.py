@@ -14,8 +14,8 @@ from tests.records import read_jsonl
 pytestmark = pytest.mark.gdb
 
 
-def gdb_at_main(program, *commands: str, batch: bool = True, args=("heap",)):
-    cmd = gdb_base_command() + ["-ex", "tbreak main", "-ex", "run"]
+def gdb_at_main(program, *commands: str, batch=True, args=("heap",), stop_at="main"):
+    cmd = gdb_base_command() + ["-ex", f"tbreak {stop_at}", "-ex", "run"]
     if not batch:
         cmd.remove("-batch")  # commands from -ex, then `quit`: an interactive gdb's rules
     for command in commands:
@@ -66,3 +66,24 @@ def test_batch_attach_to_a_target_that_dies_of_sigsegv(build_c, tmp_path):
     assert "qzn: watch 1 ended: target was killed by SIGSEGV" in result.stderr
     assert "target exited" not in result.stderr
     assert [r["kind"] for r in read_jsonl(f"{prefix}.jsonl")] == ["write", "write", "read"]
+
+
+def test_inside_gdb_a_target_killed_by_a_signal_is_named(build_c):
+    # continue: to the SIGSEGV stop; continue: gdb delivers it and the program dies.
+    result = gdb_at_main(
+        build_c("run_at"), "qzn-watch --quiet &the_byte", "continue", "continue",
+        batch=False, args=("crash", "2"),
+    )  # fmt: skip
+    assert "summary: 3 accesses: 1 reads, 2 writes" in result.stdout
+    assert "qzn: watch 1 ended: target was killed by SIGSEGV" in result.stderr
+
+
+def test_inside_gdb_a_local_watch_ends_when_its_frame_returns(build_c):
+    result = gdb_at_main(
+        build_c("run_at"), "qzn-watch --quiet &slot[2]", "continue", "qzn-status", "continue",
+        batch=False, args=("stack",), stop_at="use_slot",
+    )  # fmt: skip
+    assert "summary: 4 accesses: 1 reads, 3 writes" in result.stdout
+    assert "qzn: watch 1 ended: use_slot() returned: its stack slot is gone" in result.stderr
+    assert "No watches armed." in result.stdout  # ended at the return, before clobber()
+    assert "run_at stack: 240" in result.stdout
