@@ -9,6 +9,7 @@ every way of stopping ends in one place: remove the watch, summarise, detach.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
@@ -142,6 +143,25 @@ class Catchpoints:
         for bp in [self.exec_bp, *self.fork_bps]:
             if bp is not None and bp.is_valid():
                 bp.delete()
+
+
+class BetweenWatches:
+    """What run_until_done needs of a session, while none is armed (--at-every waiting for
+    its location after a stack slot's frame returned)."""
+
+    kernel = None
+    interrupted = False
+
+    def __init__(self, opts) -> None:
+        self.opts = dataclasses.replace(opts, duration=None)  # --duration is a watch's
+        self.finish_reason: str | None = None
+
+    def finish(self, reason: str) -> None:
+        if self.finish_reason is None:
+            self.finish_reason = reason
+
+    def remove(self) -> None:
+        """No watchpoint to remove."""
 
 
 class Outcome:

@@ -9,7 +9,7 @@ import time
 import gdb
 
 from gdb_qznusnih.arm import at_location, stack_scope, target
-from gdb_qznusnih.arm.batch import in_batch_mode, run_until_done
+from gdb_qznusnih.arm.batch import BetweenWatches, in_batch_mode, run_until_done
 from gdb_qznusnih.arm.describe import (
     armed_text,
     killed_exit_status,
@@ -144,6 +144,7 @@ class WatchRegistry:
         rearm = at_location.break_at(session.opts.at_every) if session.opts.at_every else None
         try:
             while session is not None:
+                scope = session.scope_end
                 try:
                     outcome = run_until_done(session, _note, rearm)
                 finally:
@@ -155,9 +156,12 @@ class WatchRegistry:
                 if outcome.exec_path and opts.follow_exec:
                     generation += 1
                     session = self._arm_after_exec(opts, opts.follow_exec, generation)
-                elif outcome.reached_again:
-                    arms += 1
-                    session = self._arm_again(first_opts, arms)
+                elif rearm is not None:
+                    if scope is not None and scope.fired:
+                        outcome = _wait_for_location(rearm, opts)
+                    if outcome.reached_again:
+                        arms += 1
+                        session = self._arm_again(first_opts, arms)
             self._detach(outcome)
         finally:
             if rearm is not None and rearm.is_valid():
@@ -324,6 +328,15 @@ def _kernel_view(opts: WatchOptions, caches: CacheRegistry):
     from gdb_qznusnih.hit.kernel import KernelView  # only whole-system mode needs it
 
     return KernelView.detect(opts.pid, opts.cr3, caches)
+
+
+def _wait_for_location(rearm, opts: WatchOptions):
+    """--at-every after a stack slot's frame returned: the target runs with no watch until it
+    reaches the location again (the Outcome says so), or ends."""
+    outcome = run_until_done(BetweenWatches(opts), _note, rearm)
+    if not outcome.reached_again:
+        _note(f"no watch armed: {outcome.reason}")
+    return outcome
 
 
 def _check_at_every(location: str) -> None:

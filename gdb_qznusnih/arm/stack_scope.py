@@ -61,12 +61,15 @@ class ScopeEnd(gdb.FinishBreakpoint):
         self.silent = True
         self.session = session
         self.owner = owner
+        self.fired = False  # the frame returned or was left: the watch ended here
 
     def stop(self) -> bool:
+        self.fired = True
         self.session.finish(f"{self.owner.function}() returned: its stack slot is gone")
         return True  # a batch watch's `continue` returns and ends it there
 
     def out_of_scope(self) -> None:
+        self.fired = True
         self.session.finish(f"{self.owner.function}() was left: its stack slot is gone")
 
 

@@ -9,7 +9,8 @@
  *   struct  parse_header(&h) reads h->flags and writes it once (h is main's local);
  *           main reads it once after: 2 reads, 1 write, none of them in h->magic.
  *   stack   use_slot() writes its local slot[2] 3 times and reads it once; then
- *           clobber() writes the same stack bytes with its own locals.
+ *           clobber() writes the same stack bytes with its own locals; then use_slot()
+ *           again.
  *   global  writes the_byte N times (default 4) and reads it once; for a stripped copy.
  *   crash   writes the_byte N times (default 3), reads it once, then dies of SIGSEGV.
  *
@@ -154,7 +155,7 @@ int main(int argc, char **argv)
 	else if (strcmp(mode, "struct") == 0)
 		result = struct_field();
 	else if (strcmp(mode, "stack") == 0)
-		result = use_slot() + clobber();
+		result = use_slot() + clobber() + use_slot();
 	else if (strcmp(mode, "global") == 0)
 		result = global_byte(n ? n : 4);
 	else if (strcmp(mode, "crash") == 0) {

@@ -96,7 +96,28 @@ def test_a_stack_slot_watch_ends_when_its_frame_returns(run_at, tmp_path):
     assert kinds(records) == ["write"] * 3 + ["read"]
     assert {r["frames"][0]["func"] for r in records} == {"use_slot"}
     assert "qzn: watch 1 ended: use_slot() returned: its stack slot is gone" in done.stderr
-    assert "run_at stack: 240" in done.stdout  # 2 + 0xee: the program ran on to its end
+    assert "run_at stack: 242" in done.stdout  # 2 + 0xee + 2: the program ran to its end
+
+
+def test_at_every_waits_unwatched_between_a_stack_slots_frames(run_at, tmp_path):
+    prefix = tmp_path / "e"
+    done = run_launcher(
+        "run", "--quiet", "--no-html", "--log", str(prefix),
+        "--at-every", "use_slot", "--watch", "&slot[2]", "--", str(run_at), "stack",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    # Each call of use_slot has its own watch; clobber() in between is nobody's.
+    for suffix in ("", ".at2"):
+        records = read_jsonl(f"{prefix}{suffix}.jsonl")
+        assert kinds(records) == ["write"] * 3 + ["read"]
+        assert {r["frames"][0]["func"] for r in records} == {"use_slot"}
+    ended = [line for line in done.stderr.splitlines() if "ended: " in line or "no watch" in line]
+    assert ended == [
+        "qzn: watch 1 ended: use_slot() returned: its stack slot is gone",
+        "qzn: watch 2 ended: use_slot() returned: its stack slot is gone",
+        "qzn: no watch armed: target exited with code 0",
+    ]
+    assert "run_at stack: 242" in done.stdout
 
 
 def test_a_stripped_program_is_armed_at_its_entry_and_its_sites_are_module_offsets(

@@ -86,4 +86,4 @@ def test_inside_gdb_a_local_watch_ends_when_its_frame_returns(build_c):
     assert "summary: 4 accesses: 1 reads, 3 writes" in result.stdout
     assert "qzn: watch 1 ended: use_slot() returned: its stack slot is gone" in result.stderr
     assert "No watches armed." in result.stdout  # ended at the return, before clobber()
-    assert "run_at stack: 240" in result.stdout
+    assert "run_at stack: 242" in result.stdout
