@@ -86,10 +86,12 @@ def _run_to_entry_point() -> None:
     entry = auxv_entry(gdb.selected_inferior().pid, word_size())
     if entry is None:
         raise WatchError("cannot read the program's entry point; give --at *ADDRESS")
-    where = f"*{entry:#x}"
-    _LocationBreakpoint(where, temporary=True)
+    _LocationBreakpoint(f"*{entry:#x}", temporary=True)
     gdb.execute("continue", to_string=True)
     _check_stopped(f"the entry point {entry:#x}")
+    os.write(
+        2, f"qzn: no main (a stripped program?): arming at its entry point {entry:#x}\n".encode()
+    )
 
 
 def _check_stopped(where: str) -> None:

@@ -46,7 +46,10 @@ def target_end_text(exit_code: int | None = None, signal_name: str | None = None
     return f"target exited with code {exit_code}"
 
 
+KILLED_EXIT_BASE = 128
+
+
 def killed_exit_status(signal_number: int) -> int:
     """The exit status when the target died of a signal: 128 + its number, as a shell gives
     for a child killed by it."""
-    return 128 + signal_number
+    return KILLED_EXIT_BASE + signal_number

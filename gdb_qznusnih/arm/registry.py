@@ -141,7 +141,11 @@ class WatchRegistry:
         arms = 1  # watches armed at the --at-every location
         ended = []
         first_opts = session.opts  # the log prefix the --at-every watches number from
-        rearm = at_location.break_at(session.opts.at_every) if session.opts.at_every else None
+        try:
+            rearm = _rearm_breakpoint(session.opts.at_every)
+        except (target.WatchError, gdb.error) as error:
+            self.end(session, f"--at-every {session.opts.at_every}: {error}")
+            return None
         try:
             while session is not None:
                 scope = session.scope_end
@@ -328,6 +332,10 @@ def _kernel_view(opts: WatchOptions, caches: CacheRegistry):
     from gdb_qznusnih.hit.kernel import KernelView  # only whole-system mode needs it
 
     return KernelView.detect(opts.pid, opts.cr3, caches)
+
+
+def _rearm_breakpoint(location: str | None):
+    return at_location.break_at(location) if location else None
 
 
 def _wait_for_location(rearm, opts: WatchOptions):

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 
 from gdb_qznusnih import __version__
+from gdb_qznusnih.arm.describe import KILLED_EXIT_BASE
 from gdb_qznusnih.launcher import perf_watch, preflight, procfs
 from gdb_qznusnih.launcher.ptrace_cleanup import CleanupError, DebugRegisterCleaner
 from gdb_qznusnih.options import (
@@ -53,7 +54,6 @@ FREEZE_TIMEOUT_S = 1.0
 SWITCH_INTERVAL_S = 0.0001  # for a SIGSTOPped gdb to be seen stopped
 PROBE_TIMEOUT_S = 60
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-EXIT_KILLED_BASE = 128  # + N: the watch ended with the target killed by signal N
 
 DESCRIPTION = """\
 Watch one byte (or an aligned 2/4/8-byte word) of a Linux process with a hardware watchpoint
@@ -642,7 +642,7 @@ class Supervisor:
         self._join_pumps()
         if returncode == 1 and self.forwarded_at is not None and self._quit_echo():
             return EXIT_OK
-        if returncode > EXIT_KILLED_BASE:  # qzn-watch: the target died of signal N
+        if returncode > KILLED_EXIT_BASE:  # qzn-watch: the target died of signal N
             return returncode
         return EXIT_OK if returncode == 0 else EXIT_ERROR
 
