@@ -198,7 +198,7 @@ def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pa
     )
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     watch = PerfWatch(request, sinks, config, symbolizer=symbolizer, caches=caches)
-    watch.summary.name_code = preflight.code_namer(pid)
+    watch.summary.name_code = _code_namer(symbolizer)
     pidfd = _pidfd(pid)
     try:
         try:
@@ -220,6 +220,20 @@ def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pa
             os.close(pidfd)
     status = _end(watch, options, loss, sinks)
     return killed_exit_status(killed_by) if killed_by and status != EXIT_ERROR else status
+
+
+def _code_namer(symbolizer: Symbolizer):
+    """`prog+0x1234` from the symbolizer's module map, which outlives the target: its records
+    may be read after it has exited.  A code mapping at file offset O lies O past the load
+    address."""
+
+    def name(pc: int) -> str | None:
+        module = symbolizer.modules.find(pc)
+        if module is None or not module.path.startswith("/"):
+            return None
+        return preflight.module_offset_text(module.path, pc - module.start + module.mapping.offset)
+
+    return name
 
 
 def _run(watch: PerfWatch, options: WatchOptions, stops, pid: int, pidfd: int | None):

@@ -122,7 +122,11 @@ def module_offset(maps: list[Mapping], pc: int) -> str | None:
     if holder is None or not holder.path.startswith("/"):
         return None
     base = min(m.start for m in maps if m.path == holder.path)
-    return f"{os.path.basename(holder.path)}+{pc - base:#x}"
+    return module_offset_text(holder.path, pc - base)
+
+
+def module_offset_text(path: str, offset: int) -> str:
+    return f"{os.path.basename(path)}+{offset:#x}"
 
 
 def code_namer(pid: int):
