@@ -50,9 +50,11 @@ class WatchCommand(gdb.Command):
         except _USER_ERRORS as error:
             raise _one_line(error) from None
         if self.registry.wants_monitoring():
-            self.registry.monitor(session)
+            killed_status = self.registry.monitor(session)
             if session.sink_error:
                 raise gdb.GdbError(session.sink_error)
+            if killed_status is not None:  # the target died of a signal: gdb -batch says so too
+                gdb.execute(f"quit {killed_status}")
 
 
 class UnwatchCommand(gdb.Command):

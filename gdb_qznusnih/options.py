@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from dataclasses import dataclass, fields
 
 from gdb_qznusnih.perf.events import DEFAULT_STACK_BYTES, MAX_STACK_BYTES
@@ -73,6 +74,7 @@ class WatchOptions:
     follow_exec: str | None = None
     engine: str = "auto"
     stack_bytes: int = DEFAULT_STACK_BYTES
+    at_every: str | None = None  # a gdb location: re-arm each time it is reached (-batch)
 
     @property
     def logs_reads(self) -> bool:
@@ -286,8 +288,20 @@ def build_watch_parser(prog: str = "qzn-watch") -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     add_watch_options(parser)
+    add_at_every_option(parser.add_argument)
     parser.add_argument("address", nargs="+", metavar="ADDR", help=argparse.SUPPRESS)
     return parser
+
+
+def add_at_every_option(add_argument) -> None:
+    """--at-every LOCATION, for qzn-watch and the launcher's `run`."""
+    add_argument(
+        "--at-every",
+        type=_location,
+        metavar="LOCATION",
+        help="in -batch: each time LOCATION is reached, end the watch and arm a new one on "
+        "ADDR there (logs PREFIX.at2, PREFIX.at3, ...)",
+    )
 
 
 def watch_help(prog: str = "qzn-watch") -> str:
@@ -337,6 +351,38 @@ def check_expression(text: str) -> str:
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
         raise OptionError("the address expression contains control characters")
     return text
+
+
+# A gdb location: a function, FILE:LINE, FILE:FUNCTION or *ADDRESS.  Never a space (a
+# condition `if ...`, `thread N` or `-force-condition` needs one) nor a `$` (a convenience
+# variable or function), so gdb only looks a place up and evaluates nothing.
+_NUMBER = r"(?:0[xX][0-9a-fA-F]+|[0-9]+)"
+_SYMBOL = r"[A-Za-z_][A-Za-z0-9_.]*"
+_LOCATION = re.compile(
+    rf"\*(?:{_NUMBER}|{_SYMBOL}(?:[+-]{_NUMBER})?)"  # *0x401234, *parse_header+4
+    r"|[A-Za-z0-9_./~][A-Za-z0-9_./~:+-]*"  # func, file.c:120, file.c:func, ns::func
+)
+
+
+def check_location(text: str) -> str:
+    """A gdb location that names a place and runs nothing, or OptionError with one line."""
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+        raise OptionError(
+            "the location contains control characters; give a function, FILE:LINE or *ADDRESS"
+        )
+    if not _LOCATION.fullmatch(text):
+        raise OptionError(
+            f"'{text}' is not a location this takes: give a function (parse_header), "
+            "FILE:LINE (file.c:120) or *ADDRESS (*0x401234), without spaces"
+        )
+    return text
+
+
+def _location(text: str) -> str:
+    try:
+        return check_location(text)
+    except OptionError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def watch_options_to_argv(opts: WatchOptions) -> list[str]:

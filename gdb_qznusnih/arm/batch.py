@@ -9,6 +9,7 @@ every way of stopping ends in one place: remove the watch, summarise, detach.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
@@ -16,6 +17,7 @@ import threading
 import gdb
 
 from gdb_qznusnih.arm import target
+from gdb_qznusnih.arm.describe import target_end_text
 from gdb_qznusnih.launcher import procfs
 
 _RELAYED = (signal.SIGTERM, signal.SIGHUP)
@@ -81,11 +83,12 @@ def _ignore_in_python(signum, frame) -> None:
 
 
 class StopTracker:
-    """Remembers the last stop and whether the inferior exited."""
+    """Remembers the last stop and whether the inferior exited, and how."""
 
     def __init__(self) -> None:
         self.last_stop = None
         self.exit_code: int | None = None
+        self.exit_signal: int | None = None  # it was killed by this signal
         self.exited = False
 
     def connect(self) -> None:
@@ -102,6 +105,7 @@ class StopTracker:
     def _on_exit(self, event) -> None:
         self.exited = True
         self.exit_code = getattr(event, "exit_code", None)
+        self.exit_signal = target.exit_signal() if self.exit_code is None else None
 
 
 def signal_sender_pid() -> int | None:
@@ -141,17 +145,49 @@ class Catchpoints:
                 bp.delete()
 
 
-class Outcome:
-    """How a batch watch ended: the reason, the new program after an exec, a stop."""
+class BetweenWatches:
+    """What run_until_done needs of a session, while none is armed (--at-every waiting for
+    its location after a stack slot's frame returned)."""
 
-    def __init__(self, reason: str, exec_path: str | None = None, job_stopped=False) -> None:
+    kernel = None
+    interrupted = False
+
+    def __init__(self, opts) -> None:
+        self.opts = dataclasses.replace(opts, duration=None)  # --duration is a watch's
+        self.finish_reason: str | None = None
+
+    def finish(self, reason: str) -> None:
+        if self.finish_reason is None:
+            self.finish_reason = reason
+
+    def remove(self) -> None:
+        """No watchpoint to remove."""
+
+
+class Outcome:
+    """How a batch watch ended: the reason, the new program after an exec, a stop, the
+    signal that killed the target, or the --at-every location reached again."""
+
+    def __init__(
+        self,
+        reason: str,
+        exec_path: str | None = None,
+        job_stopped=False,
+        killed_by: int | None = None,
+        reached_again: bool = False,
+    ) -> None:
         self.reason = reason
         self.exec_path = exec_path
         self.job_stopped = job_stopped  # in a job-control stop: detach leaving it stopped
+        self.killed_by = killed_by
+        self.reached_again = reached_again
 
 
-def run_until_done(session, note) -> Outcome:
-    """Resume the target until the watch is finished; `note(text)` reports events."""
+def run_until_done(session, note, rearm=None) -> Outcome:
+    """Resume the target until the watch is finished; `note(text)` reports events.
+
+    `rearm`: the --at-every breakpoint; reaching it ends the watch (the caller arms anew).
+    """
     relay = StopRelay()
     tracker = StopTracker()
     catch = Catchpoints()
@@ -161,6 +197,7 @@ def run_until_done(session, note) -> Outcome:
     exec_path = None
     forks_noted = False
     job_stopped = False
+    reached_again = False
     try:
         while session.finish_reason is None:
             tracker.last_stop = None
@@ -185,6 +222,10 @@ def run_until_done(session, note) -> Outcome:
             if catch.hit(stop, catch.exec_bp):
                 exec_path = gdb.current_progspace().filename
                 session.finish(f"target called exec({exec_path}); exec clears watches")
+                break
+            if catch.hit(stop, rearm):
+                reached_again = True
+                session.finish(f"{session.opts.at_every} reached again")
                 break
             if any(catch.hit(stop, bp) for bp in catch.fork_bps):
                 if not forks_noted:
@@ -214,7 +255,9 @@ def run_until_done(session, note) -> Outcome:
         _consume_pending_interrupt(session)  # resuming would end a job-control stop
     if session.finish_reason is None:
         session.finish(_exit_reason(tracker))
-    return Outcome(session.finish_reason, exec_path, job_stopped)
+    return Outcome(
+        session.finish_reason, exec_path, job_stopped, tracker.exit_signal, reached_again
+    )
 
 
 def _stopped_by_job_control(session, stop) -> bool:
@@ -260,6 +303,4 @@ def _interrupt_reason(relay: StopRelay, session) -> str:
 
 
 def _exit_reason(tracker: StopTracker) -> str:
-    if tracker.exit_code is None:
-        return "target exited"
-    return f"target exited with code {tracker.exit_code}"
+    return target_end_text(tracker.exit_code, target.signal_name(tracker.exit_signal))

@@ -1,4 +1,5 @@
-"""The armed line of a watch, for both engines.  Pure: no gdb (the launcher uses it too)."""
+"""The armed line of a watch and how a target ended, for both engines.  Pure: no gdb (the
+launcher uses it too)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,21 @@ def larger_object_note(object_size: int, length: int) -> str:
         f"that object is {object_size} bytes, only its first {size} {verb} watched "
         "(use --len 2, 4 or 8, or the address of the part to watch)"
     )
+
+
+def target_end_text(exit_code: int | None = None, signal_name: str | None = None) -> str:
+    """How the target ended, in one wording for both engines."""
+    if signal_name is not None:
+        return f"target was killed by {signal_name}"
+    if exit_code is None:
+        return "target exited"
+    return f"target exited with code {exit_code}"
+
+
+KILLED_EXIT_BASE = 128
+
+
+def killed_exit_status(signal_number: int) -> int:
+    """The exit status when the target died of a signal: 128 + its number, as a shell gives
+    for a child killed by it."""
+    return KILLED_EXIT_BASE + signal_number

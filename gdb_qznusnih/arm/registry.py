@@ -8,11 +8,17 @@ import time
 
 import gdb
 
-from gdb_qznusnih.arm import target
-from gdb_qznusnih.arm.batch import in_batch_mode, run_until_done
-from gdb_qznusnih.arm.describe import armed_text, larger_object_note
+from gdb_qznusnih.arm import at_location, stack_scope, target
+from gdb_qznusnih.arm.batch import BetweenWatches, in_batch_mode, run_until_done
+from gdb_qznusnih.arm.describe import (
+    armed_text,
+    killed_exit_status,
+    larger_object_note,
+    target_end_text,
+)
 from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.hit.session import WatchSession, write_out
+from gdb_qznusnih.launcher import preflight
 from gdb_qznusnih.options import WatchOptions
 from gdb_qznusnih.report.build import ReportError
 from gdb_qznusnih.report.cli import write_html_report
@@ -43,10 +49,14 @@ class WatchRegistry:
         kernel = _kernel_view(opts, caches) if whole_system else None
         if self.wants_monitoring() and not whole_system:
             _refuse_a_stopped_process(inferior.pid)
+        if opts.at_every:
+            _check_at_every(opts.at_every)
         address, object_size = target.evaluate_address(opts.address)
         target.check_address(address, opts.length, whole_system)
+        owner = None
         if not whole_system:
             self._check_capacity(address, opts.length)
+            owner = stack_scope.frame_holding(address, opts.length, target.word_size())
         fd = status_fd(os.environ)
         status = StatusLine(fd, enabled=in_batch_mode() and os.isatty(fd))
         try:
@@ -69,6 +79,9 @@ class WatchRegistry:
             session = WatchSession(number, opts, address, sinks, caches, kernel, status)
             session.on_failure = self._hit_failed
             session.object_size = object_size
+            session.scope_end = stack_scope.end_with_frame(session, owner)
+            if not whole_system:
+                session.summary.name_code = preflight.code_namer(inferior.pid)
         except Exception:
             sinks.close()
             raise
@@ -76,7 +89,7 @@ class WatchRegistry:
         self.sessions[number] = session
         self._connect()
         pid = kernel.want_pid if kernel is not None and kernel.want_pid else inferior.pid
-        _note(_armed_message(session, pid, kernel))
+        _note(_armed_message(session, pid, kernel, owner))
         return session
 
     def _check_capacity(self, address: int, length: int) -> None:
@@ -117,39 +130,65 @@ class WatchRegistry:
         for session in list(self.sessions.values()):
             self.end(session, reason)
 
-    def monitor(self, session: WatchSession) -> None:
+    def monitor(self, session: WatchSession) -> int | None:
         """Batch mode: run the target under the watch, then detach it.
 
-        After an exec, `--follow-exec EXPR` arms a new watch on EXPR in the new program.
+        After an exec, `--follow-exec EXPR` arms a new watch on EXPR in the new program; each
+        time the --at-every location is reached, a new watch on the same ADDR is armed there.
+        Returns the exit status gdb should end with when the target died of a signal, else None.
         """
         generation = 0
+        arms = 1  # watches armed at the --at-every location
         ended = []
+        first_opts = session.opts  # the log prefix the --at-every watches number from
+        try:
+            rearm = _rearm_breakpoint(session.opts.at_every)
+        except (target.WatchError, gdb.error) as error:
+            self.end(session, f"--at-every {session.opts.at_every}: {error}")
+            return None
         try:
             while session is not None:
+                scope = session.scope_end
                 try:
-                    outcome = run_until_done(session, _note)
+                    outcome = run_until_done(session, _note, rearm)
                 finally:
                     # The target's exit may have ended it already, report and all.
                     if self.end(session, report=False):
                         ended.append(session)
-                opts = session.opts
+                opts, whole_system = session.opts, session.kernel is not None
                 session = None
                 if outcome.exec_path and opts.follow_exec:
                     generation += 1
                     session = self._arm_after_exec(opts, opts.follow_exec, generation)
-            pid = gdb.selected_inferior().pid
-            if pid != 0:
-                try:
-                    if outcome.job_stopped:
-                        target.detach_keeping_job_control_stop(pid)
-                    else:
-                        gdb.execute("detach", to_string=True)
-                except gdb.error as error:
-                    _note(f"detach failed: {error}")
+                elif rearm is not None:
+                    if scope is not None and scope.fired:
+                        outcome = _wait_for_location(rearm, opts)
+                    if outcome.reached_again:
+                        arms += 1
+                        session = self._arm_again(first_opts, arms)
+            self._detach(outcome)
         finally:
+            if rearm is not None and rearm.is_valid():
+                rearm.delete()
             # The HTML report takes a while on a long log: write it with the target running.
             for done in ended:
                 write_report(done)
+        if outcome.killed_by is None or whole_system:
+            return None
+        return killed_exit_status(outcome.killed_by)
+
+    @staticmethod
+    def _detach(outcome) -> None:
+        pid = gdb.selected_inferior().pid
+        if pid == 0:
+            return
+        try:
+            if outcome.job_stopped:
+                target.detach_keeping_job_control_stop(pid)
+            else:
+                gdb.execute("detach", to_string=True)
+        except gdb.error as error:
+            _note(f"detach failed: {error}")
 
     def _arm_after_exec(self, opts, expression: str, generation: int):
         """A new watch on `expression` in the program that exec loaded; None if it fails."""
@@ -164,6 +203,16 @@ class WatchRegistry:
             return session
         except (target.WatchError, gdb.error) as error:
             _note(f"--follow-exec {expression}: {error}")
+            return None
+
+    def _arm_again(self, opts, nth: int):
+        """The nth watch of --at-every, on the same ADDR where the location is reached again,
+        logging to PREFIX.at<nth>; None if it cannot be armed there."""
+        opts = dataclasses.replace(opts, log=f"{opts.log}.at{nth}" if opts.log else None)
+        try:
+            return self.arm(opts)
+        except (target.WatchError, gdb.error) as error:
+            _note(f"--at-every {opts.at_every}: {error}")
             return None
 
     @staticmethod
@@ -205,7 +254,8 @@ class WatchRegistry:
 
     def _on_exit(self, event) -> None:
         code = getattr(event, "exit_code", None)
-        reason = "target exited" + (f" with code {code}" if code is not None else "")
+        killed_by = target.signal_name(target.exit_signal()) if code is None else None
+        reason = target_end_text(code, killed_by)
         # A remote target being torn down: its stub closed the connection (QEMU died).
         connection = event.inferior.connection
         torn_down = connection is None
@@ -284,8 +334,32 @@ def _kernel_view(opts: WatchOptions, caches: CacheRegistry):
     return KernelView.detect(opts.pid, opts.cr3, caches)
 
 
-def _armed_message(session: WatchSession, pid: int, kernel) -> str:
+def _rearm_breakpoint(location: str | None):
+    return at_location.break_at(location) if location else None
+
+
+def _wait_for_location(rearm, opts: WatchOptions):
+    """--at-every after a stack slot's frame returned: the target runs with no watch until it
+    reaches the location again (the Outcome says so), or ends."""
+    outcome = run_until_done(BetweenWatches(opts), _note, rearm)
+    if not outcome.reached_again:
+        _note(f"no watch armed: {outcome.reason}")
+    return outcome
+
+
+def _check_at_every(location: str) -> None:
+    if not in_batch_mode():
+        raise target.WatchError(
+            "--at-every needs gdb -batch (as in 'qznusnih run --at-every LOCATION'); "
+            "inside gdb, arm a watch at each stop there instead"
+        )
+    at_location.check_found(location)
+
+
+def _armed_message(session: WatchSession, pid: int, kernel, owner) -> str:
     details = [kernel.describe()] if kernel is not None else []
+    if owner is not None:
+        details.append(owner.describe() if session.scope_end is not None else owner.unscoped())
     object_size = session.object_size
     if object_size is not None and object_size > session.length:
         details.append(larger_object_note(object_size, session.length))

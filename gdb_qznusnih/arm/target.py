@@ -58,6 +58,25 @@ def in_job_control_stop() -> bool:
     return False
 
 
+def exit_signal() -> int | None:
+    """The signal that killed the program that just ended ($_exitsignal), if one did."""
+    try:
+        value = gdb.parse_and_eval("$_exitsignal")
+        return None if value.type.code == gdb.TYPE_CODE_VOID else int(value)
+    except gdb.error:
+        return None
+
+
+def signal_name(number: int | None) -> str | None:
+    """SIGSEGV for 11: a native target's signals are the host's."""
+    if number is None:
+        return None
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def detach_keeping_job_control_stop(pid: int) -> None:
     """Detach from a process in a job-control stop so that it stays stopped.
 

@@ -100,6 +100,7 @@ class WatchSession:
             self.exit_breakpoint = kernel.break_on_exit(
                 lambda: self.finish(f"process {kernel.want_pid} exited")
             )
+        self.scope_end = None  # ends a stack slot's watch when its frame returns (arm/stack_scope)
         self.sink_error: str | None = None
         # on_failure(session, error) -> stop?: says what was lost and ends the watch.
         self.on_failure = None
@@ -228,14 +229,14 @@ class WatchSession:
         return stop or self.opts.stop
 
     def remove(self) -> None:
-        """Remove the hardware watchpoint (and the exit breakpoint) and close the logs.
+        """Remove the hardware watchpoint (and the exit and scope breakpoints), close the logs.
 
         Idempotent.
         """
-        for bp in (self.watchpoint, self.exit_breakpoint):
+        for bp in (self.watchpoint, self.exit_breakpoint, self.scope_end):
             if bp is not None and bp.is_valid():
                 bp.delete()
-        self.watchpoint = self.exit_breakpoint = None
+        self.watchpoint = self.exit_breakpoint = self.scope_end = None
         if self.kernel is not None:
             self.kernel.close()
         self._state.close()

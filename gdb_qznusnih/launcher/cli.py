@@ -1,7 +1,7 @@
 """`qznusnih`: the launcher that runs gdb with the extension loaded.
 
     qznusnih watch ADDR PID [OPTIONS]          attach to PID and watch ADDR
-    qznusnih run [OPTIONS] --watch EXPR -- PROG [ARGS...]
+    qznusnih run [OPTIONS] [--at LOCATION] --watch EXPR -- PROG [ARGS...]
     qznusnih gdbinit                           the ~/.gdbinit lines for this copy
 
 It checks its input before starting gdb (see preflight.py), builds gdb's command line only from
@@ -27,13 +27,16 @@ import time
 from dataclasses import dataclass, field
 
 from gdb_qznusnih import __version__
+from gdb_qznusnih.arm.describe import KILLED_EXIT_BASE
 from gdb_qznusnih.launcher import perf_watch, preflight, procfs
 from gdb_qznusnih.launcher.ptrace_cleanup import CleanupError, DebugRegisterCleaner
 from gdb_qznusnih.options import (
     OptionError,
     WatchOptions,
+    add_at_every_option,
     add_watch_options,
     check_expression,
+    check_location,
     options_from_namespace,
     raising_parser,
     watch_options_to_argv,
@@ -63,6 +66,7 @@ examples:
   qznusnih watch 55d0c3a0b04b 4242 --log /tmp/w --count 100
   qznusnih watch '&counter' 4242 --access w --len 4
   qznusnih run --watch '&counter' -- ./myprog arg1 arg2
+  qznusnih run --at-every make_buf --watch 'buf+3' -- ./myprog    each call's buffer
   qznusnih report /tmp/w.jsonl --format html --output /tmp/w.html
   echo "$(qznusnih gdbinit)" >> ~/.gdbinit     then 'qzn-watch ADDR' inside gdb
 
@@ -72,7 +76,8 @@ taken as hex; put a variable with such a name in parentheses.
 
 Ctrl-C, SIGTERM or SIGHUP: the watch is removed, the target detached and left running, the
 summary printed, exit status 0.  Exit status 1: an error (one line on stderr); 2: bad options;
-3: the perf engine could not log every access (the "lost:" line and the log say how many)."""
+3: the perf engine could not log every access (the "lost:" line and the log say how many);
+128+N: the target was killed by signal N (139: SIGSEGV), as the last line says."""
 
 
 class LauncherError(Exception):
@@ -93,6 +98,7 @@ class Request:
     options: WatchOptions = field(default_factory=WatchOptions)
     pid: int | None = None
     program: list[str] = field(default_factory=list)
+    at: str | None = None  # run: the location to arm at (None: main, or the entry point)
     ring_pages: int | None = None  # perf engine only, hidden: tests of the loss accounting
 
 
@@ -122,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--ring-pages", type=_ring_pages, help=argparse.SUPPRESS)
     run = commands.add_parser(
         "run",
-        help="start PROG under gdb and watch EXPR from main",
+        help="start PROG under gdb and watch EXPR from main (or --at LOCATION)",
         usage=f"{PROG} run [OPTIONS] --watch EXPR -- PROG [ARGS...]",
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -134,8 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="address",
         metavar="EXPR",
         required=True,
-        help="what to watch once main is reached, e.g. '&counter'",
+        help="what to watch once main (or --at LOCATION) is reached, e.g. '&counter'",
     )
+    add_run_location_options(run)
     add_watch_options(run, whole_system=False)
     commands.add_parser(
         "gdbinit", help="print the lines for ~/.gdbinit for this installed copy", allow_abbrev=False
@@ -143,6 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed for --help only: main() hands `report` to report.main with its own parser.
     commands.add_parser("report", help="summarise a PREFIX.jsonl log (text, JSON or HTML)")
     return parser
+
+
+def add_run_location_options(run: argparse.ArgumentParser) -> None:
+    """--at and --at-every: where `run` arms the watch instead of main."""
+    where = run.add_argument_group("where to arm (default: main, or the entry point)")
+    where = where.add_mutually_exclusive_group()
+    where.add_argument(
+        "--at",
+        metavar="LOCATION",
+        help="arm at LOCATION and evaluate EXPR there: a function, FILE:LINE or *ADDRESS",
+    )
+    add_at_every_option(where.add_argument)
 
 
 def _ring_pages(text: str) -> int:
@@ -209,7 +228,8 @@ def parse_request(argv: list[str]) -> Request:
             f"'{PROG} run' needs the program after '--', e.g. "
             f"'{PROG} run --watch &counter -- ./prog'"
         )
-    return Request("run", options, program=program)
+    at = check_location(namespace.at) if namespace.at is not None else options.at_every
+    return Request("run", options, program=program, at=at)
 
 
 # ---------------------------------------------------------------- gdb command line
@@ -281,10 +301,21 @@ def gdb_watch_argv(gdb: str, pid: int, options: WatchOptions, paths: list[str]) 
     ]
 
 
+def run_to_command(location: str | None) -> str:
+    """The python line that starts the program and stops it where the watch is armed."""
+    if location is not None:
+        location = check_location(location)  # a place, nothing gdb would evaluate
+    return f"python from gdb_qznusnih.arm import at_location; at_location.run_to({location!r})"
+
+
 def gdb_run_argv(
-    gdb: str, program: list[str], options: WatchOptions, paths: list[str]
+    gdb: str,
+    program: list[str],
+    options: WatchOptions,
+    paths: list[str],
+    at: str | None = None,
 ) -> list[str]:
-    # `start` (tbreak main + run) with pending breakpoints off: no main, no run.
+    # The program runs only once gdb has found where to stop it: a typo never runs it unwatched.
     return [
         gdb,
         "-nx",
@@ -296,7 +327,7 @@ def gdb_run_argv(
         "-ex",
         "set breakpoint pending off",
         "-ex",
-        "start",
+        run_to_command(at),
         "-ex",
         qzn_watch_command(options),
         "--args",
@@ -612,6 +643,8 @@ class Supervisor:
         self._join_pumps()
         if returncode == 1 and self.forwarded_at is not None and self._quit_echo():
             return EXIT_OK
+        if returncode > KILLED_EXIT_BASE:  # qzn-watch: the target died of signal N
+            return returncode
         return EXIT_OK if returncode == 0 else EXIT_ERROR
 
     def _quit_echo(self) -> bool:
@@ -837,7 +870,8 @@ def _run(request: Request, stops: StopRequests) -> int:
         preflight.check_log_prefix(request.options.log)
     gdb = find_gdb()
     probe_gdb(gdb)
-    argv = gdb_run_argv(gdb, [resolved, *request.program[1:]], request.options, extension_paths())
+    program_argv = [resolved, *request.program[1:]]
+    argv = gdb_run_argv(gdb, program_argv, request.options, extension_paths(), request.at)
     # A terminal stays out of gdb's new session; piped input reaches the program.
     stdin = subprocess.DEVNULL if sys.stdin is None or sys.stdin.isatty() else None
     return Supervisor(argv, None, stops, pipe_stderr=False, stdin=stdin).run()

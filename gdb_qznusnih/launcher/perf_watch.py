@@ -17,7 +17,7 @@ import sys
 import time
 
 from gdb_qznusnih import address_expression
-from gdb_qznusnih.arm.describe import armed_text
+from gdb_qznusnih.arm.describe import armed_text, killed_exit_status, target_end_text
 from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.launcher import preflight, procfs
 from gdb_qznusnih.options import OptionError, WatchOptions
@@ -215,6 +215,7 @@ def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pa
     config = CaptureConfig(events=events, ring_pages=ring_pages)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     watch = PerfWatch(request, sinks, config, symbolizer=symbolizer, caches=caches, note=_note)
+    watch.summary.name_code = _code_namer(symbolizer)
     pidfd = _pidfd(pid)
     try:
         try:
@@ -230,16 +231,32 @@ def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pa
             details.append("kernel-mode accesses too")
         shown = (options.access, options.length, address, options.address, pid)
         _note(armed_text(1, *shown, details, sinks.paths))
-        _run(watch, options, stops, pid, pidfd)
+        killed_by = _run(watch, options, stops, pid, pidfd)
         loss = watch.stop()
     finally:
         watch.close()
         if pidfd is not None:
             os.close(pidfd)
-    return _end(watch, options, loss, sinks)
+    status = _end(watch, options, loss, sinks)
+    return killed_exit_status(killed_by) if killed_by and status != EXIT_ERROR else status
 
 
-def _run(watch: PerfWatch, options: WatchOptions, stops, pid: int, pidfd: int | None) -> None:
+def _code_namer(symbolizer: Symbolizer):
+    """`prog+0x1234` from the symbolizer's module map, which outlives the target: its records
+    may be read after it has exited.  A code mapping at file offset O lies O past the load
+    address."""
+
+    def name(pc: int) -> str | None:
+        module = symbolizer.modules.find(pc)
+        if module is None or not module.path.startswith("/"):
+            return None
+        return preflight.module_offset_text(module.path, pc - module.start + module.mapping.offset)
+
+    return name
+
+
+def _run(watch: PerfWatch, options: WatchOptions, stops, pid: int, pidfd: int | None):
+    """Until the watch finishes; the signal that killed the target, if that ended it."""
     deadline = time.monotonic() + options.duration if options.duration else None
     while watch.finish_reason is None:
         stops.drain()
@@ -248,7 +265,10 @@ def _run(watch: PerfWatch, options: WatchOptions, stops, pid: int, pidfd: int | 
         elif deadline is not None and time.monotonic() >= deadline:
             watch.finish(f"--duration {options.duration:g}s reached")
         elif not _poll(watch):
-            watch.finish(exit_reason(pid, pidfd))
+            reason, killed_by = target_end(pid, pidfd)
+            watch.finish(reason)
+            return killed_by
+    return None
 
 
 def _poll(watch: PerfWatch) -> bool:
@@ -293,18 +313,19 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
-def exit_reason(pid: int, pidfd: int | None) -> str:
-    """How the target ended, as the gdb engine says it: its status is readable while it is
-    a zombie (field 52 of /proc/PID/stat), until its parent reaps it."""
+def target_end(pid: int, pidfd: int | None) -> tuple[str, int | None]:
+    """How the target ended, as the gdb engine says it, and the signal that killed it: its
+    status is readable while it is a zombie (field 52 of /proc/PID/stat), until its parent
+    reaps it."""
     if pidfd is not None:
         select.select([pidfd], [], [], EXIT_WAIT_S)
     fields = procfs.read_stat_fields(pid)
     if not fields or fields[0] not in ("Z", "X") or len(fields) < 50:
-        return "target exited"
+        return target_end_text(), None
     status = int(fields[49])
     if status & 0x7F:
-        return f"target was killed by {signal.Signals(status & 0x7F).name}"
-    return f"target exited with code {status >> 8 & 0xFF}"
+        return target_end_text(signal_name=signal.Signals(status & 0x7F).name), status & 0x7F
+    return target_end_text(status >> 8 & 0xFF), None
 
 
 def _note(text: str) -> None:

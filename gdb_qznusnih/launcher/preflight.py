@@ -115,6 +115,32 @@ def parse_maps(text: str) -> list[Mapping]:
     return maps
 
 
+def module_offset(maps: list[Mapping], pc: int) -> str | None:
+    """`prog+0x1234`: the file mapped at pc and pc's offset from the file's first mapping
+    (its load address: for a PIE or a library, the address objdump shows)."""
+    holder = next((m for m in maps if m.contains(pc)), None)
+    if holder is None or not holder.path.startswith("/"):
+        return None
+    base = min(m.start for m in maps if m.path == holder.path)
+    return module_offset_text(holder.path, pc - base)
+
+
+def module_offset_text(path: str, offset: int) -> str:
+    return f"{os.path.basename(path)}+{offset:#x}"
+
+
+def code_namer(pid: int):
+    """module_offset for a live process, reading its maps at each call (once per site)."""
+
+    def name(pc: int) -> str | None:
+        try:
+            return module_offset(parse_maps(procfs.read_text(f"/proc/{pid}/maps")), pc)
+        except OSError:
+            return None
+
+    return name
+
+
 def address_bits(machine: str | None = None) -> int:
     """The width of a user address on this machine."""
     machine = machine or platform.machine()

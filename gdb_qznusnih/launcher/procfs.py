@@ -1,4 +1,4 @@
-"""/proc/PID/stat, /proc/PID/status and /proc/PID/task: pure parsers over the text, and thin
+"""/proc/PID/stat, status, task and auxv: pure parsers over the text, and thin
 readers that answer None (or nothing) once the process is gone.
 
 Standard library only, and nothing else from the package: the perf engine uses it too.
@@ -85,3 +85,27 @@ def thread_ids(pid: int) -> list[int]:
         return sorted(int(name) for name in os.listdir(f"/proc/{pid}/task"))
     except OSError:
         return []
+
+
+AT_ENTRY = 9  # auxv tag: the program's entry point, as loaded (PIE relocated)
+
+
+def parse_auxv_entry(data: bytes, word: int) -> int | None:
+    """AT_ENTRY from the bytes of /proc/PID/auxv (pairs of `word`-byte native integers)."""
+    pair = 2 * word
+    for start in range(0, len(data) - pair + 1, pair):
+        tag = int.from_bytes(data[start : start + word], "little")
+        if tag == AT_ENTRY:
+            return int.from_bytes(data[start + word : start + pair], "little")
+        if tag == 0:  # AT_NULL ends the vector
+            break
+    return None
+
+
+def auxv_entry(pid: int, word: int) -> int | None:
+    """The entry point of a live process's program; None when unreadable."""
+    try:
+        with open(f"/proc/{pid}/auxv", "rb") as auxv:
+            return parse_auxv_entry(auxv.read(), word)
+    except OSError:
+        return None

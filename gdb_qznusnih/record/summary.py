@@ -2,11 +2,14 @@
 
 `Summary.add` is O(1) and keeps counts only (never the records), so memory stays flat however
 long the watch runs.  A call site is the innermost frame with source, as in
-`round_once at mix.c:40`; frames without source (libc's memcpy) defer to their caller.
+`round_once at mix.c:40`; frames without source (libc's memcpy) defer to their caller, but code
+without any symbol (a stripped program) is a site of its own, by pc, named module+offset
+(`prog+0x1234`) when the engine can say which module holds it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 from gdb_qznusnih.record.access import READ, WRITE, Record
@@ -22,8 +25,11 @@ class Site(NamedTuple):
     line: int | None
     pc: int | None  # only when no frame has source: sites are then told apart by pc
     count: int
+    module: str | None = None  # "prog+0x1234": code without symbols, in that module
 
     def describe(self) -> str:
+        if self.func is None and self.module is not None:
+            return self.module
         where = f"{self.func or '??'}"
         if self.file is not None:
             where += f" at {self.file}" if self.line is None else f" at {self.file}:{self.line}"
@@ -38,6 +44,7 @@ class Site(NamedTuple):
             "line": self.line,
             "pc": None if self.pc is None else hex(self.pc),
             "count": self.count,
+            "module": self.module,
         }
 
 
@@ -46,6 +53,10 @@ def _site_key(record: Record) -> tuple:
     for frame in frames:
         if frame.file is not None:
             return (frame.func, frame.file, frame.line, None)
+        if frame.func is None:
+            # No symbol at all: its caller's source would be another module's (libc's
+            # __libc_start_call_main for a stripped program's code).
+            return (None, None, None, frame.pc)
     if frames:
         return (frames[0].func, None, None, frames[0].pc)
     return (None, None, None, record.pc)
@@ -79,8 +90,17 @@ class Summary(AccessCounts):
     tracks it, is the time the program ran, without the time it sat stopped at gdb's prompt.
     """
 
-    def __init__(self, start: float | None = None, end: float | None = None) -> None:
+    def __init__(
+        self,
+        start: float | None = None,
+        end: float | None = None,
+        name_code: Callable[[int], str | None] | None = None,
+    ) -> None:
         super().__init__()
+        # pc -> "prog+0x1234" for a site in code without symbols, asked once per such site
+        # (while the target lives: the summary is printed after it has gone).
+        self.name_code = name_code
+        self._code_names: dict[int, str | None] = {}
         self.start = start
         self.end = end
         self.running: float | None = None
@@ -104,10 +124,16 @@ class Summary(AccessCounts):
             self._without_mode += 1
         sites = self._sites[WRITE if is_write else READ]
         key = _site_key(record)
+        if key not in sites and key[0] is None and key[1] is None:
+            self._name_code(key[3])
         sites[key] = sites.get(key, 0) + 1
         if self.first_time is None:
             self.first_time = record.time
         self.last_time = record.time
+
+    def _name_code(self, pc: int | None) -> None:
+        if pc is not None and self.name_code is not None and pc not in self._code_names:
+            self._code_names[pc] = self.name_code(pc)
 
     @property
     def duration(self) -> float | None:
@@ -147,7 +173,10 @@ class Summary(AccessCounts):
             self._sites[kind].items(),
             key=lambda item: (-item[1], str(item[0][0]), str(item[0][1]), item[0][2] or 0),
         )
-        return [Site(*key, count) for key, count in ranked[:limit]]
+        return [
+            Site(*key, count, self._code_names.get(key[3]) if key[0] is None else None)
+            for key, count in ranked[:limit]
+        ]
 
     def to_json(self) -> dict:
         duration, rate = self.duration, self.rate

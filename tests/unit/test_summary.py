@@ -130,6 +130,7 @@ def test_to_json():
         "line": 50,
         "pc": None,
         "count": 5,
+        "module": None,
     }
     assert doc["duration"] == 2.0
     assert doc["hits_per_second"] == 32.5
