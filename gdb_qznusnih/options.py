@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, fields
 
 from gdb_qznusnih.perf.events import DEFAULT_STACK_BYTES, MAX_STACK_BYTES
+from gdb_qznusnih.record.condition import ConditionError, compile_condition
 
 ACCESS_CHOICES = ("rw", "r", "w")
 LENGTHS = (1, 2, 4, 8)
@@ -75,6 +76,8 @@ class WatchOptions:
     engine: str = "auto"
     stack_bytes: int = DEFAULT_STACK_BYTES
     at_every: str | None = None  # a gdb location: re-arm each time it is reached (-batch)
+    if_cond: str | None = None  # --if COND: log only the accesses where it holds
+    stop_if: str | None = None  # --stop-if COND: end the watch at the first such access
 
     @property
     def logs_reads(self) -> bool:
@@ -93,6 +96,15 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{value} must be greater than zero")
     return value
+
+
+def _condition(text: str) -> str:
+    """COND checked now (one line with its column if bad); compiled again when armed."""
+    try:
+        compile_condition(text)
+    except ConditionError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def _positive_seconds(text: str) -> float:
@@ -222,8 +234,24 @@ def add_watch_options(parser: argparse.ArgumentParser, whole_system: bool = True
     )
     output("--style", metavar="NAME", help="pygments style for colours")
     output("--quiet", action="store_true", help="no per-access stream on the terminal")
+    output(
+        "--if",
+        dest="if_cond",
+        type=_condition,
+        metavar="COND",
+        help="log only the accesses where COND holds, e.g. \"kind == 'write' and value != 0\" "
+        "(names: kind value old tid func file line pc mode changed_unseen; == != < <= > >= "
+        "in, not in, ~ regex, and or not)",
+    )
     until = parser.add_argument_group("when to stop").add_argument
     until("--count", type=_positive_int, metavar="N", help="end the watch after N logged accesses")
+    until(
+        "--stop-if",
+        type=_condition,
+        metavar="COND",
+        help="end the watch at the first access where COND holds, logged last (inside gdb "
+        "the program stops at it); COND as for --if",
+    )
     until(
         "--duration",
         type=_positive_seconds,
@@ -389,7 +417,7 @@ def watch_options_to_argv(opts: WatchOptions) -> list[str]:
     """The argv that parse_watch_args turns back into `opts` (for the launcher)."""
     argv: list[str] = []
     defaults = WatchOptions()
-    flag_names = {"length": "--len"}
+    flag_names = {"length": "--len", "if_cond": "--if"}
     for f in fields(WatchOptions):
         if f.name == "address":
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gdb
 
 from gdb_qznusnih.options import COLOR_CHOICES, DEFAULT_BT_DEPTH, one_line
+from gdb_qznusnih.record.condition import compile_condition
 from gdb_qznusnih.sinks.colour import check_style
 
 
@@ -119,7 +120,24 @@ class Settings:
             "that read on dark and light backgrounds.",
             check=_check_style,
         )
-        self.all = (self.args, self.bt_depth, self.color, self.log, self.style)
+        self.if_cond = _Setting(
+            "if",
+            gdb.PARAM_STRING,
+            "The default condition for logging an access",
+            "qzn-watch logs only the accesses where this COND holds (--if); empty: all.",
+            check=_check_condition,
+        )
+        self.stop_if = _Setting(
+            "stop-if",
+            gdb.PARAM_STRING,
+            "The default condition for stopping at an access",
+            "qzn-watch stops the program at the first access where this COND holds "
+            "(--stop-if); empty: never.",
+            check=_check_condition,
+        )
+        self.all = (
+            self.args, self.bt_depth, self.color, self.if_cond, self.log, self.stop_if, self.style
+        )  # fmt: skip
 
     def watch_defaults(self) -> dict:
         return {
@@ -128,4 +146,11 @@ class Settings:
             "style": self.style.value or None,
             "args": bool(self.args.value),
             "log": self.log.value or None,
+            "if_cond": self.if_cond.value or None,
+            "stop_if": self.stop_if.value or None,
         }
+
+
+def _check_condition(text: str | None) -> None:
+    if text:
+        compile_condition(text)  # ConditionError is a ValueError: one line, the column

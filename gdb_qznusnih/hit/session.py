@@ -21,6 +21,7 @@ from gdb_qznusnih.hit.backtrace import BacktraceCollector
 from gdb_qznusnih.hit.locate import InstructionLocator
 from gdb_qznusnih.options import WatchOptions
 from gdb_qznusnih.record.builder import RecordBuilder
+from gdb_qznusnih.record.condition import optional_condition
 from gdb_qznusnih.record.summary import Summary
 from gdb_qznusnih.sinks.logs import SinkError, write_all
 from gdb_qznusnih.sinks.status_line import StatusLine
@@ -92,6 +93,8 @@ class WatchSession:
         self._builder = RecordBuilder(
             number, address, self.length, opts.access, opts.count,
             known=target.read_value(address, self.length),
+            condition=optional_condition(opts.if_cond),
+            stop_condition=optional_condition(opts.stop_if),
         )  # fmt: skip
         self.watchpoint = AccessWatchpoint(self, target.watch_spec(address, self.length))
         # Whole-system mode: the machine runs on after the program, so watch for its exit.
@@ -176,8 +179,8 @@ class WatchSession:
                 self.sink_error = str(error)
                 self.finish("log failure")
                 return
-        if builder.count_reached:
-            self.finish(f"--count {self.opts.count} reached")
+        if builder.end_reason is not None:
+            self.finish(builder.end_reason)
 
     @property
     def seq(self) -> int:

@@ -204,8 +204,9 @@ def _open_sinks(options: WatchOptions, caches: CacheRegistry) -> LogSinks:
 
 def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pages) -> int:
     request = WatchRequest(
-        pid, address, options.length, options.access, options.bt_depth, options.count
-    )
+        pid, address, options.length, options.access, options.bt_depth, options.count,
+        if_cond=options.if_cond, stop_if=options.stop_if,
+    )  # fmt: skip
     if ring_pages is None:
         ring_pages = ROOT_RING_PAGES if os.geteuid() == 0 else DEFAULT_RING_PAGES
     kernel_problem = kernel_mode_problem(pid)

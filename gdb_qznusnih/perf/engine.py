@@ -40,6 +40,7 @@ from gdb_qznusnih.record.access import (
     Record,
 )
 from gdb_qznusnih.record.builder import RecordBuilder
+from gdb_qznusnih.record.condition import optional_condition
 from gdb_qznusnih.record.summary import Summary
 from gdb_qznusnih.sinks.logs import SinkError
 
@@ -63,6 +64,8 @@ class WatchRequest:
     bt_depth: int = 16
     count: int | None = None  # end after this many records
     number: int = 1  # the watch's number in its records
+    if_cond: str | None = None  # --if COND
+    stop_if: str | None = None  # --stop-if COND
 
 
 @dataclass(frozen=True)
@@ -108,8 +111,10 @@ class PerfWatch:
         self.config = config or CaptureConfig()
         self.summary = Summary(start=time.time())
         self._builder = RecordBuilder(
-            request.number, request.address, request.length, request.access, request.count
-        )
+            request.number, request.address, request.length, request.access, request.count,
+            condition=optional_condition(request.if_cond),
+            stop_condition=optional_condition(request.stop_if),
+        )  # fmt: skip
         self.finish_reason: str | None = None
         self._logging = True  # False once no more records may be logged (--count, ...)
         self.sink_error: str | None = None
@@ -436,8 +441,8 @@ class PerfWatch:
                 self.sink_error = str(error)
                 self.finish("log failure", log_more=False)
                 return
-        if builder.count_reached:
-            self.finish(f"--count {self.request.count} reached", log_more=False)
+        if builder.end_reason is not None:
+            self.finish(builder.end_reason, log_more=False)
 
     @property
     def seq(self) -> int:

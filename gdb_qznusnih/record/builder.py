@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from gdb_qznusnih.classify.values import REGISTERS, Reg, derive_value_with
 from gdb_qznusnih.record.access import READ, Frame, Record
+from gdb_qznusnih.record.condition import Condition
 
 MEMORY = "memory"
 # The read half of a read-modify-write the registers cannot tell (add, inc, ...): the value
@@ -31,9 +32,14 @@ class RecordBuilder:
     """Records for one watch: `watch` number, `length` bytes at `address`.
 
     `access` is "rw", "r" or "w" (the kinds logged), `count` ends the watch after that many
-    records, `known` is the watched bytes' value at arm time (None if not read)."""
+    records, `known` is the watched bytes' value at arm time (None if not read).
+    `condition` (--if) keeps only the records where it holds; `stop_condition` (--stop-if)
+    ends the watch at the first record where it holds, that record logged last."""
 
-    __slots__ = ("watch", "address", "length", "count", "seq", "known", "shown", "_wanted")
+    __slots__ = (
+        "watch", "address", "length", "count", "seq", "known", "shown", "_wanted",
+        "condition", "stop_condition", "stopped",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -43,8 +49,12 @@ class RecordBuilder:
         access: str = "rw",
         count: int | None = None,
         known: int | None = None,
+        condition: Condition | None = None,
+        stop_condition: Condition | None = None,
     ) -> None:
         self.watch, self.address, self.length, self.count = watch, address, length, count
+        self.condition, self.stop_condition = condition, stop_condition
+        self.stopped = False  # the --stop-if access was logged
         self.seq = 0
         self.known = known
         self.shown = known
@@ -53,6 +63,15 @@ class RecordBuilder:
     @property
     def count_reached(self) -> bool:
         return self.count is not None and self.seq >= self.count
+
+    @property
+    def end_reason(self) -> str | None:
+        """Why no more records may be logged (--count, --stop-if), or None."""
+        if self.stopped:
+            return f"--stop-if {self.stop_condition.text} matched"
+        if self.count_reached:
+            return f"--count {self.count} reached"
+        return None
 
     def build(
         self,
@@ -86,34 +105,37 @@ class RecordBuilder:
             else:
                 old = value_before = before
                 before = self.known = value
-            if not self._wanted[kind] or self.count_reached:
+            if not self._wanted[kind] or self.stopped or self.count_reached:
                 continue
             shown = self.shown
             unseen = value_before is not None and shown is not None and value_before != shown
-            self.seq += 1
-            records.append(
-                Record(
-                    seq=self.seq,
-                    kind=kind,
-                    addr=self.address,
-                    length=self.length,
-                    old=old,
-                    value=value,
-                    pid=pid,
-                    tid=tid,
-                    pc=pc,
-                    insn=text,
-                    time=time,
-                    frames=frames,
-                    kind_from=kind_from,
-                    mode=mode,
-                    comm=comm,
-                    watch=self.watch,
-                    value_from=value_from,
-                    more_frames=more_frames,
-                    changed_unseen=unseen,
-                )
+            record = Record(
+                seq=self.seq + 1,
+                kind=kind,
+                addr=self.address,
+                length=self.length,
+                old=old,
+                value=value,
+                pid=pid,
+                tid=tid,
+                pc=pc,
+                insn=text,
+                time=time,
+                frames=frames,
+                kind_from=kind_from,
+                mode=mode,
+                comm=comm,
+                watch=self.watch,
+                value_from=value_from,
+                more_frames=more_frames,
+                changed_unseen=unseen,
             )
+            if self.stop_condition is not None and self.stop_condition(record):
+                self.stopped = True  # logged whatever --if says: the access that matters
+            elif self.condition is not None and not self.condition(record):
+                continue
+            self.seq += 1
+            records.append(record)
             if value is not None or kind != READ:  # a write of an unknown value: unknown now
                 self.shown = value
         return records

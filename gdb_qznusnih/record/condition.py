@@ -104,6 +104,11 @@ def compile_condition(text: str) -> Condition:
     return Condition(text)
 
 
+def optional_condition(text: str | None) -> Condition | None:
+    """--if / --stop-if as given (None: no condition); checked when the options were read."""
+    return None if text is None else Condition(text)
+
+
 # ---------------------------------------------------------------- tokens
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gdb_qznusnih.classify.values import full_register_reader
 from gdb_qznusnih.record.builder import MEMORY, PREVIOUS, RecordBuilder
+from gdb_qznusnih.record.condition import compile_condition
 
 ADDR = 0x404040
 READ, WRITE = "read", "write"
@@ -84,3 +85,16 @@ def test_count_ends_the_records_even_inside_one_instruction():
     ]
     assert builder.count_reached
     assert build(builder, [WRITE], "movb $0x1,(%rbx)") == [] and builder.seq == 3
+
+
+def test_if_keeps_matching_records_numbered_without_gaps_and_stop_if_ends_after_its_match():
+    builder = RecordBuilder(
+        1, ADDR, 1,
+        condition=compile_condition("value != 2"),
+        stop_condition=compile_condition("value == 4"),
+    )  # fmt: skip
+    logged = []
+    for value in (1, 2, 3, 4, 5):
+        logged += build(builder, [WRITE], "mov %al,(%rbx)", registers(rax=value))
+    assert [(r.seq, r.value) for r in logged] == [(1, 1), (2, 3), (3, 4)]
+    assert builder.end_reason == "--stop-if value == 4 matched"
