@@ -56,9 +56,9 @@ def faults(build_c) -> Path:
     return build_c("faults")
 
 
-def watch(program: Path, engine: str, tmp_path: Path, *args: str):
+def watch(program: Path, engine: str, tmp_path: Path, *args: str, exit_status: int = 0):
     """Watch faults MODE's byte to the end: (records, the launcher's stderr, the target's
-    exit status), the launcher's exit status checked to be 0."""
+    exit status), the launcher's exit status checked to be `exit_status`."""
     target = Faults(program, *args)
     prefix = tmp_path / engine
     proc = launcher(target.address, str(target.pid), "--engine", engine, "--log", str(prefix),
@@ -72,14 +72,17 @@ def watch(program: Path, engine: str, tmp_path: Path, *args: str):
             proc.kill()
     target.proc.stdin.close()
     status = target.proc.wait(timeout=30)  # reaped only now: its status was readable
-    assert proc.returncode == 0, err
+    assert proc.returncode == exit_status, err
     assert "Traceback" not in err
     return records(prefix), armed + err, status
 
 
-def both_engines(program: Path, tmp_path: Path, *args: str):
+def both_engines(program: Path, tmp_path: Path, *args: str, exit_status: int = 0):
     """The same run under each engine; (perf's, gdb's), each as watch() gives it."""
-    return watch(program, "perf", tmp_path, *args), watch(program, "gdb", tmp_path, *args)
+    return tuple(
+        watch(program, engine, tmp_path, *args, exit_status=exit_status)
+        for engine in ("perf", "gdb")
+    )
 
 
 def kinds_and_values(logged: list[dict]) -> list[tuple[str, int]]:
@@ -101,11 +104,10 @@ def test_an_exit_code_ends_the_watch_with_the_gdb_engines_message(faults, tmp_pa
 
 def test_a_death_by_signal_ends_the_watch_naming_the_signal(faults, tmp_path):
     (by_perf, perf_err, perf_status), (by_gdb, gdb_err, gdb_status) = both_engines(
-        faults, tmp_path, "signal"
+        faults, tmp_path, "signal", exit_status=128 + signal.SIGABRT
     )
     assert perf_status == gdb_status == -signal.SIGABRT
-    assert ended(perf_err) == "qzn: watch 1 ended: target was killed by SIGABRT"
-    assert ended(gdb_err) == "qzn: watch 1 ended: target exited"  # gdb's exit event: no code
+    assert ended(perf_err) == ended(gdb_err) == "qzn: watch 1 ended: target was killed by SIGABRT"
     assert kinds_and_values(by_perf) == kinds_and_values(by_gdb) == [("write", 1)]
 
 
