@@ -9,6 +9,7 @@ import gdb
 
 from gdb_qznusnih.arm.registry import WatchRegistry
 from gdb_qznusnih.arm.target import WatchError
+from gdb_qznusnih.launcher.perf_watch import EXIT_LOST
 from gdb_qznusnih.options import (
     OptionError,
     one_line,
@@ -53,6 +54,8 @@ class WatchCommand(gdb.Command):
             self.registry.monitor(session)
             if session.sink_error:
                 raise gdb.GdbError(session.sink_error)
+            if session.loss_text():
+                gdb.execute(f"quit {EXIT_LOST}")  # as `qznusnih watch` says it: accesses lost
 
 
 class UnwatchCommand(gdb.Command):

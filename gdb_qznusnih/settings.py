@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gdb
 
-from gdb_qznusnih.options import COLOR_CHOICES, DEFAULT_BT_DEPTH, one_line
+from gdb_qznusnih.options import COLOR_CHOICES, DEFAULT_BT_DEPTH, ENGINE_CHOICES, one_line
 from gdb_qznusnih.sinks.colour import check_style
 
 
@@ -104,6 +104,16 @@ class Settings:
             list(COLOR_CHOICES),
         )
         self.color.value = "auto"
+        self.engine = _Setting(
+            "engine",
+            gdb.PARAM_ENUM,
+            "The default engine",
+            "Which engine qzn-watch watches with (--engine): gdb (gdb's watchpoints, the "
+            "default inside gdb), perf (perf_event_open, the target never stopped) or auto "
+            "(perf for a native process where perf events are permitted, else gdb).",
+            list(ENGINE_CHOICES),
+        )
+        self.engine.value = "gdb"
         self.log = _Setting(
             "log",
             gdb.PARAM_STRING,
@@ -119,7 +129,7 @@ class Settings:
             "that read on dark and light backgrounds.",
             check=_check_style,
         )
-        self.all = (self.args, self.bt_depth, self.color, self.log, self.style)
+        self.all = (self.args, self.bt_depth, self.color, self.engine, self.log, self.style)
 
     def watch_defaults(self) -> dict:
         return {
@@ -128,4 +138,5 @@ class Settings:
             "style": self.style.value or None,
             "args": bool(self.args.value),
             "log": self.log.value or None,
+            "engine": self.engine.value,
         }

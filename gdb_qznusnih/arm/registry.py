@@ -8,7 +8,7 @@ import time
 
 import gdb
 
-from gdb_qznusnih.arm import target
+from gdb_qznusnih.arm import perf_session, target
 from gdb_qznusnih.arm.batch import in_batch_mode, run_until_done
 from gdb_qznusnih.arm.describe import armed_text, larger_object_note
 from gdb_qznusnih.caches import CacheRegistry
@@ -32,12 +32,8 @@ class WatchRegistry:
     # -- arming -------------------------------------------------------------
 
     def arm(self, opts: WatchOptions) -> WatchSession:
-        if opts.engine == "perf":
-            raise target.WatchError(
-                "qzn-watch --engine perf is not available inside gdb yet; watch a running "
-                "process with 'qznusnih watch ADDR PID --engine perf'"
-            )
         inferior = target.require_live_process()
+        engine, why = perf_session.choose_engine(opts, inferior)
         whole_system = target.is_whole_system()
         caches = CacheRegistry()
         kernel = _kernel_view(opts, caches) if whole_system else None
@@ -46,9 +42,10 @@ class WatchRegistry:
         address, object_size = target.evaluate_address(opts.address)
         target.check_address(address, opts.length, whole_system)
         if not whole_system:
-            self._check_capacity(address, opts.length)
+            self._check_capacity(address, opts.length, engine)
         fd = status_fd(os.environ)
-        status = StatusLine(fd, enabled=in_batch_mode() and os.isatty(fd))
+        # The perf engine's records are written by a thread of their own: no status line.
+        status = StatusLine(fd, enabled=engine == "gdb" and in_batch_mode() and os.isatty(fd))
         try:
             check_style(opts.style)
             sinks = LogSinks(
@@ -66,8 +63,13 @@ class WatchRegistry:
             raise target.WatchError(str(error)) from None
         number = self._next_number
         try:
-            session = WatchSession(number, opts, address, sinks, caches, kernel, status)
-            session.on_failure = self._hit_failed
+            if engine == "perf":
+                pid = inferior.pid
+                session = perf_session.PerfSession(number, opts, address, sinks, caches, pid)
+                session.on_done = self._ended_by_itself
+            else:
+                session = WatchSession(number, opts, address, sinks, caches, kernel, status)
+                session.on_failure = self._hit_failed
             session.object_size = object_size
         except Exception:
             sinks.close()
@@ -76,16 +78,25 @@ class WatchRegistry:
         self.sessions[number] = session
         self._connect()
         pid = kernel.want_pid if kernel is not None and kernel.want_pid else inferior.pid
-        _note(_armed_message(session, pid, kernel))
+        for note in getattr(session, "notes", ()):
+            _note(note)
+        engine_detail = f"engine {engine} ({why})" if why is not None else None
+        _note(_armed_message(session, pid, kernel, engine_detail))
         return session
 
-    def _check_capacity(self, address: int, length: int) -> None:
-        ours = sum(target.registers_needed(s.address, s.length) for s in self.sessions.values())
-        needed = target.registers_needed(address, length)
+    def _check_capacity(self, address: int, length: int, engine: str) -> None:
+        ours = sum(_registers_used(s) for s in self.sessions.values())
+        needed = (
+            perf_session.DEBUG_REGISTERS_PER_WATCH
+            if engine == "perf"
+            else target.registers_needed(address, length)
+        )
         used = ours + target.user_hardware_slots_in_use()
         if used + needed > target.DEBUG_REGISTERS:
+            # The kernel gives perf events and gdb's watchpoints the same four registers.
+            want = f", the perf engine needs {needed}" if engine == "perf" else ""
             raise target.WatchError(
-                f"no debug register left: {used} of {target.DEBUG_REGISTERS} in use; "
+                f"no debug register left: {used} of {target.DEBUG_REGISTERS} in use{want}; "
                 "free one with 'qzn-unwatch N' or 'delete' on a hardware watchpoint"
             )
 
@@ -105,7 +116,7 @@ class WatchRegistry:
         session.paused()
         session.status.clear()
         session.remove()
-        write_out(session.summary.format(session.sinks.colorizer))
+        write_out(session.summary.format(session.sinks.colorizer) + session.loss_text())
         if session.sink_error and not in_batch_mode():
             _note(f"error: {session.sink_error}")  # in batch, qzn-watch fails with it
         _note(f"watch {session.number} ended: {session.finish_reason}")
@@ -122,6 +133,9 @@ class WatchRegistry:
 
         After an exec, `--follow-exec EXPR` arms a new watch on EXPR in the new program.
         """
+        if isinstance(session, perf_session.PerfSession):
+            self._monitor_detached(session)
+            return
         generation = 0
         ended = []
         try:
@@ -150,6 +164,14 @@ class WatchRegistry:
             # The HTML report takes a while on a long log: write it with the target running.
             for done in ended:
                 write_report(done)
+
+    def _monitor_detached(self, session: perf_session.PerfSession) -> None:
+        """Batch mode, perf engine: the target runs free from here; then the summary."""
+        try:
+            session.run_detached()
+        finally:
+            self.end(session, report=False)
+        write_report(session)
 
     def _arm_after_exec(self, opts, expression: str, generation: int):
         """A new watch on `expression` in the program that exec loaded; None if it fails."""
@@ -181,6 +203,14 @@ class WatchRegistry:
             gdb.events.clear_objfiles.connect(self._on_clear_objfiles)
             self._connected = True
 
+    def _ended_by_itself(self, session) -> None:
+        """A perf watch's consumer thread ended (--count, exec, ...): end it on gdb's thread.
+
+        In -batch, run_detached() ends it; a target that exited is ended by gdb's exit event.
+        """
+        if not in_batch_mode() and not session.drained:
+            gdb.post_event(lambda: self.end(session))
+
     def _on_cont(self, event) -> None:
         for session in self.sessions.values():
             session.resumed()
@@ -204,6 +234,8 @@ class WatchRegistry:
             session.address_space_changed()
 
     def _on_exit(self, event) -> None:
+        if self._detaching_perf_watch():
+            return  # gdb takes its detach for an exit; the target runs on, watched
         code = getattr(event, "exit_code", None)
         reason = "target exited" + (f" with code {code}" if code is not None else "")
         # A remote target being torn down: its stub closed the connection (QEMU died).
@@ -225,6 +257,11 @@ class WatchRegistry:
             session.finish(reason)
         if self.sessions and not in_batch_mode():
             gdb.post_event(lambda: self.end_all(reason))
+
+    def _detaching_perf_watch(self) -> bool:
+        return any(
+            isinstance(s, perf_session.PerfSession) and s.detaching for s in self.sessions.values()
+        )
 
     def _hit_failed(self, session: WatchSession, error: Exception) -> bool:
         """A hit raised: one line on what was lost; the watch ends, the target runs on.
@@ -284,8 +321,16 @@ def _kernel_view(opts: WatchOptions, caches: CacheRegistry):
     return KernelView.detect(opts.pid, opts.cr3, caches)
 
 
-def _armed_message(session: WatchSession, pid: int, kernel) -> str:
+def _registers_used(session) -> int:
+    if isinstance(session, perf_session.PerfSession):
+        return perf_session.DEBUG_REGISTERS_PER_WATCH
+    return target.registers_needed(session.address, session.length)
+
+
+def _armed_message(session, pid: int, kernel, engine_detail: str | None) -> str:
     details = [kernel.describe()] if kernel is not None else []
+    if engine_detail is not None:
+        details.append(engine_detail)
     object_size = session.object_size
     if object_size is not None and object_size > session.length:
         details.append(larger_object_note(object_size, session.length))

@@ -131,7 +131,7 @@ def watch_with_perf(
         check_style(options.style)
     except ValueError as error:
         raise EngineError(str(error)) from None
-    symbolizer = _start_symbolizer(pid)
+    symbolizer = start_symbolizer(pid)
     try:
         address = _address(options.address, symbolizer)
         warning = preflight.check_address(address, options.length, target, options.access)
@@ -147,7 +147,8 @@ def watch_with_perf(
         symbolizer.close()
 
 
-def _start_symbolizer(pid: int) -> Symbolizer:
+def start_symbolizer(pid: int) -> Symbolizer:
+    """The perf engine's symbolizer (a gdb attached to nothing) for `pid`'s modules."""
     try:
         return Symbolizer(ModuleMap.from_pid(pid))
     except FileNotFoundError:
@@ -188,17 +189,11 @@ def _open_sinks(options: WatchOptions, caches: CacheRegistry) -> LogSinks:
 
 
 def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pages) -> int:
-    request = WatchRequest(
-        pid, address, options.length, options.access, options.bt_depth, options.count
-    )
-    if ring_pages is None:
-        ring_pages = ROOT_RING_PAGES if os.geteuid() == 0 else DEFAULT_RING_PAGES
-    config = CaptureConfig(
-        events=EventConfig(stack_bytes=options.stack_bytes), ring_pages=ring_pages
-    )
+    request = watch_request(options, pid, address)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    config = capture_config(options, ring_pages)
     watch = PerfWatch(request, sinks, config, symbolizer=symbolizer, caches=caches)
-    pidfd = _pidfd(pid)
+    pidfd = open_pidfd(pid)
     try:
         try:
             watch.arm()
@@ -218,6 +213,19 @@ def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pa
         if pidfd is not None:
             os.close(pidfd)
     return _end(watch, options, loss, sinks)
+
+
+def watch_request(options: WatchOptions, pid: int, address: int, number: int = 1) -> WatchRequest:
+    return WatchRequest(
+        pid, address, options.length, options.access, options.bt_depth, options.count, number
+    )
+
+
+def capture_config(options: WatchOptions, ring_pages: int | None = None) -> CaptureConfig:
+    """The rings and events for `options`; `ring_pages` None: root's big rings or the default."""
+    if ring_pages is None:
+        ring_pages = ROOT_RING_PAGES if os.geteuid() == 0 else DEFAULT_RING_PAGES
+    return CaptureConfig(events=EventConfig(stack_bytes=options.stack_bytes), ring_pages=ring_pages)
 
 
 def _run(watch: PerfWatch, options: WatchOptions, stops, pid: int, pidfd: int | None) -> None:
@@ -267,7 +275,8 @@ def _write_report(options: WatchOptions) -> None:
     _note(f"report: {html}")
 
 
-def _pidfd(pid: int) -> int | None:
+def open_pidfd(pid: int) -> int | None:
+    """A pidfd of `pid` (select() wakes when it ends), None where there is none."""
     try:
         return os.pidfd_open(pid)
     except OSError:

@@ -146,7 +146,7 @@ def test_watch_argv_shape():
         "set logging enabled on",
         "python from gdb_qznusnih.arm import attach; attach.attach(4242)",
         "set logging enabled off",
-        "qzn-watch --len 8 --log '/tmp/x y' 0x7ffd0010",
+        "qzn-watch --len 8 --log '/tmp/x y' --engine auto 0x7ffd0010",
     ]
 
 
@@ -154,7 +154,7 @@ def test_run_argv_shape():
     request = cli.parse_request(["run", "--watch", "&c", "--", "/bin/prog", "a;b"])
     argv = cli.gdb_run_argv("gdb", ["/bin/prog", "a;b"], request.options, ["/pkg"])
     assert argv[-3:] == ["--args", "/bin/prog", "a;b"]
-    assert "start" in argv and "qzn-watch &c" in argv
+    assert "start" in argv and "qzn-watch --engine auto &c" in argv
 
 
 @pytest.mark.parametrize(
