@@ -75,3 +75,17 @@ def read_jsonl(path) -> list[dict]:
     """Every line of a JSON Lines log, parsed."""
     with open(path, encoding="utf-8") as log:
         return [json.loads(line) for line in log]
+
+
+def comparable(record: dict) -> dict:
+    """A record without what differs between two runs of one program (ASLR off): the time,
+    the pid and the tids.  value/old/value_from are left out too: the perf engine's come from
+    classify/values (tested on its own), the gdb engine's from memory."""
+    differ = ("time", "pid", "tid", "value", "old", "value_from")
+    return {k: v for k, v in record.items() if k not in differ}
+
+
+def thread_pattern(logged: list[dict]) -> list[int]:
+    """Each record's thread as the order in which threads first appear."""
+    order: dict[int, int] = {}
+    return [order.setdefault(r["tid"], len(order)) for r in logged]

@@ -106,7 +106,8 @@ class PerfSession(RunningTime):
         self.status = StatusLine(enabled=False)  # the consumer thread writes the stream
         self.object_size: int | None = None
         self.on_done = None  # on_done(session): ended by itself, called on the consumer thread
-        self.loss = None
+        self.loss = None  # set once settled
+        self._closed = False
         self._stopping = threading.Event()
         self._drained = False  # the target's threads are all gone
         self._switch_interval = sys.getswitchinterval()
@@ -186,7 +187,6 @@ class PerfSession(RunningTime):
                     self._thread.join(_JOIN_POLL_S)
                 except KeyboardInterrupt:
                     self.finish(batch.interrupt_reason(relay, self))
-                    self._stopping.set()
         finally:
             relay.uninstall()
         if self.finish_reason is None:
@@ -211,20 +211,28 @@ class PerfSession(RunningTime):
         return self.watch.seq
 
     def finish(self, reason: str) -> None:
-        """End the watch; what was captured until it is removed is still logged."""
+        """End the watch, logging what the rings hold first: a --count met in them is then
+        the reason, as the gdb engine (which ends at that very hit) says."""
+        self._settle()
         self.watch.finish(reason)
+
+    def _settle(self) -> None:
+        """Stop the consumer, disarm, and log what the rings still hold.  Idempotent."""
+        if self.loss is not None:
+            return
+        self._stopping.set()
+        self._thread.join()
+        self.loss = self.watch.stop()
 
     def counts(self) -> tuple[int, int]:
         return self.summary.reads, self.summary.writes
 
     def remove(self) -> None:
-        """Stop the consumer, disarm, log what the rings still hold, close.  Idempotent."""
-        if self.loss is not None:
+        """Settle (see finish) and close.  Idempotent."""
+        if self._closed:
             return
-        self._stopping.set()
-        self._thread.join()
         try:
-            self.loss = self.watch.stop()
+            self._settle()
         finally:
             self._close()
 
@@ -241,6 +249,7 @@ class PerfSession(RunningTime):
         """Nothing: an exec ends the watch (the ring's COMM record says so)."""
 
     def _close(self) -> None:
+        self._closed = True
         self.watch.close()
         self._symbolizer.close()
         self._symbolizer.modules.close()
