@@ -136,6 +136,19 @@ def test_count_ends_the_watch_by_itself_while_the_program_runs_on(build_c, tmp_p
     ]  # fmt: skip
 
 
+def test_status_and_unwatch_take_perf_watches(build_c, tmp_path):
+    prefix = tmp_path / "gone"
+    result = run_gdb(build_c("mix"),
+                     f"qzn-watch --engine perf --log {prefix} --quiet &area[11]",
+                     "qzn-status", "qzn-unwatch 1", "qzn-status", "continue")  # fmt: skip
+    status = r"^watch 1: 0x[0-9a-f]+ \(&area\[11\]\), 1 byte\(s\), access rw: 0 reads, 0 writes; "
+    assert len(re.findall(status, result.stdout, re.MULTILINE)) == 1, result.stdout
+    assert "summary: 0 accesses: 0 reads, 0 writes" in result.stdout
+    assert "qzn: watch 1 ended: removed by qzn-unwatch" in result.stderr
+    assert "No watches armed." in result.stdout and "mix done" in result.stdout
+    assert prefix.with_suffix(".jsonl").read_text() == ""
+
+
 def test_batch_auto_takes_perf_detaches_and_lets_the_target_run_free(build_c, tmp_path):
     mix = subprocess.Popen(["setarch", "x86_64", "-R", str(build_c("mix")), "wait"],
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
