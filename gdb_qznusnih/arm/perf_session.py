@@ -163,7 +163,7 @@ class PerfSession(RunningTime):
                 elif not watch.poll():
                     self._drained = True
                     break
-        except (SymbolizerError, OSError) as error:
+        except Exception as error:  # the symbolizer died, ...: end the watch, say why
             watch.finish(f"the perf engine failed: {one_line(error)}", log_more=False)
         if not self._stopping.is_set() and self.on_done is not None:
             self.on_done(self)

@@ -33,9 +33,9 @@ def gdb_argv(program, *commands: str, stop_at: str = "ready", batch=False, args=
     return [*argv, "--args", str(program), *args]
 
 
-def run_gdb(program, *commands: str, **how) -> subprocess.CompletedProcess:
+def run_gdb(program, *commands: str, wrapper=(), **how) -> subprocess.CompletedProcess:
     return subprocess.run(
-        gdb_argv(program, *commands, **how),
+        [*wrapper, *gdb_argv(program, *commands, **how)],
         capture_output=True,
         text=True,
         env=quiet_env(),
@@ -195,6 +195,16 @@ def test_a_perf_watch_takes_two_of_the_four_debug_registers_gdb_uses(build_c, tm
     assert "No space left on device" not in result.stdout + result.stderr
     assert "mix done" in result.stdout
     assert len(read_jsonl(prefix.with_suffix(".jsonl"))) == 19
+
+
+def test_auto_inside_gdb_takes_gdb_where_perf_events_are_forbidden(build_c, tmp_path):
+    prefix = tmp_path / "fallback"
+    watch = f"qzn-watch --engine auto --log {prefix} --quiet &area[11]"
+    result = run_gdb(build_c("mix"), watch, "continue", wrapper=["/usr/bin/python3", str(NO_PERF)])
+    armed = next(line for line in result.stderr.splitlines() if line.startswith("qzn: watch 1"))
+    assert "; engine gdb (not permitted to watch process" in armed, armed
+    assert [r["value_from"] for r in read_jsonl(prefix.with_suffix(".jsonl"))] == ["memory"] * 19
+    assert "mix done" in result.stdout
 
 
 def test_a_core_file_is_watched_by_gdb_only(build_c, tmp_path):
