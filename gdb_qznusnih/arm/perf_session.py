@@ -39,7 +39,7 @@ _GDB_SIGNALS = {
     signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
     signal.SIGCHLD, signal.SIGALRM, signal.SIGWINCH, signal.SIGTSTP, signal.SIGCONT,
 }  # fmt: skip
-_JOIN_POLL_S = 0.05  # how often gdb's thread, waiting for the watch in -batch, sees a signal
+_JOIN_POLL_S = 0.05  # how often gdb's thread, waiting for the consumer, sees a signal
 _WHOLE_SYSTEM_OPTIONS = (("pid", "--pid"), ("cr3", "--cr3"))
 DEBUG_REGISTERS_PER_WATCH = 2  # the read/write and the write-only breakpoint events
 
@@ -109,6 +109,7 @@ class PerfSession(RunningTime):
         self.loss = None  # set once settled
         self._closed = False
         self._stopping = threading.Event()
+        self._consumer_done = threading.Event()
         self._drained = False  # the target's threads are all gone
         self._switch_interval = sys.getswitchinterval()
         request = perf_watch.watch_request(opts, pid, address, number)
@@ -134,10 +135,10 @@ class PerfSession(RunningTime):
         try:
             with _gdb_signals_blocked():
                 self.watch.arm()
-                self._thread = threading.Thread(
+                consumer = threading.Thread(
                     target=self._consume, name=f"qzn-perf-{self.number}", daemon=True
                 )
-                self._thread.start()
+                consumer.start()
         except (PerfError, SymbolizerError) as error:
             raise WatchError(str(error)) from None
         except OSError as error:
@@ -165,8 +166,24 @@ class PerfSession(RunningTime):
                     break
         except Exception as error:  # the symbolizer died, ...: end the watch, say why
             watch.finish(f"the perf engine failed: {one_line(error)}", log_more=False)
+        finally:
+            self._consumer_done.set()
         if not self._stopping.is_set() and self.on_done is not None:
             self.on_done(self)
+
+    def _wait_for_consumer(self, timeout: float | None = None) -> bool:
+        """Whether the consumer thread is done, waiting up to `timeout` (None: until it is).
+
+        Not Thread.join(): a KeyboardInterrupt in join() can leave the thread taken for
+        ended while it still logs (Python 3.11), and two threads would write records."""
+        if timeout is not None:
+            return self._consumer_done.wait(timeout)
+        while True:
+            try:
+                if self._consumer_done.wait(_JOIN_POLL_S):
+                    return True
+            except KeyboardInterrupt:
+                continue  # the watch is ending already: a second stop signal changes nothing
 
     @property
     def drained(self) -> bool:
@@ -182,9 +199,9 @@ class PerfSession(RunningTime):
         relay = batch.StopRelay()  # SIGTERM and SIGHUP come as gdb's SIGINT
         relay.install(None)  # --duration: the consumer's own deadline
         try:
-            while self._thread.is_alive():
+            while not self._consumer_done.is_set():
                 try:
-                    self._thread.join(_JOIN_POLL_S)
+                    self._wait_for_consumer(_JOIN_POLL_S)
                 except KeyboardInterrupt:
                     self.finish(batch.interrupt_reason(relay, self))
         finally:
@@ -221,7 +238,7 @@ class PerfSession(RunningTime):
         if self.loss is not None:
             return
         self._stopping.set()
-        self._thread.join()
+        self._wait_for_consumer()
         self.loss = self.watch.stop()
 
     def counts(self) -> tuple[int, int]:

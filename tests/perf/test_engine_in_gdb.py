@@ -266,34 +266,65 @@ def test_run_auto_falls_back_to_gdb_where_perf_events_are_forbidden(build_c, tmp
 HOT_WRITES = 100_000
 
 
+def start_hot_run(program, prefix: Path) -> tuple[subprocess.Popen, int]:
+    """`run --engine perf` on perf_target's hot loop of HOT_WRITES stores, under way with
+    records on disk; (the launcher, the target's pid)."""
+    proc = launcher_run("--engine", "perf", "--log", str(prefix), "--quiet", "--no-html",
+                        "--watch", "&byte", "--", str(program), str(HOT_WRITES),
+                        "0", "0", "0", "0", stdin=subprocess.PIPE)  # fmt: skip
+    armed = armed_line(proc.stderr)
+    assert ROOT_PERF in armed, armed
+    pid = int(re.search(r" in process (\d+);", armed).group(1))
+    wait_until(lambda: tracer_pid(pid) == 0, "gdb to detach")
+    proc.stdin.write("g")
+    proc.stdin.flush()
+    wait_for_lines(prefix, 1000)
+    return proc, pid
+
+
+def assert_finished_whole(out: str) -> None:
+    """perf_target says "value V" at its normal end, never if killed (by a SIGTRAP, say)."""
+    assert "done" in out.splitlines()
+    assert re.findall(r"^value (\d+)$", out, re.MULTILINE) == [str((HOT_WRITES - 1) % 256)]
+
+
+def test_sigterm_under_run_engine_perf_drains_the_rings_and_the_target_runs_on(
+    perf_target_bin, tmp_path
+):
+    prefix = tmp_path / "term"
+    proc, pid = start_hot_run(perf_target_bin, prefix)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)  # closes its stdin: perf_target ends, once done
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "qzn: watch 1 ended: SIGTERM received" in err and "Traceback" not in err
+    logged = read_jsonl(prefix.with_suffix(".jsonl"))  # every line whole
+    summary = re.search(r"^summary: ([\d,]+) accesses", out, re.MULTILINE).group(1)
+    assert int(summary.replace(",", "")) == len(logged) < HOT_WRITES + 1
+    assert [r["seq"] for r in logged] == list(range(1, len(logged) + 1))
+    assert_finished_whole(out)
+
+
 @pytest.mark.parametrize("victim", ["launcher", "launcher", "launcher", "gdb", "gdb"])
 def test_sigkill_under_run_engine_perf_at_full_speed_leaves_the_target_finishing(
     perf_target_bin, tmp_path, victim
 ):
     prefix = tmp_path / "killed"
-    proc = launcher_run("--engine", "perf", "--log", str(prefix), "--quiet", "--no-html",
-                        "--watch", "&byte", "--", str(perf_target_bin), str(HOT_WRITES),
-                        "0", "0", "0", "0", stdin=subprocess.PIPE)  # fmt: skip
+    proc, pid = start_hot_run(perf_target_bin, prefix)
     try:
-        armed = armed_line(proc.stderr)
-        assert ROOT_PERF in armed, armed
-        pid = int(re.search(r" in process (\d+);", armed).group(1))
-        gdb = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]  # its parent
-        symbolizer = [child for child in child_pids(int(gdb)) if child != pid]
-        wait_until(lambda: tracer_pid(pid) == 0, "gdb to detach")
-        proc.stdin.write("g")
-        proc.stdin.flush()
-        wait_for_lines(prefix, 1000)  # the hot loop is under way, records on disk
-        os.kill(proc.pid if victim == "launcher" else int(gdb), signal.SIGKILL)
+        gdb = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])  # parent
+        symbolizer = [child for child in child_pids(gdb) if child != pid]
+        os.kill(proc.pid if victim == "launcher" else gdb, signal.SIGKILL)
         proc.stdin.close()  # perf_target exits at the end of its stdin, once done
         out = proc.stdout.read()  # to the end: the target, gdb (if alive) and the launcher
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-    # perf_target says "value V" at its normal end, never if killed (by a SIGTRAP, say).
-    assert "done" in out.splitlines()
-    assert re.findall(r"^value (\d+)$", out, re.MULTILINE) == [str((HOT_WRITES - 1) % 256)]
+    assert_finished_whole(out)
     wait_until(lambda: not Path(f"/proc/{pid}").exists(), "the target to end")
     for child in symbolizer:  # the symbolizer's gdb ends with its socket
         wait_until(lambda child=child: not Path(f"/proc/{child}").exists(), f"gdb {child}")
