@@ -112,6 +112,7 @@ class PerfWatch:
         self._shadow: int | None = None  # the watched bytes' value, while known
         self._clock_offset = 0.0  # epoch seconds minus CLOCK_MONOTONIC seconds
         self._stop_at: frozenset[int] = frozenset()  # main: gdb's backtraces end there
+        self._exec_ns: int | None = None  # when the target called exec: later hits are not its
 
     # -- arming -----------------------------------------------------------------------
 
@@ -167,14 +168,19 @@ class PerfWatch:
         waiting, ready = self._waiting, []
         while waiting and (settled_ns is None or waiting[0][0] < settled_ns):
             ready.append(heapq.heappop(waiting)[2])
+        if self._exec_ns is not None:
+            return [hit for hit in ready if hit.sample.time < self._exec_ns]
         return ready
 
     def _side_band(self, record) -> None:
         if isinstance(record, Mmap2):
             self._maps_changed = True  # a library loaded: read the maps before symbolizing
         elif isinstance(record, Comm) and record.exec and record.pid == self.request.pid:
+            # The old program's hits still come (a lone read waits for its pair), the new one's
+            # are not logged: the breakpoints stay on the address, which now means another thing.
+            self._exec_ns = record.time
             exe = _exe_of(record.pid, record.comm)
-            self.finish(f"target called exec({exe}); exec clears watches", log_more=False)
+            self.finish(f"target called exec({exe}); exec clears watches")
 
     def finish(self, reason: str, log_more: bool = True) -> None:
         """End the watch (the first reason stays).  `log_more`: the hits captured until

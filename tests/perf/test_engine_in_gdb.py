@@ -136,6 +136,28 @@ def test_count_ends_the_watch_by_itself_while_the_program_runs_on(build_c, tmp_p
     ]  # fmt: skip
 
 
+def test_exec_ends_the_watch_after_the_old_programs_last_access(build_c, tmp_path):
+    """forkexec writes, forks, writes, reads, then execs true: the read comes last, just
+    before the exec, and is logged; the watch ends at the exec."""
+    true = os.path.realpath("/bin/true")
+    logged, said = {}, {}
+    for engine in ("perf", "gdb"):
+        prefix = tmp_path / engine
+        watch = f"qzn-watch --engine {engine} --log {prefix} --quiet --no-html &the_data"
+        result = run_gdb(build_c("forkexec"), watch, "continue", stop_at="main", args=(true,))
+        assert "Traceback" not in result.stderr and "exited normally" in result.stdout
+        logged[engine], said[engine] = read_jsonl(prefix.with_suffix(".jsonl")), result.stderr
+    # The symbolizer's disassembly names no data symbol: `# 0x… <the_data>` is gdb's only.
+    shown = [{**comparable(r), "insn": r["insn"].split(" <")[0]} for r in logged["gdb"]]
+    assert [comparable(r) for r in logged["perf"]] == shown
+    assert [(r["kind"], r["value"]) for r in logged["perf"]] == [
+        ("write", 1), ("write", 3), ("read", 3)
+    ]  # fmt: skip
+    # gdb's own watch goes on in the new program; perf's events would then watch another
+    # thing at that address, so the watch ends with the line of the gdb engine's -batch.
+    assert f"qzn: watch 1 ended: target called exec({true}); exec clears watches" in said["perf"]
+
+
 def test_status_and_unwatch_take_perf_watches(build_c, tmp_path):
     prefix = tmp_path / "gone"
     result = run_gdb(build_c("mix"),
