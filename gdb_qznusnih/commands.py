@@ -9,6 +9,7 @@ import gdb
 
 from gdb_qznusnih.arm.registry import WatchRegistry
 from gdb_qznusnih.arm.target import WatchError
+from gdb_qznusnih.launcher.perf_watch import EXIT_LOST
 from gdb_qznusnih.options import (
     OptionError,
     one_line,
@@ -55,6 +56,8 @@ class WatchCommand(gdb.Command):
                 raise gdb.GdbError(session.sink_error)
             if killed_status is not None:  # the target died of a signal: gdb -batch says so too
                 gdb.execute(f"quit {killed_status}")
+            if session.loss_text():
+                gdb.execute(f"quit {EXIT_LOST}")  # as `qznusnih watch` says it: accesses lost
 
 
 class UnwatchCommand(gdb.Command):

@@ -205,7 +205,8 @@ def add_watch_options(parser: argparse.ArgumentParser, whole_system: bool = True
         choices=ENGINE_CHOICES,
         default="auto",
         help="perf: hardware breakpoints by perf_event_open, the target never stopped nor "
-        "ptrace-attached; gdb: gdb's watchpoints; auto (default): perf when permitted",
+        "ptrace-attached; gdb: gdb's watchpoints; auto: perf when permitted (the "
+        "launcher's default; inside gdb, `set qzn engine`, gdb at first)",
     )
     how(
         "--stack-bytes",
@@ -296,8 +297,8 @@ until it exits, a stop condition is met, or gdb gets SIGINT, SIGTERM or SIGHUP;
 then it detaches and prints a summary.  A stopped target is refused; a SIGSTOP
 or Ctrl-Z during the watch ends it and leaves the target stopped."""
 WATCH_EPILOG = """\
-`set qzn NAME VALUE` sets the defaults of --args, --bt-depth, --color, --log
-and --style; `show qzn` lists them."""
+`set qzn NAME VALUE` sets the defaults of --args, --bt-depth, --color,
+--engine, --log and --style; `show qzn` lists them."""
 
 
 def _help_formatter(prog: str) -> argparse.HelpFormatter:
@@ -414,7 +415,10 @@ def _location(text: str) -> str:
 
 
 def watch_options_to_argv(opts: WatchOptions) -> list[str]:
-    """The argv that parse_watch_args turns back into `opts` (for the launcher)."""
+    """The argv that parse_watch_args turns back into `opts` (for the launcher).
+
+    --engine is always there: inside gdb its default is `set qzn engine`, not the launcher's.
+    """
     argv: list[str] = []
     defaults = WatchOptions()
     flag_names = {"length": "--len", "if_cond": "--if"}
@@ -422,7 +426,7 @@ def watch_options_to_argv(opts: WatchOptions) -> list[str]:
         if f.name == "address":
             continue
         value = getattr(opts, f.name)
-        if value == getattr(defaults, f.name):
+        if value == getattr(defaults, f.name) and f.name != "engine":
             continue
         flag = flag_names.get(f.name, "--" + f.name.replace("_", "-"))
         if isinstance(value, bool):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gdb
 
-from gdb_qznusnih.options import COLOR_CHOICES, DEFAULT_BT_DEPTH, one_line
+from gdb_qznusnih.options import COLOR_CHOICES, DEFAULT_BT_DEPTH, ENGINE_CHOICES, one_line
 from gdb_qznusnih.record.condition import compile_condition
 from gdb_qznusnih.sinks.colour import check_style
 
@@ -105,6 +105,16 @@ class Settings:
             list(COLOR_CHOICES),
         )
         self.color.value = "auto"
+        self.engine = _Setting(
+            "engine",
+            gdb.PARAM_ENUM,
+            "The default engine",
+            "Which engine qzn-watch watches with (--engine): gdb (gdb's watchpoints, the "
+            "default inside gdb), perf (perf_event_open, the target never stopped) or auto "
+            "(perf for a native process where perf events are permitted, else gdb).",
+            list(ENGINE_CHOICES),
+        )
+        self.engine.value = "gdb"
         self.log = _Setting(
             "log",
             gdb.PARAM_STRING,
@@ -136,7 +146,8 @@ class Settings:
             check=_check_condition,
         )
         self.all = (
-            self.args, self.bt_depth, self.color, self.if_cond, self.log, self.stop_if, self.style
+            self.args, self.bt_depth, self.color, self.engine, self.if_cond, self.log,
+            self.stop_if, self.style,
         )  # fmt: skip
 
     def watch_defaults(self) -> dict:
@@ -148,6 +159,7 @@ class Settings:
             "log": self.log.value or None,
             "if_cond": self.if_cond.value or None,
             "stop_if": self.stop_if.value or None,
+            "engine": self.engine.value,
         }
 
 

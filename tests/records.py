@@ -149,3 +149,17 @@ def check_changed_unseen(records: list[dict], initial: int) -> None:
         differs = before is not None and shown is not None and before != shown
         assert record.get("changed_unseen", False) == differs, record
         shown = record["value"]  # None after a write of a value nobody knows
+
+
+def comparable(record: dict) -> dict:
+    """A record without what differs between two runs of one program (ASLR off): the time,
+    the pid and the tids.  value/old/value_from are left out too: the gdb engine reads memory
+    where the registers do not tell, the perf engine cannot (compared where both know)."""
+    differ = ("time", "pid", "tid", "value", "old", "value_from")
+    return {k: v for k, v in record.items() if k not in differ}
+
+
+def thread_pattern(logged: list[dict]) -> list[int]:
+    """Each record's thread as the order in which threads first appear."""
+    order: dict[int, int] = {}
+    return [order.setdefault(r["tid"], len(order)) for r in logged]

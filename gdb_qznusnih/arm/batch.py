@@ -204,7 +204,7 @@ def run_until_done(session, note, rearm=None) -> Outcome:
             try:
                 gdb.execute(resume, to_string=True)
             except KeyboardInterrupt:
-                session.finish(_interrupt_reason(relay, session))
+                session.finish(interrupt_reason(relay, session))
                 break
             except gdb.error as error:
                 if tracker.exited or gdb.selected_inferior().pid == 0:
@@ -216,7 +216,7 @@ def run_until_done(session, note, rearm=None) -> Outcome:
                 session.finish(_exit_reason(tracker))
                 break
             if session.interrupted:
-                session.finish(_interrupt_reason(relay, session))
+                session.finish(interrupt_reason(relay, session))
                 break
             stop = tracker.last_stop
             if catch.hit(stop, catch.exec_bp):
@@ -242,7 +242,7 @@ def run_until_done(session, note, rearm=None) -> Outcome:
                     )
                     break
                 if stop.stop_signal == "SIGINT" and signal_sender_pid() in (None, os.getpid()):
-                    session.finish(_interrupt_reason(relay, session))
+                    session.finish(interrupt_reason(relay, session))
                     break
                 if stop.stop_signal == "SIGINT":
                     # A SIGINT meant for the target: gdb does not pass it by default.
@@ -291,7 +291,7 @@ def _consume_pending_interrupt(session) -> None:
         pass
 
 
-def _interrupt_reason(relay: StopRelay, session) -> str:
+def interrupt_reason(relay: StopRelay, session) -> str:
     """Why an interrupt ended the watch: the relayed cause, else a SIGINT itself.
 
     A SIGINT reaches Python (and the relay) or gdb's own handler depending on what runs at

@@ -8,7 +8,7 @@ import time
 
 import gdb
 
-from gdb_qznusnih.arm import at_location, stack_scope, target
+from gdb_qznusnih.arm import at_location, perf_session, stack_scope, target
 from gdb_qznusnih.arm.batch import BetweenWatches, in_batch_mode, run_until_done
 from gdb_qznusnih.arm.describe import (
     armed_text,
@@ -38,12 +38,8 @@ class WatchRegistry:
     # -- arming -------------------------------------------------------------
 
     def arm(self, opts: WatchOptions) -> WatchSession:
-        if opts.engine == "perf":
-            raise target.WatchError(
-                "qzn-watch --engine perf is not available inside gdb yet; watch a running "
-                "process with 'qznusnih watch ADDR PID --engine perf'"
-            )
         inferior = target.require_live_process()
+        engine, why = perf_session.choose_engine(opts, inferior)
         whole_system = target.is_whole_system()
         caches = CacheRegistry()
         kernel = _kernel_view(opts, caches) if whole_system else None
@@ -55,10 +51,11 @@ class WatchRegistry:
         target.check_address(address, opts.length, whole_system)
         owner = None
         if not whole_system:
-            self._check_capacity(address, opts.length)
+            self._check_capacity(address, opts.length, engine)
             owner = stack_scope.frame_holding(address, opts.length, target.word_size())
         fd = status_fd(os.environ)
-        status = StatusLine(fd, enabled=in_batch_mode() and os.isatty(fd))
+        # The perf engine's records are written by a thread of their own: no status line.
+        status = StatusLine(fd, enabled=engine == "gdb" and in_batch_mode() and os.isatty(fd))
         try:
             check_style(opts.style)
             sinks = LogSinks(
@@ -76,8 +73,13 @@ class WatchRegistry:
             raise target.WatchError(str(error)) from None
         number = self._next_number
         try:
-            session = WatchSession(number, opts, address, sinks, caches, kernel, status)
-            session.on_failure = self._hit_failed
+            if engine == "perf":
+                pid = inferior.pid
+                session = perf_session.PerfSession(number, opts, address, sinks, caches, pid)
+                session.on_done = self._ended_by_itself
+            else:
+                session = WatchSession(number, opts, address, sinks, caches, kernel, status)
+                session.on_failure = self._hit_failed
             session.object_size = object_size
             session.scope_end = stack_scope.end_with_frame(session, owner)
             if not whole_system:
@@ -89,16 +91,25 @@ class WatchRegistry:
         self.sessions[number] = session
         self._connect()
         pid = kernel.want_pid if kernel is not None and kernel.want_pid else inferior.pid
-        _note(_armed_message(session, pid, kernel, owner))
+        for note in getattr(session, "notes", ()):
+            _note(note)
+        engine_detail = f"engine {engine} ({why})" if why is not None else None
+        _note(_armed_message(session, pid, kernel, owner, engine_detail))
         return session
 
-    def _check_capacity(self, address: int, length: int) -> None:
-        ours = sum(target.registers_needed(s.address, s.length) for s in self.sessions.values())
-        needed = target.registers_needed(address, length)
+    def _check_capacity(self, address: int, length: int, engine: str) -> None:
+        ours = sum(_registers_used(s) for s in self.sessions.values())
+        needed = (
+            perf_session.DEBUG_REGISTERS_PER_WATCH
+            if engine == "perf"
+            else target.registers_needed(address, length)
+        )
         used = ours + target.user_hardware_slots_in_use()
         if used + needed > target.DEBUG_REGISTERS:
+            # The kernel gives perf events and gdb's watchpoints the same four registers.
+            want = f", the perf engine needs {needed}" if engine == "perf" else ""
             raise target.WatchError(
-                f"no debug register left: {used} of {target.DEBUG_REGISTERS} in use; "
+                f"no debug register left: {used} of {target.DEBUG_REGISTERS} in use{want}; "
                 "free one with 'qzn-unwatch N' or 'delete' on a hardware watchpoint"
             )
 
@@ -118,7 +129,7 @@ class WatchRegistry:
         session.paused()
         session.status.clear()
         session.remove()
-        write_out(session.summary.format(session.sinks.colorizer))
+        write_out(session.summary.format(session.sinks.colorizer) + session.loss_text())
         if session.sink_error and not in_batch_mode():
             _note(f"error: {session.sink_error}")  # in batch, qzn-watch fails with it
         _note(f"watch {session.number} ended: {session.finish_reason}")
@@ -137,6 +148,8 @@ class WatchRegistry:
         time the --at-every location is reached, a new watch on the same ADDR is armed there.
         Returns the exit status gdb should end with when the target died of a signal, else None.
         """
+        if isinstance(session, perf_session.PerfSession):
+            return self._monitor_detached(session)
         generation = 0
         arms = 1  # watches armed at the --at-every location
         ended = []
@@ -190,6 +203,16 @@ class WatchRegistry:
         except gdb.error as error:
             _note(f"detach failed: {error}")
 
+    def _monitor_detached(self, session: perf_session.PerfSession) -> int | None:
+        """Batch mode, perf engine: the target runs free from here; then the summary.  The
+        exit status gdb ends with when the target died of a signal, else None."""
+        try:
+            killed_by = session.run_detached()
+        finally:
+            self.end(session, report=False)
+        write_report(session)
+        return None if killed_by is None else killed_exit_status(killed_by)
+
     def _arm_after_exec(self, opts, expression: str, generation: int):
         """A new watch on `expression` in the program that exec loaded; None if it fails."""
         opts = dataclasses.replace(
@@ -230,6 +253,14 @@ class WatchRegistry:
             gdb.events.clear_objfiles.connect(self._on_clear_objfiles)
             self._connected = True
 
+    def _ended_by_itself(self, session) -> None:
+        """A perf watch's consumer thread ended (--count, exec, ...): end it on gdb's thread.
+
+        In -batch, run_detached() ends it; a target that exited is ended by gdb's exit event.
+        """
+        if not in_batch_mode() and not session.drained:
+            gdb.post_event(lambda: self.end(session))
+
     def _on_cont(self, event) -> None:
         for session in self.sessions.values():
             session.resumed()
@@ -253,6 +284,8 @@ class WatchRegistry:
             session.address_space_changed()
 
     def _on_exit(self, event) -> None:
+        if self._detaching_perf_watch():
+            return  # gdb takes its detach for an exit; the target runs on, watched
         code = getattr(event, "exit_code", None)
         killed_by = target.signal_name(target.exit_signal()) if code is None else None
         reason = target_end_text(code, killed_by)
@@ -275,6 +308,11 @@ class WatchRegistry:
             session.finish(reason)
         if self.sessions and not in_batch_mode():
             gdb.post_event(lambda: self.end_all(reason))
+
+    def _detaching_perf_watch(self) -> bool:
+        return any(
+            isinstance(s, perf_session.PerfSession) and s.detaching for s in self.sessions.values()
+        )
 
     def _hit_failed(self, session: WatchSession, error: Exception) -> bool:
         """A hit raised: one line on what was lost; the watch ends, the target runs on.
@@ -356,10 +394,18 @@ def _check_at_every(location: str) -> None:
     at_location.check_found(location)
 
 
-def _armed_message(session: WatchSession, pid: int, kernel, owner) -> str:
+def _registers_used(session) -> int:
+    if isinstance(session, perf_session.PerfSession):
+        return perf_session.DEBUG_REGISTERS_PER_WATCH
+    return target.registers_needed(session.address, session.length)
+
+
+def _armed_message(session, pid: int, kernel, owner, engine_detail: str | None) -> str:
     details = [kernel.describe()] if kernel is not None else []
     if owner is not None:
         details.append(owner.describe() if session.scope_end is not None else owner.unscoped())
+    if engine_detail is not None:
+        details.append(engine_detail)
     object_size = session.object_size
     if object_size is not None and object_size > session.length:
         details.append(larger_object_note(object_size, session.length))

@@ -22,7 +22,7 @@ from gdb_qznusnih.hit.locate import InstructionLocator
 from gdb_qznusnih.options import WatchOptions
 from gdb_qznusnih.record.builder import RecordBuilder
 from gdb_qznusnih.record.condition import optional_condition
-from gdb_qznusnih.record.summary import Summary
+from gdb_qznusnih.record.summary import RunningTime, Summary
 from gdb_qznusnih.sinks.logs import SinkError, write_all
 from gdb_qznusnih.sinks.status_line import StatusLine
 
@@ -46,7 +46,7 @@ class AccessWatchpoint(gdb.Breakpoint):
             return self.session.fail(error)
 
 
-class WatchSession:
+class WatchSession(RunningTime):
     """An armed watch on `length` bytes at `address` of the selected inferior."""
 
     def __init__(
@@ -69,7 +69,6 @@ class WatchSession:
         self.started = time.time()
         self.summary = Summary(start=self.started)
         self.logged = 0  # records the sinks took whole
-        self._resumed_at: float | None = None  # the program runs since (monotonic)
         self.hits = 0
         self.finish_reason: str | None = None
         self.interrupted = False  # a SIGINT reached gdb during a hit
@@ -207,18 +206,6 @@ class WatchSession:
         if self.finish_reason is None:
             self.finish_reason = reason
 
-    def resumed(self) -> None:
-        """The program runs again (gdb's cont event)."""
-        if self._resumed_at is None:
-            self._resumed_at = time.monotonic()
-
-    def paused(self) -> None:
-        """The program stopped (at gdb's prompt, or for good): its running time so far."""
-        if self._resumed_at is not None:
-            ran = time.monotonic() - self._resumed_at
-            self.summary.running = (self.summary.running or 0.0) + ran
-            self._resumed_at = None
-
     def fail(self, error: Exception) -> bool:
         """A hit raised: the watch ends (see `on_failure`); True stops the target."""
         if self.finish_reason is not None:
@@ -247,6 +234,10 @@ class WatchSession:
 
     def counts(self) -> tuple[int, int]:
         return self.summary.reads, self.summary.writes
+
+    def loss_text(self) -> str:
+        """Nothing: a gdb engine hit is never lost (the perf engine's may be)."""
+        return ""
 
 
 def _register_or_lookup_error(read):

@@ -218,11 +218,6 @@ def parse_request(argv: list[str]) -> Request:
     if namespace.command == "watch":
         pid = parse_pid(namespace.target_pid)
         return Request("watch", options, pid=pid, ring_pages=namespace.ring_pages)
-    if options.engine == "perf":
-        raise OptionError(
-            f"'{PROG} run' has the gdb engine only; start the program, then "
-            f"'{PROG} watch ADDR PID --engine perf'"
-        )
     if not program:
         raise OptionError(
             f"'{PROG} run' needs the program after '--', e.g. "
@@ -645,6 +640,8 @@ class Supervisor:
             return EXIT_OK
         if returncode > KILLED_EXIT_BASE:  # qzn-watch: the target died of signal N
             return returncode
+        if returncode == perf_watch.EXIT_LOST:  # qzn-watch's perf engine: accesses lost
+            return perf_watch.EXIT_LOST
         return EXIT_OK if returncode == 0 else EXIT_ERROR
 
     def _quit_echo(self) -> bool:
@@ -847,9 +844,9 @@ def _watch(request: Request, stops: StopRequests) -> int:
         preflight.check_log_prefix(request.options.log)
     gdb = find_gdb()
     probe_gdb(gdb)
-    # qzn-watch inside gdb is the gdb engine: its line stays as it was.
+    # The gdb engine chosen here: qzn-watch's armed line stays as it was.
     options = dataclasses.replace(
-        request.options, engine="auto", stack_bytes=WatchOptions().stack_bytes
+        request.options, engine="gdb", stack_bytes=WatchOptions().stack_bytes
     )
     argv = gdb_watch_argv(gdb, request.pid, options, extension_paths())
     # With --log behind a pipe, our pump keeps the files going when the reader leaves.

@@ -146,7 +146,7 @@ def watch_with_perf(
         check_style(options.style)
     except ValueError as error:
         raise EngineError(str(error)) from None
-    symbolizer = _start_symbolizer(pid)
+    symbolizer = start_symbolizer(pid)
     try:
         address = _address(options.address, symbolizer)
         warning = preflight.check_address(address, options.length, target, options.access)
@@ -162,7 +162,8 @@ def watch_with_perf(
         symbolizer.close()
 
 
-def _start_symbolizer(pid: int) -> Symbolizer:
+def start_symbolizer(pid: int) -> Symbolizer:
+    """The perf engine's symbolizer (a gdb attached to nothing) for `pid`'s modules."""
     try:
         return Symbolizer(ModuleMap.from_pid(pid))
     except FileNotFoundError:
@@ -203,21 +204,12 @@ def _open_sinks(options: WatchOptions, caches: CacheRegistry) -> LogSinks:
 
 
 def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pages) -> int:
-    request = WatchRequest(
-        pid, address, options.length, options.access, options.bt_depth, options.count,
-        if_cond=options.if_cond, stop_if=options.stop_if,
-    )  # fmt: skip
-    if ring_pages is None:
-        ring_pages = ROOT_RING_PAGES if os.geteuid() == 0 else DEFAULT_RING_PAGES
-    kernel_problem = kernel_mode_problem(pid)
-    if kernel_problem is not None:
-        _note(kernel_problem)
-    events = EventConfig(stack_bytes=options.stack_bytes, exclude_kernel=bool(kernel_problem))
-    config = CaptureConfig(events=events, ring_pages=ring_pages)
+    request = watch_request(options, pid, address)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    config = capture_config(options, pid, ring_pages)
     watch = PerfWatch(request, sinks, config, symbolizer=symbolizer, caches=caches, note=_note)
     watch.summary.name_code = _code_namer(symbolizer)
-    pidfd = _pidfd(pid)
+    pidfd = open_pidfd(pid)
     try:
         try:
             watch.arm()
@@ -228,7 +220,7 @@ def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pa
         for note in watch.notes:
             _note(note)
         details = [f"engine perf ({why})"]
-        if not kernel_problem:
+        if not config.events.exclude_kernel:
             details.append("kernel-mode accesses too")
         shown = (options.access, options.length, address, options.address, pid)
         _note(armed_text(1, *shown, details, sinks.paths))
@@ -254,6 +246,27 @@ def _code_namer(symbolizer: Symbolizer):
         return preflight.module_offset_text(module.path, pc - module.start + module.mapping.offset)
 
     return name
+
+
+def watch_request(options: WatchOptions, pid: int, address: int, number: int = 1) -> WatchRequest:
+    return WatchRequest(
+        pid, address, options.length, options.access, options.bt_depth, options.count, number,
+        if_cond=options.if_cond, stop_if=options.stop_if,
+    )  # fmt: skip
+
+
+def capture_config(
+    options: WatchOptions, pid: int, ring_pages: int | None = None, note=None
+) -> CaptureConfig:
+    """The rings and events for `options`; `ring_pages` None: root's big rings or the default.
+    Kernel mode is watched where the kernel allows it; else `note` (default: stderr) says so."""
+    if ring_pages is None:
+        ring_pages = ROOT_RING_PAGES if os.geteuid() == 0 else DEFAULT_RING_PAGES
+    kernel_problem = kernel_mode_problem(pid)
+    if kernel_problem is not None:
+        (note or _note)(kernel_problem)
+    events = EventConfig(stack_bytes=options.stack_bytes, exclude_kernel=bool(kernel_problem))
+    return CaptureConfig(events=events, ring_pages=ring_pages)
 
 
 def _run(watch: PerfWatch, options: WatchOptions, stops, pid: int, pidfd: int | None):
@@ -307,7 +320,8 @@ def _write_report(options: WatchOptions) -> None:
     _note(f"report: {html}")
 
 
-def _pidfd(pid: int) -> int | None:
+def open_pidfd(pid: int) -> int | None:
+    """A pidfd of `pid` (select() wakes when it ends), None where there is none."""
     try:
         return os.pidfd_open(pid)
     except OSError:

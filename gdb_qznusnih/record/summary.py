@@ -9,6 +9,7 @@ without any symbol (a stripped program) is a site of its own, by pc, named modul
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -219,3 +220,22 @@ class Summary(AccessCounts):
             width = len(f"{sites[0].count:,}")
             lines += [f"  {site.count:>{width},}  {site.describe()}" for site in sites]
         return "\n".join(lines) + "\n"
+
+
+class RunningTime:
+    """For a watch with a `summary`: the time the program ran, without the time it sat at
+    gdb's prompt (`resumed()` on gdb's cont event, `paused()` on a stop) in summary.running."""
+
+    _resumed_at: float | None = None  # the program runs since (monotonic)
+
+    def resumed(self) -> None:
+        """The program runs again (gdb's cont event)."""
+        if self._resumed_at is None:
+            self._resumed_at = time.monotonic()
+
+    def paused(self) -> None:
+        """The program stopped (at gdb's prompt, or for good): its running time so far."""
+        if self._resumed_at is not None:
+            ran = time.monotonic() - self._resumed_at
+            self.summary.running = (self.summary.running or 0.0) + ran
+            self._resumed_at = None

@@ -78,4 +78,4 @@ def test_gdb_string_to_argv_sees_one_argument(expr):
     )
     assert done.returncode == 0, done.stderr
     argv = eval(done.stdout.strip())  # a list literal printed by repr()
-    assert argv == ["qzn-watch", "--log", "/tmp/a b", expr]
+    assert argv == ["qzn-watch", "--log", "/tmp/a b", "--engine", "auto", expr]

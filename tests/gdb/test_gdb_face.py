@@ -62,6 +62,7 @@ def test_show_qzn_lists_every_setting_with_its_value():
         "qzn args:  The default for --args, function arguments in backtraces is off.",
         "qzn bt-depth:  The default number of frames per backtrace is 7.",
         "qzn color:  The default colour mode is auto.",
+        "qzn engine:  The default engine is gdb.",
         'qzn if:  The default condition for logging an access is "".',
         'qzn log:  The default log file prefix is "/tmp/qzn-x".',
         'qzn stop-if:  The default condition for stopping at an access is "".',

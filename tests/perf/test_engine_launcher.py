@@ -4,18 +4,17 @@ accounting, no permission, and `auto` falling back to gdb."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, quiet_env
-from tests.records import read_jsonl
+from tests.perf.perf_helpers import child_pids, wait_for_lines, wait_until
+from tests.records import comparable, read_jsonl, thread_pattern
 
 pytestmark = pytest.mark.perf
 NO_PERF = Path(__file__).with_name("no_perf_events.py")
@@ -81,20 +80,6 @@ def watch_mix(program: Path, tmp_path: Path, engine: str, *options: str):
     out, _ = mix.proc.communicate(timeout=30)  # reaped only now: its status was readable
     assert mix.proc.returncode == 0 and "mix done" in out
     return records(prefix), armed + err, mix.byte
-
-
-def comparable(record: dict) -> dict:
-    """A record without what differs between two runs of one program (ASLR off): the time,
-    the pid and the tids.  value/old/value_from are left out too: the gdb engine reads memory
-    where the registers do not tell, the perf engine cannot (compared where both know)."""
-    differ = ("time", "pid", "tid", "value", "old", "value_from")
-    return {k: v for k, v in record.items() if k not in differ}
-
-
-def thread_pattern(logged: list[dict]) -> list[int]:
-    """Each record's thread as the order in which threads first appear."""
-    order: dict[int, int] = {}
-    return [order.setdefault(r["tid"], len(order)) for r in logged]
 
 
 def test_mix_gives_the_same_records_under_perf_as_under_gdb(build_c, tmp_path):
@@ -288,28 +273,6 @@ def test_auto_falls_back_to_gdb_where_perf_events_are_forbidden(start_target, tm
     assert proc.returncode == 0, err
     assert [r["kind"] for r in records(prefix)] == ["write"] * 20 + ["read"] * 20
     assert target.finish() == 19
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def child_pids(pid: int) -> list[int]:
-    children = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        children += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
-    return children
-
-
-def wait_for_lines(prefix: Path, count: int, timeout: float = 30) -> None:
-    path = Path(f"{prefix}.jsonl")
-    wait_until(lambda: path.exists() and path.read_bytes().count(b"\n") >= count, "records")
-
-
-def wait_until(predicate, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 def test_addr_may_only_read_a_gdb_function_call_runs_nothing(build_c, tmp_path):

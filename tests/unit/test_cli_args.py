@@ -146,7 +146,7 @@ def test_watch_argv_shape():
         "set logging enabled on",
         "python from gdb_qznusnih.arm import attach; attach.attach(4242)",
         "set logging enabled off",
-        "qzn-watch --len 8 --log '/tmp/x y' 0x7ffd0010",
+        "qzn-watch --len 8 --log '/tmp/x y' --engine auto 0x7ffd0010",
     ]
 
 
@@ -154,7 +154,7 @@ def test_run_argv_shape():
     request = cli.parse_request(["run", "--watch", "&c", "--", "/bin/prog", "a;b"])
     argv = cli.gdb_run_argv("gdb", ["/bin/prog", "a;b"], request.options, ["/pkg"])
     assert argv[-3:] == ["--args", "/bin/prog", "a;b"]
-    assert "qzn-watch &c" in argv
+    assert "qzn-watch --engine auto &c" in argv
     # The program starts only after gdb has found where to stop it (main here).
     assert "python from gdb_qznusnih.arm import at_location; at_location.run_to(None)" in argv
     assert "start" not in argv and "run" not in argv
