@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "wait_for_go.h"
 
 _Alignas(8) volatile unsigned char the_byte;
 static volatile unsigned char *byte = &the_byte;
@@ -28,15 +29,6 @@ static volatile unsigned sink;
 
 __attribute__((noinline)) void touch(unsigned char value) { *byte = value; }
 __attribute__((noinline)) unsigned char look(void) { return *byte; }
-
-static void wait_for_stdin(int want_byte) {
-    char c;
-    ssize_t n;
-    while ((n = read(0, &c, 1)) < 0)
-        ;
-    if (want_byte && n != 1)
-        exit(3);
-}
 
 static void *own_page(void) {
     void *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

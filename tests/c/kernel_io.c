@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include "wait_for_go.h"
 
 _Alignas(8) volatile unsigned char byte;
 static int zero_fd, pipe_fds[2];
@@ -32,15 +33,6 @@ __attribute__((noinline)) void send_byte(void) {
 __attribute__((noinline)) void receive_byte(void) {
     if (read(pipe_fds[0], (void *)&byte, 1) != 1)
         abort();
-}
-
-static void wait_for_stdin(int want_byte) {
-    char c;
-    ssize_t n;
-    while ((n = read(0, &c, 1)) < 0)
-        ;
-    if (want_byte && n != 1)
-        exit(3);
 }
 
 int main(int argc, char **argv) {

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include "wait_for_go.h"
 
 _Alignas(8) volatile unsigned char byte;
 static long writes, reads, rmws, zero_reads;
@@ -53,15 +54,6 @@ static void *late_worker(void *unused) {
     (void)unused;
     work();
     return NULL;
-}
-
-static void wait_for_stdin(int want_byte) {
-    char c;
-    ssize_t n;
-    while ((n = read(0, &c, 1)) < 0)
-        ;
-    if (want_byte && n != 1)
-        exit(3);
 }
 
 int main(int argc, char **argv) {
