@@ -149,6 +149,10 @@ class PerfSession(RunningTime):
         # The drain thread needs the GIL often to empty the rings.
         sys.setswitchinterval(perf_watch.SWITCH_INTERVAL_S)
 
+    def code_namer(self):
+        """`prog+0x1234` for code without symbols, from the symbolizer's module map."""
+        return perf_watch.code_namer(self._symbolizer)
+
     @property
     def notes(self) -> list[str]:
         return self._config_notes + self.watch.notes

@@ -51,8 +51,10 @@ class WatchRegistry:
         target.check_address(address, opts.length, whole_system)
         owner = None
         if not whole_system:
-            self._check_capacity(address, opts.length, engine)
             owner = stack_scope.frame_holding(address, opts.length, target.word_size())
+            if owner is not None and engine == "perf":
+                engine, why = _stack_slot_engine(opts, owner)
+            self._check_capacity(address, opts.length, engine)
         fd = status_fd(os.environ)
         # The perf engine's records are written by a thread of their own: no status line.
         status = StatusLine(fd, enabled=engine == "gdb" and in_batch_mode() and os.isatty(fd))
@@ -82,7 +84,9 @@ class WatchRegistry:
                 session.on_failure = self._hit_failed
             session.object_size = object_size
             session.scope_end = stack_scope.end_with_frame(session, owner)
-            if not whole_system:
+            if engine == "perf":  # its module map outlives the target, which runs free
+                session.summary.name_code = session.code_namer()
+            elif not whole_system:
                 session.summary.name_code = preflight.code_namer(inferior.pid)
         except Exception:
             sinks.close()
@@ -392,6 +396,14 @@ def _check_at_every(location: str) -> None:
             "inside gdb, arm a watch at each stop there instead"
         )
     at_location.check_found(location)
+
+
+def _stack_slot_engine(opts: WatchOptions, owner) -> tuple[str, str]:
+    """A stack slot's watch ends when its frame returns, which only gdb can catch."""
+    why = f"ADDR is a stack slot of {owner.function}(): only gdb sees its frame return"
+    if opts.engine == "perf":
+        raise target.WatchError(f"--engine perf cannot watch it: {why}; use --engine gdb")
+    return "gdb", why
 
 
 def _registers_used(session) -> int:

@@ -48,7 +48,10 @@ SWITCH_INTERVAL_S = 0.0005
 # Root's rings: 16 MiB a CPU, about 55 ms of 4 KiB samples at 70,000 hits/s (others keep
 # the capture's default, under the locked-memory limit).
 ROOT_RING_PAGES = 4096
-_GDB_ONLY = (("stop", "--stop"), ("args", "--args"), ("follow_exec", "--follow-exec"))
+_GDB_ONLY = (
+    ("stop", "--stop"), ("args", "--args"), ("follow_exec", "--follow-exec"),
+    ("at_every", "--at-every"),
+)  # fmt: skip
 
 
 class EngineError(Exception):
@@ -208,7 +211,7 @@ def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pa
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     config = capture_config(options, pid, ring_pages)
     watch = PerfWatch(request, sinks, config, symbolizer=symbolizer, caches=caches, note=_note)
-    watch.summary.name_code = _code_namer(symbolizer)
+    watch.summary.name_code = code_namer(symbolizer)
     pidfd = open_pidfd(pid)
     try:
         try:
@@ -234,7 +237,7 @@ def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pa
     return killed_exit_status(killed_by) if killed_by and status != EXIT_ERROR else status
 
 
-def _code_namer(symbolizer: Symbolizer):
+def code_namer(symbolizer: Symbolizer):
     """`prog+0x1234` from the symbolizer's module map, which outlives the target: its records
     may be read after it has exited.  A code mapping at file offset O lies O past the load
     address."""

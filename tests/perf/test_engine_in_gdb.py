@@ -62,8 +62,14 @@ def test_in_gdb_perf_gives_the_same_records_as_the_gdb_engine(build_c, tmp_path)
     assert len(perf_records) == len(gdb_records) == 19
     assert [comparable(r) for r in perf_records] == [comparable(r) for r in gdb_records]
     assert thread_pattern(perf_records) == thread_pattern(gdb_records) == [0] * 17 + [1, 1]
-    assert {r["value_from"] for r in perf_records} == {"registers", None}
-    assert {r["value_from"] for r in gdb_records} == {"memory"}
+    # One record builder: where the perf engine knows a value, the gdb engine has the same;
+    # the gdb engine reads memory where the registers do not tell, the perf engine cannot.
+    pairs = [(p, g) for p, g in zip(perf_records, gdb_records) if p["value_from"] is not None]
+    assert [(p["value"], p["value_from"]) for p, _ in pairs] == [
+        (g["value"], g["value_from"]) for _, g in pairs
+    ]
+    assert len(pairs) == 9
+    assert all(r["value_from"] is not None for r in gdb_records)
     armed = [line for line in by_perf.stderr.splitlines() if line.startswith("qzn: watch 1: ")]
     assert len(armed) == 1 and armed[0].endswith(
         f"; {ROOT_PERF}; logs {tmp_path}/perf.jsonl, {tmp_path}/perf.reads.log, "
@@ -147,9 +153,7 @@ def test_exec_ends_the_watch_after_the_old_programs_last_access(build_c, tmp_pat
         result = run_gdb(build_c("forkexec"), watch, "continue", stop_at="main", args=(true,))
         assert "Traceback" not in result.stderr and "exited normally" in result.stdout
         logged[engine], said[engine] = read_jsonl(prefix.with_suffix(".jsonl")), result.stderr
-    # The symbolizer's disassembly names no data symbol: `# 0x… <the_data>` is gdb's only.
-    shown = [{**comparable(r), "insn": r["insn"].split(" <")[0]} for r in logged["gdb"]]
-    assert [comparable(r) for r in logged["perf"]] == shown
+    assert [comparable(r) for r in logged["perf"]] == [comparable(r) for r in logged["gdb"]]
     assert [(r["kind"], r["value"]) for r in logged["perf"]] == [
         ("write", 1), ("write", 3), ("read", 3)
     ]  # fmt: skip
@@ -225,7 +229,8 @@ def test_auto_inside_gdb_takes_gdb_where_perf_events_are_forbidden(build_c, tmp_
     result = run_gdb(build_c("mix"), watch, "continue", wrapper=["/usr/bin/python3", str(NO_PERF)])
     armed = next(line for line in result.stderr.splitlines() if line.startswith("qzn: watch 1"))
     assert "; engine gdb (not permitted to watch process" in armed, armed
-    assert [r["value_from"] for r in read_jsonl(prefix.with_suffix(".jsonl"))] == ["memory"] * 19
+    logged = read_jsonl(prefix.with_suffix(".jsonl"))  # the gdb engine knows every value
+    assert len(logged) == 19 and all(r["value_from"] is not None for r in logged)
     assert "mix done" in result.stdout
 
 
