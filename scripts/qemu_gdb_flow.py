@@ -38,8 +38,11 @@ import gdb
 
 sys.path.insert(0, os.environ["QZN_REPO"])
 
+from gdb_qznusnih.arm import target  # noqa: E402
 from gdb_qznusnih.hit.kernel import KernelView  # noqa: E402
+from gdb_qznusnih.options import qzn_watch_line  # noqa: E402
 from gdb_qznusnih.record.access import Frame  # noqa: E402
+from gdb_qznusnih.sinks.private_files import one_line_error, open_private  # noqa: E402
 
 
 def note(text: str) -> None:
@@ -121,7 +124,8 @@ class ProbeWatch(gdb.Breakpoint):
         super().__init__(expression, type=gdb.BP_WATCHPOINT, wp_class=gdb.WP_ACCESS, internal=True)
         self.view = view
         self.depth = depth
-        self.log = open(log_path, "w", encoding="utf-8") if log_path else None
+        # run_qemu_gdb.sh made the file (private_files' checks, 0600); it is opened as safely.
+        self.log = open(open_private(log_path), "w", encoding="utf-8") if log_path else None
         self.hits = 0
         self.kept = 0
         self.bench_rounds = int(os.environ.get("QZN_PROBE_BENCH", "0"))
@@ -353,19 +357,26 @@ def main() -> None:
     probe = None
     armed_at = time.monotonic()
     if watcher == "probe":
-        address = int(gdb.parse_and_eval(expression))
-        probe = ProbeWatch(
-            f"*(unsigned char *){address:#x}",
-            KernelView.detect(ready.pid, None),
-            os.environ.get("QZN_PROBE_LOG", ""),
-            int(os.environ.get("QZN_BT_DEPTH", "16")),
-        )
+        try:  # as qzn-watch does it: nothing that could write or call is evaluated
+            address = target.evaluate_address(expression).value
+        except target.WatchError as error:
+            fail(f"qzn-qemu: --watch: {error}")
+        log_path = os.environ.get("QZN_PROBE_LOG", "")
+        try:
+            probe = ProbeWatch(
+                f"*(unsigned char *){address:#x}",
+                KernelView.detect(ready.pid, None),
+                log_path,
+                int(os.environ.get("QZN_BT_DEPTH", "16")),
+            )
+        except OSError as error:
+            fail(f"qzn-qemu: --probe-log: {one_line_error(log_path, error, '--probe-log')}")
         note(f"probe watch on {address:#x}; {probe.view.describe()}")
     else:
         # In batch mode qzn-watch itself runs the target until the watch ends.
         pid = ["--pid", str(ready.pid)] if ready.pid is not None else []
         try:
-            gdb.execute(shlex.join(["qzn-watch", *pid, *extra, expression]))
+            gdb.execute(qzn_watch_line([*pid, *extra, expression]))
         except gdb.error as error:
             fail(f"qzn-watch: {error}")
     while gdb.selected_inferior().pid != 0 and not (exit_point and exit_point.hit):

@@ -35,6 +35,7 @@ from gdb_qznusnih.options import (
     add_watch_options,
     check_expression,
     options_from_namespace,
+    qzn_watch_line,
     raising_parser,
     watch_options_to_argv,
 )
@@ -214,20 +215,9 @@ def parse_request(argv: list[str]) -> Request:
 # ---------------------------------------------------------------- gdb command line
 
 
-def gdb_quote(arg: str) -> str:
-    """Quote one argument for gdb.string_to_argv (libiberty buildargv)."""
-    if arg and re.fullmatch(r"[A-Za-z0-9_.,:/@%+=&*$\[\]()<>-]+", arg):
-        return arg
-    return "'" + arg.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def qzn_watch_command(options: WatchOptions) -> str:
-    """The `qzn-watch ...` line: every element quoted, ADDR last (after `--` if it looks
-    like an option)."""
-    argv = watch_options_to_argv(options)
-    if argv[-1].startswith("-"):
-        argv.insert(-1, "--")
-    return " ".join(["qzn-watch"] + [gdb_quote(arg) for arg in argv])
+    """The `qzn-watch ...` line for `options`."""
+    return qzn_watch_line(watch_options_to_argv(options))
 
 
 def pygments_home() -> str | None:
