@@ -354,9 +354,6 @@ def explain_attach_failure(pid: int, reason: str, start_time: str | None) -> str
     return f"{head}; check the PID with 'ps -p {pid}' and try again"
 
 
-_ENDED_BY_INTERRUPT = re.compile(r"qzn: watch \d+ ended: SIG[A-Z]+ received$")
-
-
 class StderrFilter:
     """Turns gdb's multi-line errors into one line; forwards everything else as it comes.
 
@@ -373,8 +370,6 @@ class StderrFilter:
         self.traceback: list[str] | None = None
         self.silenced = False  # after a fatal error, the rest is its consequences
         self.skip_next = False  # the second line of a two-line warning
-        self.ended_by_interrupt = False  # "watch N ended: SIGINT received" was seen
-        self.echoed_quit = False  # gdb's own "Quit" for that same interrupt, dropped
 
     def feed(self, line: str) -> None:
         line = line.rstrip("\n")
@@ -402,13 +397,6 @@ class StderrFilter:
         if line.startswith("Python Exception <"):
             self._fatal("gdb: " + line.split(">: ", 1)[-1])
             return
-        if self.ended_by_interrupt and line == "Quit":
-            # gdb can take the one SIGINT twice: the watch ended on it, then gdb's command
-            # loop says "Quit" and -batch exits 1.  The stop was asked for and done.
-            self.echoed_quit = True
-            return
-        if _ENDED_BY_INTERRUPT.match(line):
-            self.ended_by_interrupt = True
         if self.on_armed is not None and _ARMED.match(line):
             self.on_armed()
             line += self.armed_suffix
@@ -565,7 +553,6 @@ class Supervisor:
         self.proc: subprocess.Popen | None = None
         self.armed = threading.Event()  # gdb printed the armed note
         self.forwarded_at: float | None = None  # gdb got the stop signal
-        self.line_filter: StderrFilter | None = None  # gdb's stderr, when piped
         self.escalated_at: float | None = None  # gdb got our SIGTERM
         self.killed = False  # we sent SIGKILL
         self.cancelled = False  # killed before it attached: the target was never touched
@@ -599,13 +586,7 @@ class Supervisor:
         if returncode < 0 or self.escalated_at is not None:
             return self._after_gdb_died(returncode, cleaner, died_at)
         self._join_pumps()
-        if returncode == 1 and self.forwarded_at is not None and self._quit_echo():
-            return EXIT_OK
         return EXIT_OK if returncode == 0 else EXIT_ERROR
-
-    def _quit_echo(self) -> bool:
-        """gdb exited 1 only on its own "Quit" for the stop signal that ended the watch."""
-        return self.line_filter is not None and self.line_filter.echoed_quit
 
     def _prepare_cleanup(self) -> DebugRegisterCleaner | None:
         if self.target is None:
@@ -637,7 +618,7 @@ class Supervisor:
             for fd in status_fds:
                 os.close(fd)
         if self.pipe_stderr:
-            self.line_filter = line_filter = StderrFilter(
+            line_filter = StderrFilter(
                 self.target, _write_stderr, on_armed=self.armed.set, armed_suffix=self.armed_suffix
             )
             self._spawn_pump(_pump_stderr, self.proc.stderr, line_filter)
