@@ -13,7 +13,8 @@ Settings come from the environment (run_qemu_gdb.sh sets them):
   QZN_WATCH_OPTS   more qzn-watch options (shell words)
   QZN_WATCHER      "qzn" (qzn-watch) or "probe" (a plain access watchpoint that logs
                    KernelView's context and frames; no read/write split)
-  QZN_PROBE_LOG    probe watcher: JSON Lines output file
+  QZN_PROBE_LOG_FD probe watcher: descriptor of its JSON Lines output file (made by
+                   run_qemu_gdb.sh the private_files way, 0600), "" for none
   QZN_BT_DEPTH     probe watcher: frames per backtrace (default 16)
   QZN_PROBE_WORK   probe watcher: all (default), context (hit_context only) or none
   QZN_PROBE_BENCH  probe watcher: time N calls of each per-hit step at a kernel hit
@@ -42,7 +43,6 @@ from gdb_qznusnih.arm import target  # noqa: E402
 from gdb_qznusnih.hit.kernel import KernelView  # noqa: E402
 from gdb_qznusnih.options import qzn_watch_line  # noqa: E402
 from gdb_qznusnih.record.access import Frame  # noqa: E402
-from gdb_qznusnih.sinks.private_files import one_line_error, open_private  # noqa: E402
 
 
 def note(text: str) -> None:
@@ -120,12 +120,11 @@ class ReadyPoint(gdb.Breakpoint):
 class ProbeWatch(gdb.Breakpoint):
     """A plain access watchpoint that logs KernelView's view of every hit."""
 
-    def __init__(self, expression: str, view: KernelView, log_path: str, depth: int) -> None:
+    def __init__(self, expression: str, view: KernelView, log_fd: str, depth: int) -> None:
         super().__init__(expression, type=gdb.BP_WATCHPOINT, wp_class=gdb.WP_ACCESS, internal=True)
         self.view = view
         self.depth = depth
-        # run_qemu_gdb.sh made the file (private_files' checks, 0600); it is opened as safely.
-        self.log = open(open_private(log_path), "w", encoding="utf-8") if log_path else None
+        self.log = open(int(log_fd), "w", encoding="utf-8") if log_fd else None
         self.hits = 0
         self.kept = 0
         self.bench_rounds = int(os.environ.get("QZN_PROBE_BENCH", "0"))
@@ -361,16 +360,12 @@ def main() -> None:
             address = target.evaluate_address(expression).value
         except target.WatchError as error:
             fail(f"qzn-qemu: --watch: {error}")
-        log_path = os.environ.get("QZN_PROBE_LOG", "")
-        try:
-            probe = ProbeWatch(
-                f"*(unsigned char *){address:#x}",
-                KernelView.detect(ready.pid, None),
-                log_path,
-                int(os.environ.get("QZN_BT_DEPTH", "16")),
-            )
-        except OSError as error:
-            fail(f"qzn-qemu: --probe-log: {one_line_error(log_path, error, '--probe-log')}")
+        probe = ProbeWatch(
+            f"*(unsigned char *){address:#x}",
+            KernelView.detect(ready.pid, None),
+            os.environ.get("QZN_PROBE_LOG_FD", ""),
+            int(os.environ.get("QZN_BT_DEPTH", "16")),
+        )
         note(f"probe watch on {address:#x}; {probe.view.describe()}")
     else:
         # In batch mode qzn-watch itself runs the target until the watch ends.

@@ -132,22 +132,36 @@ for word in "${QEMU_EXTRA[@]}"; do no_control --qemu-arg "$word"; done
 for word in "${WATCH_OPTS[@]}"; do no_control "the qzn-watch option $(printf %q "$word")" "$word"; done
 command -v gdb >/dev/null || die "gdb not found: apt-get install gdb"
 PYTHON=/usr/bin/python3  # gdb's own Python, which the flow and gdbstub_guard.py run on
-private_file() {  # OPTION FILE: make FILE empty and 0600 the way private_files.py does
-    "$PYTHON" -I - "$REPO" "$1" "$2" <<'PY' || exit 1
+private_file() {  # OPTION FILE: make FILE empty and 0600 as private_files.py does; print
+    # its DEVICE:INODE, for the file opened again later to be checked to be this one
+    "$PYTHON" -I - "$REPO" "$1" "$2" <<'PY'
 import os, sys
 sys.path.insert(0, sys.argv[1])
 from gdb_qznusnih.sinks.private_files import one_line_error, open_private
 option, path = sys.argv[2:]
 try:
-    os.close(open_private(path))
+    fd = open_private(path)
 except OSError as error:
     sys.exit(f"run_qemu_gdb.sh: {option}: {one_line_error(path, error, option)}")
+info = os.fstat(fd)
+print(f"{info.st_dev}:{info.st_ino}")
 PY
+}
+reopen_private() {  # OPTION FILE ID: FILE open for appending on fd $REOPENED, checked to be
+    # file ID (private_file's): QEMU and gdb are given a descriptor, never a name to look up
+    { exec {REOPENED}>>"$2"; } 2>/dev/null || die "$1: cannot write '$2'"
+    [ "$(stat -L -c '%d:%i %u %h' "/dev/fd/$REOPENED")" = "$3 $EUID 1" ] \
+        || die "$1: '$2' was replaced while starting; run again"
 }
 # Files written as root are made before anything starts: never through a symlink, never
 # another user's file, never in a directory others may write without the sticky bit.
-[ -z "$SERIAL_LOG" ] || private_file --serial-log "$SERIAL_LOG"
-[ -z "$PROBE_LOG" ] || private_file --probe-log "$PROBE_LOG"
+SERIAL_ID="" PROBE_FD=""
+[ -z "$SERIAL_LOG" ] || SERIAL_ID="$(private_file --serial-log "$SERIAL_LOG")" || exit 1
+if [ -n "$PROBE_LOG" ]; then
+    PROBE_ID="$(private_file --probe-log "$PROBE_LOG")" || exit 1
+    reopen_private --probe-log "$PROBE_LOG" "$PROBE_ID"
+    PROBE_FD=$REOPENED
+fi
 
 # --- find the guest ----------------------------------------------------------
 if [ -n "$YOCTO" ]; then
@@ -243,11 +257,9 @@ if [ -n "$ROOTFS" ]; then
 fi
 QEMU_ARGS+=(-append "$CMDLINE")
 if [ -n "$SERIAL_LOG" ]; then
-    [ "$SERIAL_LOG" != "$TMP/console.log" ] || private_file --serial-log "$SERIAL_LOG"
-    # QEMU gets the file checked above on a descriptor, not a name to look up again.
-    { exec {SERIAL_FD}>>"$SERIAL_LOG"; } 2>/dev/null || die "cannot write the console log '$SERIAL_LOG'"
-    [ -f "/dev/fd/$SERIAL_FD" ] && [ "$(stat -L -c '%u %h' "/dev/fd/$SERIAL_FD")" = "$EUID 1" ] \
-        || die "--serial-log '$SERIAL_LOG' was replaced while starting; run again"
+    [ "$SERIAL_LOG" != "$TMP/console.log" ] || SERIAL_ID="$(private_file --serial-log "$SERIAL_LOG")"
+    reopen_private --serial-log "$SERIAL_LOG" "$SERIAL_ID"
+    SERIAL_FD=$REOPENED
     QEMU_ARGS+=(-serial "file:/dev/fd/$SERIAL_FD")
 else
     QEMU_ARGS+=(-serial "file:/dev/stderr")
@@ -306,7 +318,7 @@ else
 fi
 export QZN_REPO="$REPO" QZN_GDBSTUB="$GDBSTUB" QZN_FILEIO_GUARD="$FILEIO_GUARD" QZN_FLOW="$FLOW" QZN_BATCH="$BATCH"
 export QZN_READY="$READY" QZN_COMM="$COMM" QZN_WATCH="$WATCH" QZN_GO="$GO"
-export QZN_WATCHER="$WATCHER" QZN_PROBE_LOG="$PROBE_LOG" QZN_SYMBOLS="$SYMBOLS"
+export QZN_WATCHER="$WATCHER" QZN_PROBE_LOG_FD="$PROBE_FD" QZN_SYMBOLS="$SYMBOLS"
 QZN_WATCH_OPTS=""
 [ ${#WATCH_OPTS[@]} = 0 ] || QZN_WATCH_OPTS="$(printf '%q ' "${WATCH_OPTS[@]}")"
 export QZN_WATCH_OPTS
