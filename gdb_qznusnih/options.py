@@ -435,3 +435,19 @@ def watch_options_to_argv(opts: WatchOptions) -> list[str]:
             argv += [flag, hex(value) if f.name == "cr3" else str(value)]
     argv.append(opts.address)
     return argv
+
+
+def gdb_quote(arg: str) -> str:
+    """Quote one argument for gdb.string_to_argv (libiberty buildargv), not for a shell:
+    buildargv takes a backslash as an escape even inside single quotes."""
+    if arg and re.fullmatch(r"[A-Za-z0-9_.,:/@%+=&*$\[\]()<>-]+", arg):
+        return arg
+    return "'" + arg.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def qzn_watch_line(argv: list[str]) -> str:
+    """The `qzn-watch ARGV` command line: every word quoted for gdb, ADDR (the last word)
+    after `--` when it looks like an option."""
+    if argv[-1].startswith("-"):
+        argv = [*argv[:-1], "--", argv[-1]]
+    return " ".join(["qzn-watch"] + [gdb_quote(arg) for arg in argv])

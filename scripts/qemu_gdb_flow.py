@@ -13,7 +13,8 @@ Settings come from the environment (run_qemu_gdb.sh sets them):
   QZN_WATCH_OPTS   more qzn-watch options (shell words)
   QZN_WATCHER      "qzn" (qzn-watch) or "probe" (a plain access watchpoint that logs
                    KernelView's context and frames; no read/write split)
-  QZN_PROBE_LOG    probe watcher: JSON Lines output file
+  QZN_PROBE_LOG_FD probe watcher: descriptor of its JSON Lines output file (made by
+                   run_qemu_gdb.sh the private_files way, 0600), "" for none
   QZN_BT_DEPTH     probe watcher: frames per backtrace (default 16)
   QZN_PROBE_WORK   probe watcher: all (default), context (hit_context only) or none
   QZN_PROBE_BENCH  probe watcher: time N calls of each per-hit step at a kernel hit
@@ -38,7 +39,9 @@ import gdb
 
 sys.path.insert(0, os.environ["QZN_REPO"])
 
+from gdb_qznusnih.arm import target  # noqa: E402
 from gdb_qznusnih.hit.kernel import KernelView  # noqa: E402
+from gdb_qznusnih.options import qzn_watch_line  # noqa: E402
 from gdb_qznusnih.record.access import Frame  # noqa: E402
 
 
@@ -117,11 +120,11 @@ class ReadyPoint(gdb.Breakpoint):
 class ProbeWatch(gdb.Breakpoint):
     """A plain access watchpoint that logs KernelView's view of every hit."""
 
-    def __init__(self, expression: str, view: KernelView, log_path: str, depth: int) -> None:
+    def __init__(self, expression: str, view: KernelView, log_fd: str, depth: int) -> None:
         super().__init__(expression, type=gdb.BP_WATCHPOINT, wp_class=gdb.WP_ACCESS, internal=True)
         self.view = view
         self.depth = depth
-        self.log = open(log_path, "w", encoding="utf-8") if log_path else None
+        self.log = open(int(log_fd), "w", encoding="utf-8") if log_fd else None
         self.hits = 0
         self.kept = 0
         self.bench_rounds = int(os.environ.get("QZN_PROBE_BENCH", "0"))
@@ -353,11 +356,14 @@ def main() -> None:
     probe = None
     armed_at = time.monotonic()
     if watcher == "probe":
-        address = int(gdb.parse_and_eval(expression))
+        try:  # as qzn-watch does it: nothing that could write or call is evaluated
+            address = target.evaluate_address(expression).value
+        except target.WatchError as error:
+            fail(f"qzn-qemu: --watch: {error}")
         probe = ProbeWatch(
             f"*(unsigned char *){address:#x}",
             KernelView.detect(ready.pid, None),
-            os.environ.get("QZN_PROBE_LOG", ""),
+            os.environ.get("QZN_PROBE_LOG_FD", ""),
             int(os.environ.get("QZN_BT_DEPTH", "16")),
         )
         note(f"probe watch on {address:#x}; {probe.view.describe()}")
@@ -365,7 +371,7 @@ def main() -> None:
         # In batch mode qzn-watch itself runs the target until the watch ends.
         pid = ["--pid", str(ready.pid)] if ready.pid is not None else []
         try:
-            gdb.execute(shlex.join(["qzn-watch", *pid, *extra, expression]))
+            gdb.execute(qzn_watch_line([*pid, *extra, expression]))
         except gdb.error as error:
             fail(f"qzn-watch: {error}")
     while gdb.selected_inferior().pid != 0 and not (exit_point and exit_point.hit):

@@ -9,7 +9,8 @@
 # of QEMU's end as the target killed (gdb 13 can abort when the connection just drops
 # in the middle of a stop).  gdb auto-loads no scripts (no PROG-gdb.py, no
 # vmlinux-gdb.py), and every value pasted into a gdb command is refused if it holds
-# control characters.
+# control characters and quoted for gdb's own argument splitter.  The log files are made
+# 0600, never through a symlink nor over another user's file (sinks/private_files.py).
 #
 # Usage: scripts/run_qemu_gdb.sh [OPTIONS] [-- QZN-WATCH OPTIONS]
 #
@@ -130,6 +131,37 @@ for word in "${GDB_EXTRA[@]}"; do no_control --gdb-ex "$word"; done
 for word in "${QEMU_EXTRA[@]}"; do no_control --qemu-arg "$word"; done
 for word in "${WATCH_OPTS[@]}"; do no_control "the qzn-watch option $(printf %q "$word")" "$word"; done
 command -v gdb >/dev/null || die "gdb not found: apt-get install gdb"
+PYTHON=/usr/bin/python3  # gdb's own Python, which the flow and gdbstub_guard.py run on
+private_file() {  # OPTION FILE: make FILE empty and 0600 as private_files.py does; print
+    # its DEVICE:INODE, for the file opened again later to be checked to be this one
+    "$PYTHON" -I - "$REPO" "$1" "$2" <<'PY'
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from gdb_qznusnih.sinks.private_files import one_line_error, open_private
+option, path = sys.argv[2:]
+try:
+    fd = open_private(path)
+except OSError as error:
+    sys.exit(f"run_qemu_gdb.sh: {option}: {one_line_error(path, error, option)}")
+info = os.fstat(fd)
+print(f"{info.st_dev}:{info.st_ino}")
+PY
+}
+reopen_private() {  # OPTION FILE ID: FILE open for appending on fd $REOPENED, checked to be
+    # file ID (private_file's): QEMU and gdb are given a descriptor, never a name to look up
+    { exec {REOPENED}>>"$2"; } 2>/dev/null || die "$1: cannot write '$2'"
+    [ "$(stat -L -c '%d:%i %u %h' "/dev/fd/$REOPENED")" = "$3 $EUID 1" ] \
+        || die "$1: '$2' was replaced while starting; run again"
+}
+# Files written as root are made before anything starts: never through a symlink, never
+# another user's file, never in a directory others may write without the sticky bit.
+SERIAL_ID="" PROBE_FD=""
+[ -z "$SERIAL_LOG" ] || SERIAL_ID="$(private_file --serial-log "$SERIAL_LOG")" || exit 1
+if [ -n "$PROBE_LOG" ]; then
+    PROBE_ID="$(private_file --probe-log "$PROBE_LOG")" || exit 1
+    reopen_private --probe-log "$PROBE_LOG" "$PROBE_ID"
+    PROBE_FD=$REOPENED
+fi
 
 # --- find the guest ----------------------------------------------------------
 if [ -n "$YOCTO" ]; then
@@ -217,13 +249,18 @@ QEMU_ARGS=(-nodefaults -no-user-config -nographic -monitor none -m 256M -smp "$S
            -accel "$ACCEL" -kernel "$KERNEL" -no-reboot -S -gdb "unix:$GDBSTUB,server=on,wait=off")
 [ -z "$INITRD" ] || QEMU_ARGS+=(-initrd "$INITRD")
 if [ -n "$ROOTFS" ]; then
-    QEMU_ARGS+=(-drive "file=$ROOTFS,if=virtio,format=raw,snapshot=on")
+    # In -drive's KEY=VALUE,... syntax a comma in the name is written ",,", and a name
+    # like "nbd:..." or "json:{...}" would be a protocol: an absolute path never is.
+    [[ "$ROOTFS" == /* ]] || ROOTFS="$PWD/$ROOTFS"
+    QEMU_ARGS+=(-drive "file=${ROOTFS//,/,,},if=virtio,format=raw,snapshot=on")
     CMDLINE="root=/dev/vda rw $CMDLINE"
 fi
 QEMU_ARGS+=(-append "$CMDLINE")
 if [ -n "$SERIAL_LOG" ]; then
-    : >"$SERIAL_LOG" || die "cannot write the console log '$SERIAL_LOG'"
-    QEMU_ARGS+=(-serial "file:$SERIAL_LOG")
+    [ "$SERIAL_LOG" != "$TMP/console.log" ] || SERIAL_ID="$(private_file --serial-log "$SERIAL_LOG")"
+    reopen_private --serial-log "$SERIAL_LOG" "$SERIAL_ID"
+    SERIAL_FD=$REOPENED
+    QEMU_ARGS+=(-serial "file:/dev/fd/$SERIAL_FD")
 else
     QEMU_ARGS+=(-serial "file:/dev/stderr")
 fi
@@ -269,15 +306,19 @@ GDB_ARGS=(-nx -q -iex "set pagination off" -iex "set confirm off" -iex "set auto
           -iex "set remote system-call-allowed 0" -iex "set remote hostio-open-packet off"
           -ex "set width 0"
           -ex "set remotetimeout ${QZN_REMOTE_TIMEOUT:-10}")
+gdb_word() {  # one word for gdb's argument splitter (libiberty buildargv), not a shell's:
+    local word="${1//\\/\\\\}"  # a backslash escapes, even inside single quotes
+    printf "'%s'" "${word//\'/\\\'}"
+}
 if [ "$KSYMS" = 1 ]; then
-    GDB_ARGS+=(-ex "file $VMLINUX")
-    [ -z "$SYMBOLS" ] || GDB_ARGS+=(-ex "add-symbol-file $SYMBOLS")
+    GDB_ARGS+=(-ex "file $(gdb_word "$VMLINUX")")
+    [ -z "$SYMBOLS" ] || GDB_ARGS+=(-ex "add-symbol-file $(gdb_word "$SYMBOLS")")
 else
-    [ -z "$SYMBOLS" ] || GDB_ARGS+=(-ex "file $SYMBOLS")
+    [ -z "$SYMBOLS" ] || GDB_ARGS+=(-ex "file $(gdb_word "$SYMBOLS")")
 fi
 export QZN_REPO="$REPO" QZN_GDBSTUB="$GDBSTUB" QZN_FILEIO_GUARD="$FILEIO_GUARD" QZN_FLOW="$FLOW" QZN_BATCH="$BATCH"
 export QZN_READY="$READY" QZN_COMM="$COMM" QZN_WATCH="$WATCH" QZN_GO="$GO"
-export QZN_WATCHER="$WATCHER" QZN_PROBE_LOG="$PROBE_LOG" QZN_SYMBOLS="$SYMBOLS"
+export QZN_WATCHER="$WATCHER" QZN_PROBE_LOG_FD="$PROBE_FD" QZN_SYMBOLS="$SYMBOLS"
 QZN_WATCH_OPTS=""
 [ ${#WATCH_OPTS[@]} = 0 ] || QZN_WATCH_OPTS="$(printf '%q ' "${WATCH_OPTS[@]}")"
 export QZN_WATCH_OPTS
@@ -289,7 +330,7 @@ if [ "$BATCH" = 1 ]; then
     [ "$status" != 124 ] || echo "run_qemu_gdb.sh: gave up after $TIMEOUT s (--timeout)" >&2
     if [ "$status" != 3 ]; then  # 3: the stub never answered, already said in one line
         echo "run_qemu_gdb.sh: guest console ($SERIAL_LOG):" >&2
-        sed 's/^/  | /' "$SERIAL_LOG" | tail -n 40 >&2
+        sed 's/^/  | /' "/dev/fd/$SERIAL_FD" | tail -n 40 >&2
     fi
     # 4: the gdbstub connection closed under gdb (the records so far are in the logs);
     # without kernel symbols the guest's end is the run's end, unless a signal killed QEMU.

@@ -70,12 +70,20 @@ class StopRelay:
         os.kill(os.getpid(), signal.SIGINT)
 
     def _relay_signals(self) -> None:
-        try:
-            data = os.read(self._read_fd, 1)
-        except OSError:
-            return
-        if data:
-            self.request(f"{signal.Signals(data[0]).name} received")
+        """Relay the first SIGTERM or SIGHUP.  A SIGINT byte is skipped: Python writes one
+        whenever gdb hands it a SIGINT that gdb itself is already taking (PyErr_SetInterrupt),
+        and relaying it would send gdb a second SIGINT, which could end `qzn-watch` with
+        gdb's "Quit" (exit status 1 under -batch) after the watch had ended cleanly."""
+        while True:
+            try:
+                data = os.read(self._read_fd, 1)
+            except OSError:
+                return
+            if not data:
+                return
+            if data[0] in _RELAYED:
+                self.request(f"{signal.Signals(data[0]).name} received")
+                return
 
 
 def _ignore_in_python(signum, frame) -> None:

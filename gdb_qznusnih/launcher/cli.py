@@ -38,6 +38,7 @@ from gdb_qznusnih.options import (
     check_expression,
     check_location,
     options_from_namespace,
+    qzn_watch_line,
     raising_parser,
     watch_options_to_argv,
 )
@@ -230,20 +231,9 @@ def parse_request(argv: list[str]) -> Request:
 # ---------------------------------------------------------------- gdb command line
 
 
-def gdb_quote(arg: str) -> str:
-    """Quote one argument for gdb.string_to_argv (libiberty buildargv)."""
-    if arg and re.fullmatch(r"[A-Za-z0-9_.,:/@%+=&*$\[\]()<>-]+", arg):
-        return arg
-    return "'" + arg.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def qzn_watch_command(options: WatchOptions) -> str:
-    """The `qzn-watch ...` line: every element quoted, ADDR last (after `--` if it looks
-    like an option)."""
-    argv = watch_options_to_argv(options)
-    if argv[-1].startswith("-"):
-        argv.insert(-1, "--")
-    return " ".join(["qzn-watch"] + [gdb_quote(arg) for arg in argv])
+    """The `qzn-watch ...` line for `options`."""
+    return qzn_watch_line(watch_options_to_argv(options))
 
 
 def pygments_home() -> str | None:
@@ -391,9 +381,6 @@ def explain_attach_failure(pid: int, reason: str, start_time: str | None) -> str
     return f"{head}; check the PID with 'ps -p {pid}' and try again"
 
 
-_ENDED_BY_INTERRUPT = re.compile(r"qzn: watch \d+ ended: SIG[A-Z]+ received$")
-
-
 class StderrFilter:
     """Turns gdb's multi-line errors into one line; forwards everything else as it comes.
 
@@ -410,8 +397,6 @@ class StderrFilter:
         self.traceback: list[str] | None = None
         self.silenced = False  # after a fatal error, the rest is its consequences
         self.skip_next = False  # the second line of a two-line warning
-        self.ended_by_interrupt = False  # "watch N ended: SIGINT received" was seen
-        self.echoed_quit = False  # gdb's own "Quit" for that same interrupt, dropped
 
     def feed(self, line: str) -> None:
         line = line.rstrip("\n")
@@ -439,13 +424,6 @@ class StderrFilter:
         if line.startswith("Python Exception <"):
             self._fatal("gdb: " + line.split(">: ", 1)[-1])
             return
-        if self.ended_by_interrupt and line == "Quit":
-            # gdb can take the one SIGINT twice: the watch ended on it, then gdb's command
-            # loop says "Quit" and -batch exits 1.  The stop was asked for and done.
-            self.echoed_quit = True
-            return
-        if _ENDED_BY_INTERRUPT.match(line):
-            self.ended_by_interrupt = True
         if self.on_armed is not None and _ARMED.match(line):
             self.on_armed()
             line += self.armed_suffix
@@ -602,7 +580,6 @@ class Supervisor:
         self.proc: subprocess.Popen | None = None
         self.armed = threading.Event()  # gdb printed the armed note
         self.forwarded_at: float | None = None  # gdb got the stop signal
-        self.line_filter: StderrFilter | None = None  # gdb's stderr, when piped
         self.escalated_at: float | None = None  # gdb got our SIGTERM
         self.killed = False  # we sent SIGKILL
         self.cancelled = False  # killed before it attached: the target was never touched
@@ -636,17 +613,11 @@ class Supervisor:
         if returncode < 0 or self.escalated_at is not None:
             return self._after_gdb_died(returncode, cleaner, died_at)
         self._join_pumps()
-        if returncode == 1 and self.forwarded_at is not None and self._quit_echo():
-            return EXIT_OK
         if returncode > KILLED_EXIT_BASE:  # qzn-watch: the target died of signal N
             return returncode
         if returncode == perf_watch.EXIT_LOST:  # qzn-watch's perf engine: accesses lost
             return perf_watch.EXIT_LOST
         return EXIT_OK if returncode == 0 else EXIT_ERROR
-
-    def _quit_echo(self) -> bool:
-        """gdb exited 1 only on its own "Quit" for the stop signal that ended the watch."""
-        return self.line_filter is not None and self.line_filter.echoed_quit
 
     def _prepare_cleanup(self) -> DebugRegisterCleaner | None:
         if self.target is None:
@@ -678,7 +649,7 @@ class Supervisor:
             for fd in status_fds:
                 os.close(fd)
         if self.pipe_stderr:
-            self.line_filter = line_filter = StderrFilter(
+            line_filter = StderrFilter(
                 self.target, _write_stderr, on_armed=self.armed.set, armed_suffix=self.armed_suffix
             )
             self._spawn_pump(_pump_stderr, self.proc.stderr, line_filter)

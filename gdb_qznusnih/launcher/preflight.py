@@ -32,23 +32,6 @@ class PreflightError(Exception):
     """A problem found before starting gdb; the message is one line that says what to do."""
 
 
-@dataclass(frozen=True)
-class Mapping:
-    """One line of /proc/PID/maps."""
-
-    start: int
-    end: int
-    perms: str
-    path: str = ""
-
-    def contains(self, address: int) -> bool:
-        return self.start <= address < self.end
-
-    def describe(self) -> str:
-        where = f" {self.path}" if self.path else " (anonymous)"
-        return f"{self.start:#x}-{self.end:#x} {self.perms}{where}"
-
-
 @dataclass
 class ProcessStatus:
     """The fields of /proc/PID/status that the checks use."""
@@ -69,7 +52,7 @@ class Target:
     status: ProcessStatus
     flags: int = 0
     start_time: str | None = None
-    maps: list[Mapping] | None = field(default_factory=list)  # None: unreadable
+    maps: list[procfs.MapsLine] | None = field(default_factory=list)  # None: unreadable
     exe_readable: bool = True
     tracer_name: str | None = None
 
@@ -99,23 +82,7 @@ def parse_stat(text: str) -> tuple[str, int, str]:
     return rest[procfs.STATE], int(rest[procfs.FLAGS]), rest[procfs.START_TIME]
 
 
-def parse_maps(text: str) -> list[Mapping]:
-    """Parse /proc/PID/maps."""
-    maps = []
-    for line in text.splitlines():
-        parts = line.split(None, 5)
-        if len(parts) < 5:
-            continue
-        start, _, end = parts[0].partition("-")
-        maps.append(
-            Mapping(
-                int(start, 16), int(end, 16), parts[1], parts[5].strip() if len(parts) > 5 else ""
-            )
-        )
-    return maps
-
-
-def module_offset(maps: list[Mapping], pc: int) -> str | None:
+def module_offset(maps: list[procfs.MapsLine], pc: int) -> str | None:
     """`prog+0x1234`: the file mapped at pc and pc's offset from the file's first mapping
     (its load address: for a PIE or a library, the address objdump shows)."""
     holder = next((m for m in maps if m.contains(pc)), None)
@@ -134,7 +101,7 @@ def code_namer(pid: int):
 
     def name(pc: int) -> str | None:
         try:
-            return module_offset(parse_maps(procfs.read_text(f"/proc/{pid}/maps")), pc)
+            return module_offset(procfs.parse_maps(procfs.read_text(f"/proc/{pid}/maps")), pc)
         except OSError:
             return None
 
@@ -340,7 +307,7 @@ def read_target(pid: int) -> Target:
         status.state = state
     target = Target(pid, status, flags, start_time)
     try:
-        target.maps = parse_maps(procfs.read_text(f"{base}/maps"))
+        target.maps = procfs.parse_maps(procfs.read_text(f"{base}/maps"))
     except OSError:
         target.maps = None  # not ours to read: check_ptrace_permission says why
     try:

@@ -1,4 +1,4 @@
-"""/proc/PID/stat, status, task and auxv: pure parsers over the text, and thin
+"""/proc/PID/stat, status, maps, task and auxv: pure parsers over the text, and thin
 readers that answer None (or nothing) once the process is gone.
 
 Standard library only, and nothing else from the package: the perf engine uses it too.
@@ -7,12 +7,14 @@ Standard library only, and nothing else from the package: the perf engine uses i
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 # Indexes into stat_fields(), which start after the name: field N of proc(5) is N - 3.
 STATE = 0  # field 3
 FLAGS = 6  # field 9
 START_TIME = 19  # field 22, in clock ticks since boot: tells a reused PID apart
 EXIT_CODE = 49  # field 52 (Linux 3.5+), in waitpid format; shown to a tracer-capable reader
+DELETED = " (deleted)"  # /proc/PID/maps: after the path of a file unlinked since
 
 
 def read_text(path: str) -> str:
@@ -109,3 +111,51 @@ def auxv_entry(pid: int, word: int) -> int | None:
             return parse_auxv_entry(auxv.read(), word)
     except OSError:
         return None
+
+
+@dataclass(frozen=True)
+class MapsLine:
+    """One line of /proc/PID/maps, with what locating the file needs."""
+
+    start: int
+    end: int
+    perms: str
+    offset: int
+    device: tuple[int, int]
+    inode: int
+    path: str  # without the " (deleted)" suffix
+    deleted: bool = False
+
+    @property
+    def executable(self) -> bool:
+        return "x" in self.perms
+
+    def contains(self, address: int) -> bool:
+        return self.start <= address < self.end
+
+    def describe(self) -> str:
+        where = f" {self.path}{DELETED if self.deleted else ''}" if self.path else " (anonymous)"
+        return f"{self.start:#x}-{self.end:#x} {self.perms}{where}"
+
+
+def parse_maps_line(line: str) -> MapsLine | None:
+    """One /proc/PID/maps line, or None for a line that is not one."""
+    parts = line.rstrip("\n").split(None, 5)
+    if len(parts) < 5:
+        return None
+    try:
+        start, end = (int(part, 16) for part in parts[0].split("-"))
+        major, minor = (int(part, 16) for part in parts[3].split(":"))
+        offset, inode = int(parts[2], 16), int(parts[4])
+    except ValueError:
+        return None
+    path = parts[5] if len(parts) > 5 else ""
+    deleted = path.endswith(DELETED)
+    if deleted:
+        path = path[: -len(DELETED)]
+    return MapsLine(start, end, parts[1], offset, (major, minor), inode, path, deleted)
+
+
+def parse_maps(text: str) -> list[MapsLine]:
+    """/proc/PID/maps: one MapsLine a line, lines that are not one left out."""
+    return [m for m in map(parse_maps_line, text.splitlines()) if m is not None]

@@ -16,13 +16,12 @@ import os
 import stat
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from gdb_qznusnih.launcher.procfs import MapsLine, parse_maps
 from gdb_qznusnih.perf.elf import ElfError, ElfImage, bytes_reader, file_reader
 from gdb_qznusnih.perf.unwind_cfi import CfiError, CfiTable, Rule
 
 VDSO = "[vdso]"
-DELETED = " (deleted)"
 MAX_VDSO_BYTES = 1 << 20
 _BAD_CFI = (CfiError, ElfError, IndexError, struct.error, OSError)
 
@@ -31,46 +30,6 @@ ReadMemory = Callable[[int, int], bytes]
 
 class ModuleError(OSError):
     """A module's image cannot be opened as the file that is mapped."""
-
-
-@dataclass(frozen=True)
-class MapsLine:
-    """One line of /proc/PID/maps, with what locating the file needs."""
-
-    start: int
-    end: int
-    perms: str
-    offset: int
-    device: tuple[int, int]
-    inode: int
-    path: str  # without the " (deleted)" suffix
-    deleted: bool = False
-
-    @property
-    def executable(self) -> bool:
-        return "x" in self.perms
-
-
-def parse_maps_line(line: str) -> MapsLine | None:
-    """One /proc/PID/maps line, or None for a line that is not one."""
-    parts = line.rstrip("\n").split(None, 5)
-    if len(parts) < 5:
-        return None
-    try:
-        start, end = (int(part, 16) for part in parts[0].split("-"))
-        major, minor = (int(part, 16) for part in parts[3].split(":"))
-        offset, inode = int(parts[2], 16), int(parts[4])
-    except ValueError:
-        return None
-    path = parts[5] if len(parts) > 5 else ""
-    deleted = path.endswith(DELETED)
-    if deleted:
-        path = path[: -len(DELETED)]
-    return MapsLine(start, end, parts[1], offset, (major, minor), inode, path, deleted)
-
-
-def parse_maps(text: str) -> list[MapsLine]:
-    return [m for m in map(parse_maps_line, text.splitlines()) if m is not None]
 
 
 def open_mapped_file(mapping: MapsLine, pid: int | None) -> int:

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from gdb_qznusnih.launcher.preflight import parse_maps
+from gdb_qznusnih.launcher.procfs import parse_maps
 
 # pause(2)'s number in /proc/PID/syscall: x86-64, else i386.
 PAUSE_SYSCALL = "34" if platform.machine() == "x86_64" else "29"

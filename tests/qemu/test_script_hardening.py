@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
+import tempfile
 
 import pytest
 from qemu_support import (
     AS_NOBODY,
     BUILD_GUEST,
     FAKE_STUB,
+    QEMU,
     assert_one_line_error,
     fake_qemu,
     needs_root_and_setpriv,
@@ -202,3 +205,150 @@ def test_control_characters_are_refused_before_qemu_starts(guest, tmp_path, opti
     done = run_script(*args)
     assert not marker.exists()
     assert_one_line_error(done, "contains control characters")
+
+
+# --- 5. files the script writes as root ------------------------------------------------
+
+
+def _dir_of_nobody():
+    """A directory under /tmp that nobody owns (and can reach), removed afterwards."""
+    shared = tempfile.mkdtemp(prefix="qzn-nobody-", dir="/tmp")
+    os.chmod(shared, 0o755)
+    os.chown(shared, NOBODY, NOBODY)
+    return shared
+
+
+def _qemu_that_leaves_a_mark(directory, arch: str, mark) -> dict[str, str]:
+    """An environment whose qemu-system-ARCH only records that it was started."""
+    fake = directory / QEMU[arch]
+    fake.write_text(f"#!/bin/sh\ntouch {mark}\nexit 1\n")
+    fake.chmod(0o755)
+    return quiet_env(PATH=f"{directory}:{quiet_env()['PATH']}")
+
+
+@pytest.mark.parametrize("option", ["--serial-log", "--probe-log"])
+def test_a_log_symlink_planted_by_another_user_is_refused_before_qemu_starts(
+    guest, tmp_path, option
+):
+    needs_root_and_setpriv()
+    precious = tmp_path / "root-only"
+    precious.write_text("root's own data\n")
+    shared = _dir_of_nobody()
+    try:
+        log = os.path.join(shared, "console.log")
+        subprocess.run([*AS_NOBODY, "ln", "-s", str(precious), log], check=True)
+        started = tmp_path / "qemu-started"
+        env = _qemu_that_leaves_a_mark(tmp_path, guest.arch, started)
+        done = run_script("--arch", guest.arch, "--batch", option, log, env=env)
+    finally:
+        shutil.rmtree(shared)
+    assert precious.read_text() == "root's own data\n"
+    assert not started.exists()
+    assert done.returncode == 1
+    assert_one_line_error(done, f"{option}: refusing to write through the symlink {log}")
+
+
+def test_a_log_of_another_user_is_not_reused(guest, tmp_path):
+    needs_root_and_setpriv()
+    shared = _dir_of_nobody()
+    try:
+        log = os.path.join(shared, "console.log")
+        subprocess.run([*AS_NOBODY, "sh", "-c", f"echo theirs > {log}"], check=True)
+        started = tmp_path / "qemu-started"
+        env = _qemu_that_leaves_a_mark(tmp_path, guest.arch, started)
+        done = run_script("--arch", guest.arch, "--batch", "--serial-log", log, env=env)
+        assert open(log).read() == "theirs\n"
+    finally:
+        shutil.rmtree(shared)
+    assert not started.exists()
+    assert_one_line_error(done, "refusing to reuse")
+
+
+def test_the_console_log_is_private(guest, tmp_path):
+    log = tmp_path / "console.log"
+    done = run_batch(guest, "--no-flow", "--serial-log", str(log))
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = log.stat()
+    assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o600, os.geteuid())
+
+
+# --- 6. names pasted into QEMU's -drive KEY=VALUE,... syntax ----------------------------
+
+
+def _qemu_recording_argv(directory, arch: str, record) -> dict[str, str]:
+    fake = directory / QEMU[arch]
+    fake.write_text(f"#!/bin/sh\nprintf '%s\\0' \"$@\" > {record}\nexit 1\n")
+    fake.chmod(0o755)
+    return quiet_env(PATH=f"{directory}:{quiet_env()['PATH']}")
+
+
+def _disk_qemu_opens(arch: str, drive: str) -> str:
+    """What the real QEMU makes of a -drive argument: its `info block` line."""
+    done = subprocess.run(
+        [QEMU[arch], "-nodefaults", "-no-user-config", "-display", "none", "-S"]
+        + ["-monitor", "stdio", "-drive", drive],
+        input="info block\nquit\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.stdout + done.stderr
+
+
+def test_a_comma_in_the_rootfs_name_adds_no_drive_option(guest, tmp_path):
+    decoy = tmp_path / "disk.img"
+    rootfs = tmp_path / "disk.img,file.locking=off,if=none"
+    for disk in (decoy, rootfs):
+        disk.write_bytes(b"\0" * 65536)
+    record = tmp_path / "argv"
+    env = _qemu_recording_argv(tmp_path, guest.arch, record)
+    run_script(
+        *("--kernel", str(guest.bzimage), "--vmlinux", str(guest.vmlinux)),
+        *("--rootfs", str(rootfs), "--arch", guest.arch, "--batch", "--no-flow"),
+        env=env,
+    )
+    argv = record.read_text().split("\0")
+    drive = argv[argv.index("-drive") + 1]
+    opened = _disk_qemu_opens(guest.arch, drive)
+    assert f'"filename": "{rootfs}"' in opened, opened
+    assert "virtio0" in opened, opened  # if=virtio, as the script says, not the name's if=none
+
+
+# --- 7. the probe watcher's expression --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "expression, words",
+    [
+        ("qzn_go = 0x41", "assigns with '='"),
+        ("qzn_ready()", "it would call a function in the target"),
+    ],
+    ids=["assignment", "call"],
+)
+def test_the_probe_watcher_refuses_an_expression_that_writes_or_calls(guest, expression, words):
+    done = run_batch(guest, "--watcher", "probe", "--watch", expression)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Traceback" not in done.stdout + done.stderr
+    refusals = [line for line in done.stderr.splitlines() if line.startswith("qzn-qemu:")]
+    assert len(refusals) == 1 and words in refusals[0], done.stderr[-2000:]
+    assert "probe watch on" not in done.stdout
+
+
+# --- 8. words pasted into gdb commands are quoted for gdb's splitter, not a shell's ----
+
+
+def test_quotes_backslashes_and_spaces_reach_gdb_as_given(guest, tmp_path):
+    odd = tmp_path / "it's a \\ dir"
+    odd.mkdir()
+    symbols = odd / "guest_tester"
+    shutil.copy(guest.tester, symbols)
+    prefix = odd / "guest"
+    done = run_batch(
+        guest,
+        *("--symbols", str(symbols), "--watch", "&qzn_byte + '\\0'"),
+        *("--", "--quiet", "--log", str(prefix)),
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f'add symbol table from file "{symbols}"' in done.stdout
+    lines = (odd / "guest.jsonl").read_text().splitlines()
+    assert len(lines) == 5  # the tester's five accesses of qzn_byte: the address is right

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from gdb_qznusnih.launcher import preflight
+from gdb_qznusnih.launcher import preflight, procfs
 from gdb_qznusnih.launcher.preflight import PreflightError
 
 STATUS = """\
@@ -53,7 +53,7 @@ def make_target(status=STATUS, stat=STAT, maps=MAPS, exe_readable=True, tracer_n
         preflight.parse_status(status),
         flags,
         start,
-        preflight.parse_maps(maps),
+        procfs.parse_maps(maps),
         exe_readable,
         tracer_name,
     )
@@ -70,7 +70,7 @@ def test_parse_stat_with_parentheses_in_the_name():
 
 
 def test_parse_maps():
-    maps = preflight.parse_maps(MAPS)
+    maps = procfs.parse_maps(MAPS)
     assert len(maps) == 8
     assert maps[4].path == "[heap]" and maps[4].perms == "rw-p"
     assert maps[5].path == ""

@@ -96,3 +96,23 @@ def test_signal_pending_sees_a_blocked_signal(sleeper):
     sleeper.send_signal(signal.SIGINT)
     _wait_for(lambda: procfs.signal_pending(sleeper.pid, signal.SIGINT))
     assert procfs.signal_pending(sleeper.pid, signal.SIGTERM) is False
+
+
+def test_parse_maps_keeps_odd_paths_and_marks_deleted_files():
+    maps = procfs.parse_maps(
+        "7f0000000000-7f0000001000 r-xp 00001000 fe:01 42   /tmp/a b  (deleted)\n"
+        "not a maps line\n"
+        "7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 \n"
+    )
+    assert len(maps) == 2
+    deleted, anonymous = maps
+    assert (deleted.path, deleted.deleted, deleted.device, deleted.inode) == (
+        "/tmp/a b ",
+        True,
+        (0xFE, 1),
+        42,
+    )
+    assert deleted.executable and deleted.contains(0x7F0000000FFF)
+    assert not deleted.contains(0x7F0000001000)
+    assert deleted.describe() == "0x7f0000000000-0x7f0000001000 r-xp /tmp/a b  (deleted)"
+    assert anonymous.describe() == "0x7ffd00000000-0x7ffd00021000 rw-p (anonymous)"

@@ -11,7 +11,8 @@ import pytest
 from gdb_qznusnih.arm.describe import killed_exit_status, target_end_text
 from gdb_qznusnih.launcher import procfs
 from gdb_qznusnih.launcher.cli import parse_request, run_to_command
-from gdb_qznusnih.launcher.preflight import Mapping, module_offset
+from gdb_qznusnih.launcher.preflight import module_offset
+from gdb_qznusnih.launcher.procfs import parse_maps
 from gdb_qznusnih.options import OptionError, check_location, parse_watch_args
 from gdb_qznusnih.record.access import Frame
 from gdb_qznusnih.record.summary import Summary
@@ -88,12 +89,12 @@ def test_the_entry_point_of_this_very_process():
         assert entry is not None and entry != e_entry and (entry - e_entry) % 4096 == 0
 
 
-MAPS = [
-    Mapping(0x555555554000, 0x555555555000, "r--p", "/usr/bin/prog"),
-    Mapping(0x555555555000, 0x555555556000, "r-xp", "/usr/bin/prog"),
-    Mapping(0x7FFFF7DD0000, 0x7FFFF7DF0000, "r-xp", "/usr/lib/libc.so.6"),
-    Mapping(0x7FFFF7FF0000, 0x7FFFF7FF2000, "r-xp", "[vdso]"),
-]
+MAPS = parse_maps(
+    "555555554000-555555555000 r--p 00000000 08:01 1 /usr/bin/prog\n"
+    "555555555000-555555556000 r-xp 00000000 08:01 1 /usr/bin/prog\n"
+    "7ffff7dd0000-7ffff7df0000 r-xp 00000000 08:01 1 /usr/lib/libc.so.6\n"
+    "7ffff7ff0000-7ffff7ff2000 r-xp 00000000 08:01 1 [vdso]\n"
+)
 
 
 def test_module_offset_is_from_the_files_first_mapping():
