@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.classify import values
-from gdb_qznusnih.classify.trap import DecodedTrap, TrapClassifier, decode_trap
+from gdb_qznusnih.classify.trap import BRANCH, DecodedTrap, TrapClassifier, decode_trap
 from gdb_qznusnih.perf.capture import Capture, CaptureConfig
 from gdb_qznusnih.perf.hits import Hit
 from gdb_qznusnih.perf.modules import ModuleMap, parse_maps, process_memory_reader
@@ -103,7 +103,9 @@ class PerfWatch:
         self._modules: ModuleMap | None = None
         self._unwinder: Unwinder | None = None
         self._capture: Capture | None = None
-        self._classifier = TrapClassifier(request.address, request.length, caches=self.caches)
+        self._classifier = TrapClassifier(
+            request.address, request.length, caches=self.caches, instruction_before=self._before
+        )
         self._decoded = self.caches.cache("decoded trap ips")
         self._paths = self.caches.cache("symbolized call paths")
         self._waiting: list[tuple[int, int, Hit]] = []  # (time, arrival, hit): a heap
@@ -242,23 +244,29 @@ class PerfWatch:
             decoded = self._decoded.remember(ip, self._decode(ip))
         registers = sample.registers()
         read_register = _register_reader(registers)
-        found = self._classifier.kinds(ip, decoded, read_register)
-        if found is not None:
-            insn_pc, text, kinds = found
-            kind_from = "insn"
+        found = self._classifier.classify(ip, decoded, read_register, _stack_top(sample))
+        if found is not None and not (found.kind_from == BRANCH and hit.hardware_saw_write):
+            insn_pc, text, kinds, kind_from, return_address = found
         else:  # no instruction: the W event says whether the hardware saw a write
-            insn_pc, text = decoded.insn_pc, decoded.text
+            insn_pc, text, return_address = decoded.insn_pc, decoded.text, None
             kinds = ["write" if hit.hardware_saw_write else READ]
             kind_from = "hardware"
         insn = _instruction_for(decoded, insn_pc)
+        if return_address is not None:  # the call that entered the newest frame: its caller
+            pcs = (return_address, *pcs[2:]) if pcs[1:2] == (return_address,) else (return_address,)
         frames = self._frames(pcs, insn_pc)
         when = self._clock_offset + sample.time / 1e9
         self._emit(kinds, kind_from, insn, registers, insn_pc, text, frames, sample, when)
 
+    def _before(self, address: int) -> tuple[int, str] | None:
+        """The instruction ending at `address` (a call, when it is a return address)."""
+        site = self._symbolizer.site(address)
+        return (site.start, site.text) if site.start is not None else None
+
     def _decode(self, ip: int) -> DecodedTrap:
         site = self._symbolizer.site(ip)
         before = (site.start, site.text) if site.start is not None else None
-        return decode_trap(ip, site.text_at_ip, before)
+        return decode_trap(ip, site.text_at_ip, before, self._modules.function_start(ip) == ip)
 
     def _frames(self, pcs: tuple[int, ...], insn_pc: int) -> tuple[Frame, ...]:
         """Frame 0 is the accessing instruction with its inlined callers (the symbolizer's
@@ -267,8 +275,13 @@ class PerfWatch:
         frames = self._paths.get(key)
         if frames is not None:
             return frames
-        site = self._symbolizer.site(pcs[0])
-        rows = [site.frames[0]._replace(pc=insn_pc), *site.frames[1:]]
+        if insn_pc is None:  # a branch nobody can locate: frame 0 is where it went, at ip
+            # (the symbolizer describes a return address ra at ra - 1: here, ip itself)
+            trap = self._symbolizer.caller(pcs[0] + 1)
+            rows = [trap[0]._replace(pc=pcs[0]), *trap[1:]]
+        else:
+            site = self._symbolizer.site(pcs[0])
+            rows = [site.frames[0]._replace(pc=insn_pc), *site.frames[1:]]
         for ra in pcs[1:]:
             rows.extend(self._symbolizer.caller(ra))
         frames = tuple(
@@ -371,6 +384,15 @@ def _instruction_for(decoded: DecodedTrap, insn_pc: int):
     if decoded.in_progress is not None and decoded.in_progress[0] == insn_pc:
         return decoded.in_progress[2]
     return decoded.insn
+
+
+def _stack_top(sample: Sample) -> Callable[[], int | None]:
+    """The word at the sampled stack pointer: the user stack dump starts there."""
+
+    def read() -> int | None:
+        return int.from_bytes(sample.stack[:8], "little") if len(sample.stack) >= 8 else None
+
+    return read
 
 
 def _register_reader(registers: dict[str, int]) -> Callable[[str], int]:
