@@ -185,7 +185,7 @@ class TrapClassifier:
         if self._instruction_before is None:
             return None
         return_address = stack_top()
-        if return_address is None:
+        if not return_address:  # unreadable, or a zero word: no call returns to 0
             return None
         call = self._call_ending_at(return_address)
         if call is None:

@@ -143,8 +143,9 @@ class WatchSession:
         """What this hit stands for: from the instruction, else from the value change."""
 
         def stack_top() -> int | None:
+            sp = state.reg(self._sp_name) & ((1 << 8 * self._word) - 1)  # gdb's are signed
             try:
-                return int.from_bytes(state.read(state.reg(self._sp_name), self._word), "little")
+                return int.from_bytes(state.read(sp, self._word), "little")
             except (gdb.error, gdb.MemoryError, OSError):
                 return None
 
