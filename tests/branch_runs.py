@@ -58,13 +58,10 @@ def instructions(program: Path, function: str) -> list[tuple[int, str]]:
 
 
 def address_of(program: Path, function: str, text_start: str, nth: int = 0) -> int:
-    """The address of the nth instruction of `function` whose text starts with text_start."""
+    """The address of the nth (from the end, if negative) instruction of `function` whose
+    text starts with text_start."""
     found = [addr for addr, text in instructions(program, function) if text.startswith(text_start)]
     return found[nth]
-
-
-def function_start(program: Path, function: str) -> int:
-    return instructions(program, function)[0][0]
 
 
 def summary(records: list[dict]) -> list[tuple]:
@@ -73,3 +70,46 @@ def summary(records: list[dict]) -> list[tuple]:
         (r["kind"], r["kind_from"], r["pc"] and int(r["pc"], 16), r["frames"][0]["func"])
         for r in records
     ]
+
+
+def expected(program: Path, mode: str, clzero: bool = True) -> list[tuple]:
+    """What `summary` of each mode's records must be, exactly, under either engine."""
+
+    def at(function: str, text: str, nth: int = 0) -> int:
+        return address_of(program, function, text, nth)
+
+    if mode == "pointer":
+        reads = [at("call_through_pointer", "call   *", n) for n in range(3)]
+        insns = instructions(program, "pointer_mode")
+        store_to_handler = next(
+            a for a, text in insns if text.startswith("mov ") and text.endswith("<handler>")
+        )
+        return [
+            *[("read", "insn", pc, "call_through_pointer") for pc in reads],
+            ("read", "branch", None, "target_fn"),  # the jmp: frame 0 is where it went
+            ("write", "insn", store_to_handler, "pointer_mode"),
+        ]
+    if mode == "slot":
+        ret = ("read", "branch", None, "slot_round")
+        calls = [at("slot_round", "call", n) for n in (-3, -2)]  # the two calls of callee
+        exit_call = at("slot_round", "call", -1)
+        return [
+            ret,
+            *[row for pc in calls for row in (("write", "insn", pc, "slot_round"), ret)],
+            ("write", "insn", exit_call, "slot_round"),
+        ]
+    if mode == "rep":
+        return [
+            ("read", "insn", at("load_before_rep", "movzbl"), "load_before_rep"),
+            ("write", "insn", at("rep_through", "rep stos"), "rep_through"),
+        ]
+    flushes = [at("flush_line", name) for name in ("clflush ", "clflushopt", "clwb")]
+    rows = [("read", "insn", pc, "flush_line") for pc in flushes]
+    if clzero:  # the second clzero, of buf[40]'s line; the first zeroes the next line
+        rows.append(("write", "insn", at("flush_line", "clzero", 1), "flush_line"))
+    return rows
+
+
+def cpu_has_clzero() -> bool:
+    with open("/proc/cpuinfo") as cpuinfo:
+        return any(line.startswith("flags") and "clzero" in line.split() for line in cpuinfo)
