@@ -13,7 +13,7 @@ from tests.conftest import REPO, quiet_env
 from tests.records import read_jsonl
 
 BUILD_FLAGS = ("-no-pie",)  # the instructions run at the addresses the binary says
-WORD_MODES = {"pointer": 8, "slot": 8, "rep": 1, "cache": 1}  # --len per mode
+WORD_MODES = {"pointer": 8, "slot": 8, "rep": 1, "cache": 1, "got": 8}  # --len per mode
 _INSN_RE = re.compile(r"^\s*0x([0-9a-f]+) <\+\d+>:\s+(.*?)\s*$")
 
 
@@ -24,6 +24,8 @@ def watch_branches(program: Path, tmp_path: Path, engine: str, mode: str, *args:
     )
     try:
         watched = target.stdout.readline().split()[1]
+        if watched == "-":  # got: the slot getppid's PLT stub jumps through
+            watched = hex(got_slot(program, "getppid"))
         pid = target.stdout.readline().split()[1]
         prefix = tmp_path / f"{engine}-{mode}"
         launcher = subprocess.Popen(
@@ -64,6 +66,12 @@ def address_of(program: Path, function: str, text_start: str, nth: int = 0) -> i
     return found[nth]
 
 
+def got_slot(program: Path, function: str) -> int:
+    """The GOT slot that `function@plt` jumps through (gdb's comment on the jmp)."""
+    jump = next(text for _, text in instructions(program, f"'{function}@plt'") if "jmp" in text)
+    return int(re.search(r"# 0x([0-9a-f]+)", jump)[1], 16)
+
+
 def summary(records: list[dict]) -> list[tuple]:
     """(kind, kind_from, pc, frame 0's function) of each record, for exact comparisons."""
     return [
@@ -98,6 +106,9 @@ def expected(program: Path, mode: str, clzero: bool = True) -> list[tuple]:
             *[row for pc in calls for row in (("write", "insn", pc, "slot_round"), ret)],
             ("write", "insn", exit_call, "slot_round"),
         ]
+    if mode == "got":
+        jump = address_of(program, "'getppid@plt'", "jmp")
+        return [("read", "insn", jump, "getppid@plt")] * 3
     if mode == "rep":
         return [
             ("read", "insn", at("load_before_rep", "movzbl"), "load_before_rep"),

@@ -88,13 +88,17 @@ class TrapAccess(NamedTuple):
 
 # (start, text) of the instruction ending at an address, or None
 InstructionBefore = Callable[[int], "tuple[int, str] | None"]
+# the text of the instruction starting at an address, or None
+InstructionAt = Callable[[int], "str | None"]
+_ENDBR_BYTES = 4  # endbr64/endbr32, first in a PLT stub under CET
 
 
 class TrapClassifier:
     """Kinds of the accesses a trap made to `length` bytes at `address`.
 
     Kinds that did not need a register are the same at every hit of a pc: cached per pc.
-    `instruction_before` decodes the instruction ending at a return address (a call).
+    `instruction_before` decodes the instruction ending at a return address (a call),
+    `instruction_at` the one at a call's target (a PLT stub's jmp through the GOT).
     """
 
     def __init__(
@@ -104,12 +108,14 @@ class TrapClassifier:
         word_size: int = 8,
         caches: CacheRegistry | None = None,
         instruction_before: InstructionBefore | None = None,
+        instruction_at: InstructionAt | None = None,
     ) -> None:
         self.address, self.length, self.word_size = address, length, word_size
         caches = caches if caches is not None else CacheRegistry()
         self._static_kinds = caches.cache("kinds by pc")
         self._calls = caches.cache("calls by return address")
         self._instruction_before = instruction_before
+        self._instruction_at = instruction_at
         self._sp = "rsp" if word_size == 8 else "esp"
 
     def classify(
@@ -190,16 +196,20 @@ class TrapClassifier:
         call = self._call_ending_at(return_address)
         if call is None:
             return None
-        start, text, insn = call
+        start, text, insn, stub_jump = call
         try:
             kinds = classify.call_kinds(
                 insn, return_address, self.address, self.length, reg, self.word_size
             )
         except classify.REGISTER_ERRORS:
             return None
-        if not kinds:
-            return None
-        return TrapAccess(start, text, kinds, "insn", return_address)
+        if kinds:
+            return TrapAccess(start, text, kinds, "insn", return_address)
+        if stub_jump is not None:  # the call went to a PLT stub, whose jmp read the GOT slot
+            jump_pc, jump_text, slot = stub_jump
+            if slot < self.address + self.length and self.address < slot + self.word_size:
+                return TrapAccess(jump_pc, jump_text, [READ], "insn")
+        return None
 
     def _call_ending_at(self, return_address: int):
         if return_address in self._calls:
@@ -209,5 +219,22 @@ class TrapClassifier:
         if found is not None:
             insn = classify.parse_instruction(found[1])
             if classify.is_call(insn):
-                call = (found[0], one_line(found[1]), insn)
+                call = (found[0], one_line(found[1]), insn, self._stub_jump(insn))
         return self._calls.remember(return_address, call)
+
+    def _stub_jump(self, call: classify.Instruction) -> tuple[int, str, int] | None:
+        """(pc, text, GOT slot) of the `jmp *GOT(%rip)` a direct call's target starts with."""
+        address = classify.direct_target(call)
+        if address is None or self._instruction_at is None:
+            return None
+        for _ in range(2):  # endbr64, then the jump
+            text = self._instruction_at(address)
+            insn = classify.parse_instruction(text) if text is not None else None
+            if insn is None:
+                return None
+            if insn.mnemonic in ("endbr64", "endbr32"):
+                address += _ENDBR_BYTES
+                continue
+            slot = classify.rip_relative_jump_slot(insn)
+            return None if slot is None else (address, one_line(text), slot)
+        return None

@@ -325,6 +325,28 @@ def call_kinds(
     return kinds
 
 
+_COMMENT_ADDRESS_RE = re.compile(r"#\s*0x([0-9a-f]+)")
+
+
+def direct_target(insn: Instruction) -> int | None:
+    """Where a direct call or jmp goes (`call 0x401030 <puts@plt>`), else None."""
+    if len(insn.operands) != 1 or not re.fullmatch(r"0x[0-9a-f]+", insn.operands[0]):
+        return None
+    return int(insn.operands[0], 16)
+
+
+def rip_relative_jump_slot(insn: Instruction) -> int | None:
+    """The slot a `jmp *disp(%rip)` (a PLT stub's jump through the GOT) reads: gdb prints
+    its address as the comment; None for any other instruction."""
+    if _base(insn.mnemonic) != "jmp" or len(insn.operands) != 1:
+        return None
+    op = parse_mem_operand(insn.operands[0]) if insn.operands[0].startswith("*") else None
+    found = _COMMENT_ADDRESS_RE.search(insn.text)
+    if op is None or op.base not in ("rip", "eip") or op.index or found is None:
+        return None
+    return int(found[1], 16)
+
+
 def kind_from_value(old: int | None, new: int) -> str:
     """Fallback when the instruction is unknown: a changed value was written, else read."""
     return WRITE if old is not None and old != new else READ

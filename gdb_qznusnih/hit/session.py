@@ -90,7 +90,12 @@ class WatchSession:
         )
         self._decoded = caches.cache("decoded trap pcs")
         self._classifier = TrapClassifier(
-            address, self.length, self._word, caches, instruction_before=self._locator.before
+            address,
+            self.length,
+            self._word,
+            caches,
+            instruction_before=self._locator.before,
+            instruction_at=lambda pc: _text(self._locator.at(pc)),
         )
         self._shadow = target.read_value(address, self.length)
         self.watchpoint = AccessWatchpoint(self, target.watch_spec(address, self.length))

@@ -104,7 +104,11 @@ class PerfWatch:
         self._unwinder: Unwinder | None = None
         self._capture: Capture | None = None
         self._classifier = TrapClassifier(
-            request.address, request.length, caches=self.caches, instruction_before=self._before
+            request.address,
+            request.length,
+            caches=self.caches,
+            instruction_before=self._before,
+            instruction_at=lambda address: self._symbolizer.site(address).text_at_ip,
         )
         self._decoded = self.caches.cache("decoded trap ips")
         self._paths = self.caches.cache("symbolized call paths")
@@ -275,13 +279,14 @@ class PerfWatch:
         frames = self._paths.get(key)
         if frames is not None:
             return frames
-        if insn_pc is None:  # a branch nobody can locate: frame 0 is where it went, at ip
-            # (the symbolizer describes a return address ra at ra - 1: here, ip itself)
-            trap = self._symbolizer.caller(pcs[0] + 1)
-            rows = [trap[0]._replace(pc=pcs[0]), *trap[1:]]
-        else:
-            site = self._symbolizer.site(pcs[0])
+        site = self._symbolizer.site(pcs[0])
+        if insn_pc is not None and insn_pc == site.start:
             rows = [site.frames[0]._replace(pc=insn_pc), *site.frames[1:]]
+        else:  # not the instruction ending at ip: a rep op at ip, a PLT jmp, a branch's target
+            # (the symbolizer describes a return address ra at ra - 1: here, the pc itself)
+            described = pcs[0] if insn_pc is None else insn_pc
+            found = self._symbolizer.caller(described + 1)
+            rows = [found[0]._replace(pc=described), *found[1:]]
         for ra in pcs[1:]:
             rows.extend(self._symbolizer.caller(ra))
         frames = tuple(

@@ -12,6 +12,8 @@
  *            then written by a rep stosb running through it
  *   cache    buf[40]: clflush, clflushopt, clwb (reads as the hardware reports them), then
  *            clzero of its line (a write) unless the second argument is "noclzero"
+ *   got      getppid's GOT slot (8 bytes; prints "watch -": the test finds it in the binary):
+ *            read three times by the PLT stub's jmp *GOT(%rip), bound before the watch
  * Build: gcc -g -O0 -no-pie (the tests read the instructions' addresses from the binary).
  */
 #include <stdio.h>
@@ -121,6 +123,15 @@ static void cache_mode(int with_clzero) {
     flush_line(with_clzero);
 }
 
+static void got_mode(void) {
+    getppid(); /* binds the slot (lazy binding writes it) before the watch */
+    printf("watch -\n");
+    wait_for_go();
+    getppid(); /* R by the stub's jmp, three times */
+    getppid();
+    getppid();
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
     if (strcmp(mode, "pointer") == 0)
@@ -129,10 +140,12 @@ int main(int argc, char **argv) {
         slot_round();
     else if (strcmp(mode, "rep") == 0)
         rep_mode();
+    else if (strcmp(mode, "got") == 0)
+        got_mode();
     else if (strcmp(mode, "cache") == 0)
         cache_mode(!(argc > 2 && strcmp(argv[2], "noclzero") == 0));
     else {
-        fprintf(stderr, "usage: branches pointer|slot|rep|cache [noclzero]\n");
+        fprintf(stderr, "usage: branches pointer|slot|rep|cache|got [noclzero]\n");
         return 2;
     }
     printf("branches done\n");

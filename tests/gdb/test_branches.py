@@ -46,6 +46,12 @@ def test_calls_and_rets_on_a_watched_return_address_slot(program, tmp_path):
     assert [int(r["frames"][0]["pc"], 16) for r in records[0:6:2]] == after_calls
 
 
+def test_plt_stub_jumps_through_a_watched_got_slot(program, tmp_path):
+    records = watch_branches(program, tmp_path, ENGINE, "got")
+    assert summary(records) == expected(program, "got")
+    assert [r["frames"][1]["func"] for r in records] == ["got_mode"] * 3
+
+
 def test_load_before_rep_stos_is_the_loads(program, tmp_path):
     records = watch_branches(program, tmp_path, ENGINE, "rep")
     assert summary(records) == expected(program, "rep")

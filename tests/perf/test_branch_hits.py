@@ -17,7 +17,7 @@ def program(build_c):
     return build_c("branches", extra=BUILD_FLAGS)
 
 
-@pytest.mark.parametrize("mode", ["pointer", "slot", "rep"])
+@pytest.mark.parametrize("mode", ["pointer", "slot", "got", "rep"])
 def test_branch_and_rep_accesses(program, tmp_path, mode):
     records = watch_branches(program, tmp_path, ENGINE, mode)
     assert summary(records) == expected(program, mode)

@@ -71,6 +71,25 @@ def test_rip_relative_and_displaced_calls_read_the_pointer():
         assert found == TrapAccess(start, " ".join(text.split()), [READ], "insn", RETURN), text
 
 
+def test_plt_stub_jump_through_the_watched_got_slot():
+    stub = 0x4010A0
+    call = {RETURN: (RETURN - 5, f"call   {stub:#x} <getppid@plt>")}
+    code = {
+        stub: "endbr64",
+        stub + 4: f"bnd jmp *0x2f92(%rip)        # {WATCH:#x} <getppid@got.plt>",
+    }
+    found = TrapClassifier(WATCH, 8, instruction_before=call.get, instruction_at=code.get).classify(
+        CALLEE, at_callee("ret"), registers(), lambda: RETURN
+    )
+    jump = f"bnd jmp *0x2f92(%rip) # {WATCH:#x} <getppid@got.plt>"
+    assert found == TrapAccess(stub + 4, jump, [READ], "insn")
+    code[stub + 4] = code[stub + 4].replace(f"{WATCH:#x}", f"{WATCH + 8:#x}")  # another slot
+    found = TrapClassifier(WATCH, 8, instruction_before=call.get, instruction_at=code.get).classify(
+        CALLEE, at_callee("ret"), registers(), lambda: RETURN
+    )
+    assert found == TrapAccess(None, None, [READ], BRANCH)
+
+
 def test_call_pushing_into_the_watched_slot_is_a_write_by_the_call():
     call = {RETURN: (RETURN - 5, "call   0x401196 <callee>")}
     regs = registers(rsp=WATCH)  # the slot it pushed
