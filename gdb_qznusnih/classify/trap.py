@@ -6,8 +6,9 @@ and a branch through memory (call/jmp *mem, ret) traps at its target.  In that o
 trust: the instruction ending at pc when the registers show it touched the bytes; a rep op
 at pc whose index register just passed them; a ret (the instruction ending at pc is a call
 and the slot just popped is watched); a call (the return address at the stack top ends
-one that pushed the slot or read the pointer); otherwise, when the instruction ending at pc
-provably did not touch the bytes, a branch nobody can locate: pc None, kind_from "branch".
+one that pushed the slot or read the pointer, or went to a PLT stub whose jmp *GOT(%rip)
+read it); otherwise, when the instruction ending at pc provably did not touch the bytes (or
+pc starts a function), a branch nobody can locate: pc None, kind_from "branch".
 Both engines use this: the gdb engine (hit/session.py) with gdb's disassembly of the live
 process, the perf engine (perf/engine.py) with the symbolizer's.  Pure: no gdb.
 """
