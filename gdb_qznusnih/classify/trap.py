@@ -29,18 +29,24 @@ BRANCH = "branch"  # kind_from of an access by a branch whose pc cannot be known
 class DecodedTrap:
     """What a trap pc tells us, computed once per pc."""
 
-    __slots__ = ("insn_pc", "text", "insn", "in_progress", "at_entry")
+    __slots__ = ("insn_pc", "text", "insn", "in_progress", "at_entry", "coverage")
 
-    def __init__(self, insn_pc, text, insn, in_progress, at_entry=False):
+    def __init__(self, insn_pc, text, insn, in_progress, at_entry=False, word_size=8):
         self.insn_pc = insn_pc  # start of the accessing instruction (the pc when unknown)
         self.text = text
         self.insn = insn  # classify.Instruction or None
         self.in_progress = in_progress  # (start, text, insn) of a rep string op at pc, or None
         self.at_entry = at_entry  # pc starts a function: only a branch can have led here
+        # whether insn touched given bytes, from the registers after it
+        self.coverage = classify.coverage(insn, word_size) if insn is not None else None
 
 
 def decode_trap(
-    pc: int, text_at_pc: str | None, before: tuple[int, str] | None, at_entry: bool = False
+    pc: int,
+    text_at_pc: str | None,
+    before: tuple[int, str] | None,
+    at_entry: bool = False,
+    word_size: int = 8,
 ) -> DecodedTrap:
     """`text_at_pc`: the instruction at pc; `before`: (start, text) of the one ending there;
     `at_entry`: pc is a function's first instruction."""
@@ -55,7 +61,7 @@ def decode_trap(
     insn = classify.parse_instruction(text)
     if insn is not None and not classify.accesses_memory(insn):
         insn = None
-    return DecodedTrap(start, one_line(text), insn, in_progress, at_entry)
+    return DecodedTrap(start, one_line(text), insn, in_progress, at_entry, word_size)
 
 
 class RegisterReader:
@@ -133,9 +139,13 @@ class TrapClassifier:
         covered = self._covered(decoded, reg)
         if covered:
             return self._by_instruction_before(pc, decoded, reg)
-        found = self._by_rep(decoded, reg) or self._by_ret(decoded, reg)
-        if found is None and stack_top is not None:
-            found = self._by_call(stack_top, reg)
+        found = self._by_rep(decoded, reg)
+        if found is None and (covered is False or decoded.insn is None):
+            # Not the instruction ending at pc: a branch went to pc.  (Where that one may
+            # still be the access, the stack is not read: that costs a read at every hit.)
+            found = self._by_ret(decoded, reg)
+            if found is None and stack_top is not None:
+                found = self._by_call(stack_top, reg)
         if found is not None:
             return found
         if covered is None:
@@ -149,7 +159,7 @@ class TrapClassifier:
             return None  # nothing decodes to end at pc
         if decoded.insn is None:
             return False  # it makes no data access
-        return classify.covers(decoded.insn, self.address, self.length, reg, self.word_size)
+        return decoded.coverage(self.address, self.length, reg)
 
     def _by_instruction_before(self, pc, decoded, reg) -> TrapAccess | None:
         if decoded.insn is None:

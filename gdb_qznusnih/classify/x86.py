@@ -282,15 +282,44 @@ def covers(
     A branch is taken to have fallen through to the trap pc; a call only by its pushed slot,
     since at the instruction after a call the program has come back from the callee.
     """
-    verdicts = []
-    for access in accesses(insn, word_size):
-        try:
-            verdicts.append(_access_covers(insn, access, watch_start, max(watch_len, 1), reg))
-        except REGISTER_ERRORS:
-            verdicts.append(None)
-    if True in verdicts:
-        return True
-    return None if None in verdicts or not verdicts else False
+    return coverage(insn, word_size)(watch_start, watch_len, reg)
+
+
+class Coverage:
+    """`covers` for one instruction, with everything but the registers worked out once:
+    called at every hit whose trap pc follows the instruction."""
+
+    __slots__ = ("_probes",)
+
+    def __init__(self, probes) -> None:
+        # Per access: reg -> (start, smallest size, largest size); None when unknowable.
+        self._probes = probes
+
+    def __call__(self, watch_start: int, watch_len: int, reg: Reg) -> bool | None:
+        if not self._probes:
+            return None
+        end = watch_start + max(watch_len, 1)
+        verdict = False
+        for probe in self._probes:
+            if probe is None:
+                verdict = None
+                continue
+            try:
+                start, smallest, largest = probe(reg)
+            except REGISTER_ERRORS:
+                verdict = None
+                continue
+            if start < end and watch_start < start + smallest:
+                return True
+            if start < end and watch_start < start + largest:
+                verdict = None
+        return verdict
+
+
+@functools.lru_cache(maxsize=4096)
+def coverage(insn: Instruction, word_size: int = 8) -> Coverage:
+    """The Coverage of `insn` (cached per instruction)."""
+    return Coverage(tuple(_probe(insn, access) for access in accesses(insn, word_size)))
 
 
 def is_call(insn: Instruction | None) -> bool:
@@ -593,33 +622,66 @@ _PLAIN_MOVES = frozenset("mov movb movw movl movq movnti".split())
 _LARGEST_ACCESS = 4096  # xsave's area; an access of unknown size is at most this
 
 
-def _access_covers(insn: Instruction, access: Access, watch_start, watch_len, reg) -> bool | None:
+def _probe(insn: Instruction, access: Access):
+    """reg -> (start, smallest size, largest size) of one access, from the registers after
+    the instruction; None when they cannot tell where it was."""
+    size = access.size
     if access.where == "string":
-        if insn.is_rep or not access.size:
+        if insn.is_rep or not size:
             return None
-        after = _read(reg, access.reg)
-        start = after + access.size if reg("eflags") & _DF else after - access.size
-        return _overlaps(start, access.size, watch_start, watch_len)
+        name = access.reg
+
+        def element(reg):
+            after = _read(reg, name)
+            return (after + size if reg("eflags") & _DF else after - size), size, size
+
+        return element
     if access.where == "stack":
         if _base(insn.mnemonic) == "pop" and _names_register(insn, {"rsp"}):
             return None  # pop %rsp: the stack pointer is what it loaded
-        start = _read(reg, access.reg) + access.offset
-        return _overlaps(start, access.size, watch_start, watch_len)
+        name, offset = access.reg, access.offset
+        return lambda reg: (_read(reg, name) + offset, size, size)
     if access.where == "implicit":
         if insn.mnemonic != "clzero":
             return None
-        start = _read(reg, access.reg) & ~(CACHE_LINE - 1)
-        return _overlaps(start, CACHE_LINE, watch_start, watch_len)
+        name = access.reg
+        return lambda reg: (_read(reg, name) & ~(CACHE_LINE - 1), CACHE_LINE, CACHE_LINE)
     if is_call(insn):
-        return False  # back from the callee: rsp and rip no longer say where it read
-    op = access.operand
-    if _address_overwritten(insn, op):
+        return lambda reg: (0, 0, 0)  # back from the callee: rsp and rip no longer tell
+    if _address_overwritten(insn, access.operand):
         return None
-    start = effective_address(op, reg)
-    size = _operand_size(insn)
-    if _overlaps(start, size or 1, watch_start, watch_len):
-        return True
-    return None if _overlaps(start, size or _LARGEST_ACCESS, watch_start, watch_len) else False
+    address = _address_function(access.operand)
+    if address is None:
+        return None
+    known = _operand_size(insn)
+    smallest, largest = (known, known) if known else (1, _LARGEST_ACCESS)
+    return lambda reg: (address(reg), smallest, largest)
+
+
+def _address_function(op: MemOperand):
+    """reg -> effective_address(op, reg), with the widths worked out once; None for a
+    vector index."""
+    try:
+        width = max([_addr_width(n) for n in (op.base, op.index) if n is not None], default=64)
+    except ValueError:
+        return None
+    mask = (1 << width) - 1
+    terms = tuple(
+        (name, factor)
+        for name, factor in ((op.base, 1), (op.index, op.scale))
+        if name is not None and name not in ("eiz", "riz")
+    )
+    segment = op.segment + "_base" if op.segment in ("fs", "gs") else None
+    disp = op.disp
+
+    def address(reg) -> int:
+        addr = disp
+        for name, factor in terms:
+            addr += reg(name) * factor
+        addr &= mask
+        return addr if segment is None else (addr + reg(segment)) & _MASK64
+
+    return address
 
 
 def _names_register(insn: Instruction, fulls: set[str]) -> bool:

@@ -163,7 +163,7 @@ class WatchSession:
     def _decode(self, pc: int) -> DecodedTrap:
         locator = self._locator
         return decode_trap(
-            pc, _text(locator.at(pc)), locator.before(pc), locator.starts_function(pc)
+            pc, _text(locator.at(pc)), locator.before(pc), locator.starts_function(pc), self._word
         )
 
     def _emit(self, kinds, kind_from, value, insn_pc, text, frames, cut, pid, tid, context):
