@@ -385,10 +385,12 @@ def _wanted(access: str, kind: str) -> bool:
     return ("r" in access) if kind == READ else ("w" in access)
 
 
-def _instruction_for(decoded: DecodedTrap, insn_pc: int):
+def _instruction_for(decoded: DecodedTrap, insn_pc: int | None):
+    """The parsed accessing instruction, when it is one decoded at ip (not a call found by
+    its return address, a PLT stub's jmp, or a branch without a pc)."""
     if decoded.in_progress is not None and decoded.in_progress[0] == insn_pc:
         return decoded.in_progress[2]
-    return decoded.insn
+    return decoded.insn if insn_pc == decoded.insn_pc else None
 
 
 def _stack_top(sample: Sample) -> Callable[[], int | None]:
