@@ -110,11 +110,10 @@ void flush_line(int with_clzero) {
     __asm__ volatile("clflush (%0)" ::"r"(byte) : "memory");           /* R */
     __asm__ volatile("clflushopt (%0)" ::"r"(byte) : "memory");        /* R */
     __asm__ volatile("clwb (%0)" ::"r"(byte) : "memory");              /* R */
-    if (with_clzero)
-        __asm__ volatile("clzero" ::"a"(&buf[72]) : "memory");        /* W: buf[64..127] */
-    /* clzero of the line holding buf[40] */
-    if (with_clzero)
-        __asm__ volatile("clzero" ::"a"(&buf[8]) : "memory");         /* W: buf[0..63] */
+    if (!with_clzero)
+        return;
+    __asm__ volatile("clzero" ::"a"(&buf[72]) : "memory");            /* buf[64..127]: not it */
+    __asm__ volatile("clzero" ::"a"(&buf[8]) : "memory");             /* W: buf[0..63] */
 }
 
 static void cache_mode(int with_clzero) {
