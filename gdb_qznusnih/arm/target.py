@@ -206,6 +206,20 @@ def function_block(pc: int):
         return None
 
 
+def outer_function_start(pc: int) -> int | None:
+    """Start of the (not inlined) function holding pc, from debug info; None without it."""
+    block = function_block(pc)
+    while block is not None and is_inlined(block):
+        block = enclosing_function(block.superblock)
+    return block.start if block is not None else None
+
+
+def is_inlined(block) -> bool:
+    """An inlined function's block: it has a function and sits inside another function."""
+    outer = block.superblock
+    return block.function is not None and outer is not None and not outer.is_static
+
+
 def enclosing_function(block):
     """The innermost function's block (an inlined one's too) holding `block`, or None."""
     while block is not None and block.function is None:

@@ -20,7 +20,7 @@ Reg = Callable[[str], int]
 REP_REACH = 1 << 20  # how far a rep string register may have run past the byte before the trap
 _DF = 1 << 10  # eflags direction flag
 _MASK64 = (1 << 64) - 1
-_REG_ERRORS = (RuntimeError, LookupError, ValueError, TypeError)  # gdb.error is a RuntimeError
+REGISTER_ERRORS = (RuntimeError, LookupError, ValueError, TypeError)  # gdb.error: RuntimeError
 
 _PREFIXES = frozenset(
     "lock rep repz repe repnz repne data16 data32 addr16 addr32 notrack bnd xacquire "
@@ -49,8 +49,13 @@ _RMW = frozenset(
 )
 _READ_ONLY = frozenset("cmp test bt ptest vptest vtestps vtestpd bound".split())  # mem may be last
 _NO_ACCESS = frozenset(  # address arithmetic, hints and cache control: no data access
-    "lea nop clflush clflushopt clwb cldemote invlpg invlpga bndmk bndcl bndcu bndcn".split()
+    "lea nop cldemote invlpg invlpga bndmk bndcl bndcu bndcn".split()
 )
+# Cache-line flushes trigger data breakpoints as reads of the operand's one byte (counted with
+# perf on AMD EPYC: mem:ADDR/1:rw fires, mem:ADDR/1:w and ADDR+1 do not); clzero stores the
+# whole 64-byte line that %rax points into.
+_FLUSHES = frozenset("clflush clflushopt clwb".split())
+CACHE_LINE = 64
 _SINGLE_STORES = frozenset("pop stmxcsr vstmxcsr sgdt sidt sldt str smsw vmptrst".split())
 _STORE_PREFIXES = ("set", "fst", "fist", "fbstp", "fnst", "fsave", "fnsave", "fxsave", "xsave")
 _SETCC_RE = re.compile(r"set(?:n?(?:a|ae|b|be|c|e|g|ge|l|le|o|p|s|z)|pe|po)")
@@ -73,7 +78,9 @@ _STRING = {
     "outs": ((READ, "si"),),
 }
 _ACC_SIZE = {"al": 1, "ax": 2, "eax": 4, "rax": 8}
-_KNOWN = _RMW | _READ_ONLY | _NO_ACCESS | _SINGLE_STORES | _BRANCHES | _PORT_IO | set(_STACK)
+_KNOWN = (
+    _RMW | _READ_ONLY | _NO_ACCESS | _SINGLE_STORES | _BRANCHES | _PORT_IO | _FLUSHES | set(_STACK)
+)
 
 
 class RegisterPart(NamedTuple):
@@ -238,7 +245,7 @@ def classify_access(
     if places > 1 and reg is not None:
         try:
             hits = _locate(insn, accs, watch_start, max(watch_len, 1), reg)
-        except _REG_ERRORS:
+        except REGISTER_ERRORS:
             hits = None
         if hits and any(hits):
             return [a.kind for a, hit in zip(accs, hits) if hit]
@@ -261,8 +268,112 @@ def string_access_near(
             _passed(_read(reg, a.reg), a.size, down, watch_start, max(watch_len, 1)) is not None
             for a in accs
         )
-    except _REG_ERRORS:
+    except REGISTER_ERRORS:
         return False
+
+
+def covers(
+    insn: Instruction, watch_start: int, watch_len: int, reg: Reg, word_size: int = 8
+) -> bool | None:
+    """Did the instruction that just ran (the trap pc follows it) touch the watched bytes?
+
+    Told from the registers after it: True or False where they say, None where they cannot
+    (it changed a register of its own address, a register is not at hand, a rep string op).
+    A branch is taken to have fallen through to the trap pc; a call only by its pushed slot,
+    since at the instruction after a call the program has come back from the callee.
+    """
+    return coverage(insn, word_size)(watch_start, watch_len, reg)
+
+
+class Coverage:
+    """`covers` for one instruction, with everything but the registers worked out once:
+    called at every hit whose trap pc follows the instruction."""
+
+    __slots__ = ("_probes",)
+
+    def __init__(self, probes) -> None:
+        # Per access: reg -> (start, smallest size, largest size); None when unknowable.
+        self._probes = probes
+
+    def __call__(self, watch_start: int, watch_len: int, reg: Reg) -> bool | None:
+        if not self._probes:
+            return None
+        end = watch_start + max(watch_len, 1)
+        verdict = False
+        for probe in self._probes:
+            if probe is None:
+                verdict = None
+                continue
+            try:
+                start, smallest, largest = probe(reg)
+            except REGISTER_ERRORS:
+                verdict = None
+                continue
+            if start < end and watch_start < start + smallest:
+                return True
+            if start < end and watch_start < start + largest:
+                verdict = None
+        return verdict
+
+
+@functools.lru_cache(maxsize=4096)
+def coverage(insn: Instruction, word_size: int = 8) -> Coverage:
+    """The Coverage of `insn` (cached per instruction)."""
+    return Coverage(tuple(_probe(insn, access) for access in accesses(insn, word_size)))
+
+
+def is_call(insn: Instruction | None) -> bool:
+    return insn is not None and _base(insn.mnemonic) in ("call", "lcall")
+
+
+def call_kinds(
+    call: Instruction, return_address: int, watch_start: int, watch_len: int, reg: Reg, word=8
+) -> list[str]:
+    """What a call that returns to `return_address` did to the watched bytes, with the
+    registers at its target (rsp points at the pushed slot): read its pointer, push the slot."""
+    sp_name = "rsp" if word == 8 else "esp"
+    sp = _read(reg, sp_name)
+    watch_len = max(watch_len, 1)
+    kinds = []
+    operand = _explicit_memory(call, "call")
+    if operand is not None:
+
+        def before_call(name: str) -> int:
+            if name == sp_name:
+                return sp + word
+            return return_address if name in ("rip", "eip") else reg(name)
+
+        try:
+            address = effective_address(operand[1], before_call)
+        except REGISTER_ERRORS:
+            address = None
+        if address is not None and _overlaps(address, word, watch_start, watch_len):
+            kinds.append(READ)
+    if _overlaps(sp, word, watch_start, watch_len):
+        kinds.append(WRITE)
+    return kinds
+
+
+_COMMENT_ADDRESS_RE = re.compile(r"#\s*0x([0-9a-f]+)")
+
+
+def direct_target(insn: Instruction) -> int | None:
+    """Where a direct call or jmp goes (`call 0x401030 <puts@plt>`), else None."""
+    if len(insn.operands) != 1 or not re.fullmatch(r"0x[0-9a-f]+", insn.operands[0]):
+        return None
+    return int(insn.operands[0], 16)
+
+
+def rip_relative_jump_slot(insn: Instruction) -> int | None:
+    """The slot a `jmp *disp(%rip)` (a PLT stub's jump through the GOT) reads: gdb prints
+    its address as the comment; None for any other instruction."""
+    if _base(insn.mnemonic) != "jmp" or len(insn.operands) != 1:
+        return None
+    op = parse_mem_operand(insn.operands[0]) if insn.operands[0].startswith("*") else None
+    found = _COMMENT_ADDRESS_RE.search(insn.text)
+    if op is None or op.base not in ("rip", "eip") or op.index or found is None:
+        return None
+    return int(found[1], 16)
 
 
 def kind_from_value(old: int | None, new: int) -> str:
@@ -303,6 +414,8 @@ def accesses(insn: Instruction, word_size: int = 8) -> tuple[Access, ...]:
         return (Access(WRITE, "implicit", "rdi" if word == 8 else "edi"),)
     if m.startswith("xlat"):  # its printed operand (%rbx) omits the %al index
         return (Access(READ, "implicit", "rbx" if word == 8 else "ebx"),)
+    if m == "clzero":  # gdb prints no operand
+        return (Access(WRITE, "implicit", "rax" if word == 8 else "eax", CACHE_LINE),)
     base, slot = _base(m), word
     if base != m and base in _STACK:
         slot = SIZE_SUFFIX[m[-1]]  # pushw, popq, retw...
@@ -484,7 +597,7 @@ def _operand_hit(insn, access, stack, sp, watch_start, watch_len, reg) -> bool:
 
     try:
         addr = effective_address(op, pre)
-    except _REG_ERRORS:  # the slot alone explains the trap
+    except REGISTER_ERRORS:  # the slot alone explains the trap
         return False
     return _overlaps(addr, access.size or stack.size, watch_start, watch_len)
 
@@ -497,3 +610,110 @@ def _passed(value: int, size: int, down: bool, watch_start: int, watch_len: int)
     else:
         dist = value - watch_start
     return dist if 0 < dist <= REP_REACH else None
+
+
+# Instructions that also write registers they do not name.
+_IMPLICIT_REGISTER_WRITES = {
+    "mul": {"rax", "rdx"}, "imul": {"rax", "rdx"}, "div": {"rax", "rdx"},
+    "idiv": {"rax", "rdx"}, "cmpxchg": {"rax"}, "cmpxchg8b": {"rax", "rdx"},
+    "cmpxchg16b": {"rax", "rdx"},
+}  # fmt: skip
+_PLAIN_MOVES = frozenset("mov movb movw movl movq movnti".split())
+_LARGEST_ACCESS = 4096  # xsave's area; an access of unknown size is at most this
+
+
+def _probe(insn: Instruction, access: Access):
+    """reg -> (start, smallest size, largest size) of one access, from the registers after
+    the instruction; None when they cannot tell where it was."""
+    size = access.size
+    if access.where == "string":
+        if insn.is_rep or not size:
+            return None
+        name = access.reg
+
+        def element(reg):
+            after = _read(reg, name)
+            return (after + size if reg("eflags") & _DF else after - size), size, size
+
+        return element
+    if access.where == "stack":
+        if _base(insn.mnemonic) == "pop" and _names_register(insn, {"rsp"}):
+            return None  # pop %rsp: the stack pointer is what it loaded
+        name, offset = access.reg, access.offset
+        return lambda reg: (_read(reg, name) + offset, size, size)
+    if access.where == "implicit":
+        if insn.mnemonic != "clzero":
+            return None
+        name = access.reg
+        return lambda reg: (_read(reg, name) & ~(CACHE_LINE - 1), CACHE_LINE, CACHE_LINE)
+    if is_call(insn):
+        return lambda reg: (0, 0, 0)  # back from the callee: rsp and rip no longer tell
+    if _address_overwritten(insn, access.operand):
+        return None
+    address = _address_function(access.operand)
+    if address is None:
+        return None
+    known = _operand_size(insn)
+    smallest, largest = (known, known) if known else (1, _LARGEST_ACCESS)
+    return lambda reg: (address(reg), smallest, largest)
+
+
+def _address_function(op: MemOperand):
+    """reg -> effective_address(op, reg), with the widths worked out once; None for a
+    vector index."""
+    try:
+        width = max([_addr_width(n) for n in (op.base, op.index) if n is not None], default=64)
+    except ValueError:
+        return None
+    mask = (1 << width) - 1
+    terms = tuple(
+        (name, factor)
+        for name, factor in ((op.base, 1), (op.index, op.scale))
+        if name is not None and name not in ("eiz", "riz")
+    )
+    segment = op.segment + "_base" if op.segment in ("fs", "gs") else None
+    disp = op.disp
+
+    def address(reg) -> int:
+        addr = disp
+        for name, factor in terms:
+            addr += reg(name) * factor
+        addr &= mask
+        return addr if segment is None else (addr + reg(segment)) & _MASK64
+
+    return address
+
+
+def _names_register(insn: Instruction, fulls: set[str]) -> bool:
+    return any((part := register_part(op)) and part.full in fulls for op in insn.operands)
+
+
+def _address_overwritten(insn: Instruction, op: MemOperand) -> bool:
+    """Whether the instruction may have changed a register its memory operand uses."""
+    parts = (register_part(name) for name in (op.base, op.index) if name)
+    used = {part.full for part in parts if part is not None}
+    if not used:
+        return False
+    base = _base(insn.mnemonic)
+    if used & _IMPLICIT_REGISTER_WRITES.get(base, set()) or (base in _STACK and "rsp" in used):
+        return True
+    last = insn.operands[-1] if insn.operands else ""
+    stores = insn.mnemonic in _PLAIN_MOVES and parse_mem_operand(last) is not None
+    return not stores and _names_register(insn, used)
+
+
+def _operand_size(insn: Instruction) -> int | None:
+    """The size of an explicit memory access where the text says it for certain."""
+    m = insn.mnemonic
+    if m in _FLUSHES:
+        return 1
+    if m.startswith(("movz", "movs")) and m[4:5] in SIZE_SUFFIX and len(m) == 6:
+        return SIZE_SUFFIX[m[4]]  # movzbl, movswq, movslq: the first suffix is the source's
+    base = _base(m)
+    if base != m or (m in _PLAIN_MOVES and m != "mov" and m != "movnti"):
+        return SIZE_SUFFIX[m[-1]]
+    if m in ("mov", "movnti") or base in _RMW or base in ("cmp", "test"):
+        sizes = {p.size for op in insn.operands if (p := register_part(op)) is not None}
+        if len(sizes) == 1 and base not in ("shl shr sal sar rol ror rcl rcr shld shrd".split()):
+            return sizes.pop()
+    return None

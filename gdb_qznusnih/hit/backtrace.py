@@ -40,18 +40,32 @@ class BacktraceCollector:
         self._sp, self._fp = ("rsp", "rbp") if word_size == 8 else ("esp", "ebp")
         self._word = word_size
         self._frames = caches.cache("frames by (level, pc, inline depth)")
-        # (insn pc, trap pc, sp, fp) -> (frames, cut, bytes to read, slot offsets, contents)
+        # (insn pc, trap pc, sp, fp, in_caller) ->
+        #     (frames, cut, bytes to read, slot offsets, contents)
         self._stacks = caches.cache("call paths by registers")
 
-    def collect(self, insn_pc: int, trap_pc: int, state) -> tuple[tuple[Frame, ...], bool]:
+    def collect(
+        self, insn_pc: int, trap_pc: int, state, in_caller: bool = False
+    ) -> tuple[tuple[Frame, ...], bool]:
         """(frames from the newest outwards, whether --bt-depth cut off more frames);
-        `state` reads this hit's registers and memory."""
+        `state` reads this hit's registers and memory.  `in_caller`: the access was the
+        call that entered the newest frame, so frame 0 is its caller, at insn_pc."""
+
+        def newest() -> gdb.Frame | None:
+            frame = gdb.newest_frame()
+            if not in_caller:
+                return frame
+            try:
+                return frame.older()
+            except gdb.error:
+                return None
+
         if self.with_args:
-            frames, _, cut = self._walk(gdb.newest_frame(), insn_pc)
+            frames, _, cut = self._walk(newest(), insn_pc)
             return frames, cut
         try:
             sp = state.reg(self._sp)
-            key = (insn_pc, trap_pc, sp, state.reg(self._fp))
+            key = (insn_pc, trap_pc, sp, state.reg(self._fp), in_caller)
             known = self._stacks.get(key)
             if known is not None:
                 frames, cut, size, slots, expected = known
@@ -59,9 +73,9 @@ class BacktraceCollector:
                 if b"".join(stack[a:b] for a, b in slots) == expected:
                     return frames, cut
         except (gdb.error, gdb.MemoryError):
-            frames, _, cut = self._walk(gdb.newest_frame(), insn_pc)
+            frames, _, cut = self._walk(newest(), insn_pc)
             return frames, cut
-        frames, callers, cut = self._walk(gdb.newest_frame(), insn_pc)
+        frames, callers, cut = self._walk(newest(), insn_pc)
         size = callers[-1][0] - sp if callers else 0
         if 0 < size <= _MAX_SNAPSHOT and all(
             caller_sp - sp >= self._word for caller_sp, _ in callers

@@ -14,7 +14,7 @@ from collections import Counter
 
 import gdb
 
-from gdb_qznusnih.arm.target import function_block
+from gdb_qznusnih.arm.target import function_block, outer_function_start
 from gdb_qznusnih.caches import CacheRegistry
 
 # How far back to start decoding when the function start is unknown.
@@ -42,6 +42,10 @@ class InstructionLocator:
         if pc in self._before:
             return self._before[pc]
         return self._before.remember(pc, self._find_before(pc))
+
+    def starts_function(self, pc: int) -> bool:
+        """pc is where a (not inlined) function begins: no access falls through to it."""
+        return outer_function_start(pc) == pc
 
     def _decode(self, addr: int) -> tuple[int, str] | None:
         try:

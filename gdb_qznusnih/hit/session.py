@@ -14,7 +14,7 @@ import gdb
 from gdb_qznusnih.arm import target
 from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.classify import x86 as classify
-from gdb_qznusnih.classify.trap import DecodedTrap, TrapClassifier, decode_trap
+from gdb_qznusnih.classify.trap import DecodedTrap, TrapAccess, TrapClassifier, decode_trap
 from gdb_qznusnih.classify.values import full_register_reader
 from gdb_qznusnih.hit import native
 from gdb_qznusnih.hit.backtrace import BacktraceCollector
@@ -81,6 +81,7 @@ class WatchSession(RunningTime):
             else native.state_for(gdb.selected_inferior(), self._word)
         )
         self._pc_name = "rip" if self._word == 8 else "eip"
+        self._sp_name = "rsp" if self._word == 8 else "esp"
         # Everything cached about pcs and call paths, here and in the sinks: cleared at once.
         self.caches = caches
         self._locator = InstructionLocator(gdb.selected_frame().architecture(), caches)
@@ -88,7 +89,14 @@ class WatchSession(RunningTime):
             opts.bt_depth, self._word, caches, opts.args, kernel.is_entry_frame if kernel else None
         )
         self._decoded = caches.cache("decoded trap pcs")
-        self._classifier = TrapClassifier(address, self.length, self._word, caches)
+        self._classifier = TrapClassifier(
+            address,
+            self.length,
+            self._word,
+            caches,
+            instruction_before=self._locator.before,
+            instruction_at=lambda pc: _text(self._locator.at(pc)),
+        )
         self._builder = RecordBuilder(
             number, address, self.length, opts.access, opts.count,
             known=target.read_value(address, self.length),
@@ -131,8 +139,10 @@ class WatchSession(RunningTime):
         # The value comes from the registers where the instruction determines it: memory,
         # read now, may already hold another thread's store.
         read = self._memory_reader(state)
-        insn_pc, text, kinds, kind_from = self._classify(pc, decoded, read, state)
-        frames, cut = self._backtrace.collect(insn_pc, pc, state)
+        insn_pc, text, kinds, kind_from, return_address = self._classify(pc, decoded, read, state)
+        # A branch that cannot be located: frame 0 is where it went.
+        frame0_pc = pc if insn_pc is None else insn_pc
+        frames, cut = self._backtrace.collect(frame0_pc, pc, state, return_address is not None)
         if context is not None and context.mode == "kernel":
             # Kernel frames up to the system call entry, then up to as many user frames.
             frames = tuple(self.kernel.stitch(frames, 2 * self.opts.bt_depth, context))
@@ -145,16 +155,27 @@ class WatchSession(RunningTime):
         address, length = self.address, self.length
         return lambda: int.from_bytes(state.read(address, length), "little")
 
-    def _classify(self, pc, decoded, read, state):
-        """(insn_pc, text, kinds, kind_from) for this hit."""
-        found = self._classifier.kinds(pc, decoded, state.reg)
+    def _classify(self, pc, decoded, read, state) -> TrapAccess:
+        """What this hit stands for: from the instruction, else from the value change."""
+
+        def stack_top() -> int | None:
+            sp = state.reg(self._sp_name) & ((1 << 8 * self._word) - 1)  # gdb's are signed
+            try:
+                return int.from_bytes(state.read(sp, self._word), "little")
+            except (gdb.error, gdb.MemoryError, OSError):
+                return None
+
+        found = self._classifier.classify(pc, decoded, state.reg, stack_top)
         if found is not None:
-            return (*found, "insn")
+            return found
         kind = classify.kind_from_value(self._builder.known, read())
-        return decoded.insn_pc, decoded.text, [kind], "value"
+        return TrapAccess(decoded.insn_pc, decoded.text, [kind], "value")
 
     def _decode(self, pc: int) -> DecodedTrap:
-        return decode_trap(pc, _text(self._locator.at(pc)), self._locator.before(pc))
+        locator = self._locator
+        return decode_trap(
+            pc, _text(locator.at(pc)), locator.before(pc), locator.starts_function(pc), self._word
+        )
 
     def _emit(self, kinds, kind_from, text, reg, read, insn_pc, frames, cut, pid, tid, context):
         mode = comm = None

@@ -38,10 +38,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 from gdb_qznusnih.arm.target import (  # noqa: E402
     WatchError,
-    enclosing_function,
     evaluate_address,
-    function_block,
     function_name,
+    is_inlined,
+    outer_function_start,
     source_location,
 )
 from gdb_qznusnih.options import one_line  # noqa: E402
@@ -186,7 +186,7 @@ class Server:
 
     def _instruction_before(self, ip: int, fde_start: int | None) -> tuple[int, str] | None:
         """The instruction ending exactly at ip, decoded forward from the function start."""
-        starts = [s for s in (_function_start(ip - 1), fde_start) if s is not None]
+        starts = [s for s in (outer_function_start(ip - 1), fde_start) if s is not None]
         starts = [s for s in starts if 0 < ip - s <= MAX_FUNCTION_BYTES]
         if not starts:
             return None
@@ -207,19 +207,6 @@ class Server:
         return [(i["addr"], (i["length"], i["asm"])) for i in insns]
 
 
-def _function_start(pc: int) -> int | None:
-    block = function_block(pc)
-    while block is not None and _is_inlined(block):
-        block = enclosing_function(block.superblock)
-    return block.start if block is not None else None
-
-
-def _is_inlined(block) -> bool:
-    """An inlined function's block: it has a function and sits inside another function."""
-    outer = block.superblock
-    return block.function is not None and outer is not None and not outer.is_static
-
-
 def _inline_chain(pc: int) -> list:
     """The function blocks holding pc, innermost first: inlined ones, then the function."""
     try:
@@ -230,7 +217,7 @@ def _inline_chain(pc: int) -> list:
     while block is not None and not block.is_static and not block.is_global:
         if block.function is not None:
             chain.append(block)
-            if not _is_inlined(block):
+            if not is_inlined(block):
                 break
         block = block.superblock
     return chain
@@ -241,7 +228,7 @@ def _visible_chain(ip: int) -> list:
     (gdb's skip_inline_frames: the stop is taken to be at their call site)."""
     chain = _inline_chain(ip)
     hidden = 0
-    while hidden < len(chain) and _is_inlined(chain[hidden]) and _starts_at(chain[hidden], ip):
+    while hidden < len(chain) and is_inlined(chain[hidden]) and _starts_at(chain[hidden], ip):
         hidden += 1
     return chain[hidden:]
 

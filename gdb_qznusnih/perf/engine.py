@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.classify import kernel_layout
-from gdb_qznusnih.classify.trap import DecodedTrap, TrapClassifier, decode_trap
+from gdb_qznusnih.classify.trap import BRANCH, DecodedTrap, TrapClassifier, decode_trap
 from gdb_qznusnih.classify.values import full_register_reader
 from gdb_qznusnih.perf.capture import Capture, CaptureConfig
 from gdb_qznusnih.perf.hits import Hit
@@ -124,7 +124,13 @@ class PerfWatch:
         self._modules: ModuleMap | None = None
         self._unwinder: Unwinder | None = None
         self._capture: Capture | None = None
-        self._classifier = TrapClassifier(request.address, request.length, caches=self.caches)
+        self._classifier = TrapClassifier(
+            request.address,
+            request.length,
+            caches=self.caches,
+            instruction_before=self._before,
+            instruction_at=lambda address: self._symbolizer.site(address).text_at_ip,
+        )
         self._decoded = self.caches.cache("decoded trap ips")
         self._paths = self.caches.cache("symbolized call paths")
         self._waiting: list[tuple[int, int, Hit]] = []  # (time, arrival, hit): a heap
@@ -357,14 +363,15 @@ class PerfWatch:
             decoded = self._decoded.remember(ip, self._decode(ip))
         registers = sample.registers()
         read_register = _register_reader(registers)
-        found = self._classifier.kinds(ip, decoded, read_register)
-        if found is not None:
-            insn_pc, text, kinds = found
-            kind_from = "insn"
+        found = self._classifier.classify(ip, decoded, read_register, _stack_top(sample))
+        if found is not None and not (found.kind_from == BRANCH and hit.hardware_saw_write):
+            insn_pc, text, kinds, kind_from, return_address = found
         else:  # no instruction: the W event says whether the hardware saw a write
-            insn_pc, text = decoded.insn_pc, decoded.text
+            insn_pc, text, return_address = decoded.insn_pc, decoded.text, None
             kinds = ["write" if hit.hardware_saw_write else READ]
             kind_from = "hardware"
+        if return_address is not None:  # the call that entered the newest frame: its caller
+            pcs = (return_address, *pcs[2:]) if pcs[1:2] == (return_address,) else (return_address,)
         frames = self._frames(pcs, insn_pc)
         when = self._clock_offset + sample.time / 1e9
         self._emit(kinds, kind_from, registers, insn_pc, text, frames, sample, when)
@@ -403,10 +410,15 @@ class PerfWatch:
             self._comms[sample.tid] = _thread_name(sample.pid, sample.tid)
         return self._comms[sample.tid]
 
+    def _before(self, address: int) -> tuple[int, str] | None:
+        """The instruction ending at `address` (a call, when it is a return address)."""
+        site = self._symbolizer.site(address)
+        return (site.start, site.text) if site.start is not None else None
+
     def _decode(self, ip: int) -> DecodedTrap:
         site = self._symbolizer.site(ip)
         before = (site.start, site.text) if site.start is not None else None
-        return decode_trap(ip, site.text_at_ip, before)
+        return decode_trap(ip, site.text_at_ip, before, self._modules.function_start(ip) == ip)
 
     def _frames(self, pcs: tuple[int, ...], insn_pc: int) -> tuple[Frame, ...]:
         """Frame 0 is the accessing instruction with its inlined callers (the symbolizer's
@@ -416,7 +428,13 @@ class PerfWatch:
         if frames is not None:
             return frames
         site = self._symbolizer.site(pcs[0])
-        rows = [site.frames[0]._replace(pc=insn_pc), *site.frames[1:]]
+        if insn_pc is not None and insn_pc == site.start:
+            rows = [site.frames[0]._replace(pc=insn_pc), *site.frames[1:]]
+        else:  # not the instruction ending at ip: a rep op at ip, a PLT jmp, a branch's target
+            # (the symbolizer describes a return address ra at ra - 1: here, the pc itself)
+            described = pcs[0] if insn_pc is None else insn_pc
+            found = self._symbolizer.caller(described + 1)
+            rows = [found[0]._replace(pc=described), *found[1:]]
         for ra in pcs[1:]:
             rows.extend(self._symbolizer.caller(ra))
         frames = tuple(
@@ -480,6 +498,15 @@ def _main_starts(modules: ModuleMap, pid: int) -> frozenset[int]:
         return frozenset()
     found = (m.symbol("main") for m in modules.modules() if m.path == program)
     return frozenset(start for start in found if start is not None)
+
+
+def _stack_top(sample: Sample) -> Callable[[], int | None]:
+    """The word at the sampled stack pointer: the user stack dump starts there."""
+
+    def read() -> int | None:
+        return int.from_bytes(sample.stack[:8], "little") if len(sample.stack) >= 8 else None
+
+    return read
 
 
 def _register_reader(registers: dict[str, int]) -> Callable[[str], int]:

@@ -44,11 +44,13 @@ class Record:
     value: int  # value after the access
     pid: int
     tid: int
-    pc: int  # start of the accessing instruction
+    pc: int | None  # start of the accessing instruction; None: a branch that cannot be located
     insn: str | None
     time: float  # seconds since the epoch
     frames: tuple[Frame, ...]
-    kind_from: str = "insn"  # "insn" (decoded) or "value" (value change only)
+    # "insn" (decoded), "value" (value change only), "hardware" (the perf engine's W event),
+    # "branch" (a ret or jmp through memory: pc None, frame 0 where it went)
+    kind_from: str = "insn"
     mode: str | None = None  # "user" | "kernel" in whole-system mode
     comm: str | None = None
     extra: dict = field(default_factory=dict)

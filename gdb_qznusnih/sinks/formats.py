@@ -53,11 +53,12 @@ OPTIONAL_FIELDS = ("mode", "comm", "more_frames", "changed_unseen")
 MORE_FRAMES = "…more frames"
 VALUE_GUESS_NOTE = "(kind guessed from the value change)"
 CHANGED_UNSEEN_NOTE = "(changed unseen)"
+BRANCH_NOTE = "(by a branch at an unknown pc: #0 is where it went)"
 
 # The line as one %-format, in FIELDS' order (kind and kind_from are our own ASCII words).
 _LINE = (
     '{"watch": %d, "seq": %d, "kind": "%s", "addr": "0x%x", "len": %d, "old": %s, '
-    '"value": %s, "value_from": %s, "pid": %d, "tid": %d, "pc": "0x%x", "insn": %s, '
+    '"value": %s, "value_from": %s, "pid": %d, "tid": %d, "pc": %s, "insn": %s, '
     '"time": "%s.%06dZ", "frames": %s, "kind_from": "%s"%s}\n'
 )
 
@@ -85,7 +86,7 @@ def to_json(record: Record) -> dict:
         "value_from": record.value_from,
         "pid": record.pid,
         "tid": record.tid,
-        "pc": hex(record.pc),
+        "pc": None if record.pc is None else hex(record.pc),
         "insn": record.insn,
         "time": format_time(record.time),
         "frames": [frame_to_json(f) for f in record.frames],
@@ -117,7 +118,8 @@ def _record(doc: dict, frames: tuple[Frame, ...], time: float, extra: dict) -> R
     return Record(
         seq=doc["seq"], kind=doc["kind"], addr=int(doc["addr"], 16), length=doc["len"],
         old=doc["old"], value=doc["value"], pid=doc["pid"], tid=doc["tid"],
-        pc=int(doc["pc"], 16), insn=doc["insn"], time=time, frames=frames,
+        pc=None if doc["pc"] is None else int(doc["pc"], 16), insn=doc["insn"], time=time,
+        frames=frames,
         kind_from=get("kind_from", "insn"), mode=get("mode"), comm=get("comm"), extra=extra,
         watch=get("watch", 1), value_from=get("value_from", "memory"),
         more_frames=get("more_frames", False), changed_unseen=get("changed_unseen", False),
@@ -202,7 +204,8 @@ class JsonLine:
             record.watch, record.seq, record.kind, record.addr, record.length,
             "null" if old is None else old, "null" if record.value is None else record.value,
             "null" if value_from is None else f'"{value_from}"',
-            record.pid, record.tid, record.pc, insn, self._stamp.text(whole), micros,
+            record.pid, record.tid, "null" if record.pc is None else f'"0x{record.pc:x}"', insn,
+            self._stamp.text(whole), micros,
             frames, record.kind_from, tail,
         )  # fmt: skip
 
@@ -337,7 +340,11 @@ class BlockRenderer:
         layout = (record.kind, record.length, old_known, value_known)
         head = self._heads.get(layout) or self._head(*layout)
         tail = ""
-        if record.mode is not None or record.kind_from == "value" or record.changed_unseen:
+        if (
+            record.mode is not None
+            or record.kind_from in ("value", "branch")
+            or record.changed_unseen
+        ):
             tail = _header_tail(record)
         if old_known and value_known:
             return head % (record.watch, record.seq, record.addr, record.old, record.value,
@@ -389,6 +396,8 @@ def _header_tail(record: Record) -> str:
         tail += f"  {record.mode} pid {record.pid}{comm}"
     if record.kind_from == "value":
         tail += "  " + VALUE_GUESS_NOTE
+    elif record.kind_from == "branch":
+        tail += "  " + BRANCH_NOTE
     if record.changed_unseen:
         tail += "  " + CHANGED_UNSEEN_NOTE
     return tail

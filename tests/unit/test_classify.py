@@ -255,6 +255,12 @@ SINGLE_64 = [
     ("rep outsb %ds:(%rsi),(%dx)", R),
     ("xlat   %ds:(%rbx)", R),
     ("maskmovdqu %xmm1,%xmm0", W),
+    # cache-line flushes trigger data breakpoints as reads (perf counts on this CPU);
+    # clzero stores the 64-byte line %rax points into (gdb prints no operand)
+    ("clflush (%rdi)", R),
+    ("clflushopt (%rdi)", R),
+    ("clwb   (%rdi)", R),
+    ("clzero", W),
     # memory named but not accessed
     ("nopw   0x0(%rax,%rax,1)", NONE),
     ("nopw   (%rax,%rax,1)", NONE),
@@ -272,9 +278,6 @@ SINGLE_64 = [
     ("prefetcht1 (%rax)", NONE),
     ("prefetchnta (%rdi)", NONE),
     ("prefetchw (%rdi)", NONE),
-    ("clflush (%rdi)", NONE),
-    ("clflushopt (%rdi)", NONE),
-    ("clwb   (%rdi)", NONE),
     ("invlpg (%rdi)", NONE),
     ("bndmk  (%rdi),%bnd0", NONE),
     # no memory at all
@@ -343,6 +346,12 @@ SINGLE_32 = [
     ("repnz scas %es:(%edi),%al", R),
     ("xlat   %ds:(%ebx)", R),
     ("maskmovdqu %xmm1,%xmm0", W),
+    # cache-line flushes trigger data breakpoints as reads (perf counts on this CPU);
+    # clzero stores the 64-byte line %rax points into (gdb prints no operand)
+    ("clflush (%rdi)", R),
+    ("clflushopt (%rdi)", R),
+    ("clwb   (%rdi)", R),
+    ("clzero", W),
     ("nopw   (%eax,%eax,1)", NONE),
     ("lea    0x0(%esi),%esi", NONE),
     ("lea    0x0(%esi,%eiz,1),%esi", NONE),
