@@ -13,21 +13,23 @@ Unlike the capture building blocks it imports the package's pure modules; never 
 
 from __future__ import annotations
 
-import heapq
+import bisect
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 
 from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.classify import values
 from gdb_qznusnih.classify.trap import DecodedTrap, TrapClassifier, decode_trap
+from gdb_qznusnih.perf import abi
 from gdb_qznusnih.perf.capture import Capture, CaptureConfig
 from gdb_qznusnih.perf.hits import Hit
 from gdb_qznusnih.perf.modules import ModuleMap, parse_maps, process_memory_reader
 from gdb_qznusnih.perf.records import Comm, Mmap2, Sample
 from gdb_qznusnih.perf.symbolizer import Symbolizer
-from gdb_qznusnih.perf.unwind import Unwinder
+from gdb_qznusnih.perf.unwind import DWARF_REGISTER_NAMES, Unwinder
 from gdb_qznusnih.record.access import READ, Frame, Record
 from gdb_qznusnih.record.summary import Summary
 from gdb_qznusnih.sinks.logs import SinkError
@@ -37,6 +39,9 @@ READ_TIMEOUT_S = 0.05  # how long poll() waits for hits: the stop checks' latenc
 _LOW_HALVES = {f"e{name[1:]}": name for name in "rax rbx rcx rdx rsi rdi rbp rsp rip".split()}
 _LOW_HALVES.update({f"r{n}d": f"r{n}" for n in range(8, 16)})
 _MASK32 = (1 << 32) - 1
+# A sample's registers (abi.REGISTER_NAMES order) in the unwinder's DWARF order.
+_DWARF_ORDER = itemgetter(*(abi.REGISTER_NAMES.index(name) for name in DWARF_REGISTER_NAMES))
+_hit_time = attrgetter("sample.time")
 
 
 @dataclass
@@ -91,6 +96,7 @@ class PerfWatch:
         # What pcs and call paths mean, here and in the sinks: cleared at once.
         self.caches = caches if caches is not None else CacheRegistry()
         self.sinks = sinks
+        sinks.hold()  # hits come in batches: one write per file for each (see _log)
         self.config = config or CaptureConfig()
         self.summary = Summary(start=time.time())
         self.seq = 0
@@ -106,8 +112,7 @@ class PerfWatch:
         self._classifier = TrapClassifier(request.address, request.length, caches=self.caches)
         self._decoded = self.caches.cache("decoded trap ips")
         self._paths = self.caches.cache("symbolized call paths")
-        self._waiting: list[tuple[int, int, Hit]] = []  # (time, arrival, hit): a heap
-        self._arrivals = 0
+        self._waiting: list[Hit] = []  # not yet settled, kept in time order
         self._maps_changed = False
         self._shadow: int | None = None  # the watched bytes' value, while known
         self._clock_offset = 0.0  # epoch seconds minus CLOCK_MONOTONIC seconds
@@ -151,11 +156,10 @@ class PerfWatch:
         """Log what the rings delivered; False once the capture is drained (the target's
         threads are gone, or stop() was called)."""
         capture = self._capture
-        items = capture.read(timeout)
-        for item in items:
-            if isinstance(item, Hit):
-                self._arrivals += 1
-                heapq.heappush(self._waiting, (item.sample.time, self._arrivals, item))
+        waiting = self._waiting
+        for item in capture.read(timeout):
+            if type(item) is Hit:
+                waiting.append(item)
             else:
                 self._side_band(item)
         settled = None if capture.drained else capture.settled_ns
@@ -163,10 +167,18 @@ class PerfWatch:
         return not capture.drained
 
     def _settled_hits(self, settled_ns: int | None) -> list[Hit]:
-        """Hits no earlier one can follow any more, in time order across the CPUs' rings."""
-        waiting, ready = self._waiting, []
-        while waiting and (settled_ns is None or waiting[0][0] < settled_ns):
-            ready.append(heapq.heappop(waiting)[2])
+        """Hits no earlier one can follow any more, in time order across the CPUs' rings.
+
+        Each ring's hits come in time order, so the sort (stable: arrival order for equal
+        times) merges a few sorted runs, in C."""
+        waiting = self._waiting
+        waiting.sort(key=_hit_time)
+        if settled_ns is None:
+            self._waiting = []
+            return waiting
+        cut = bisect.bisect_left(waiting, settled_ns, key=_hit_time)
+        ready = waiting[:cut]
+        del waiting[:cut]
         return ready
 
     def _side_band(self, record) -> None:
@@ -220,17 +232,30 @@ class PerfWatch:
             traps={hit.sample.ip for hit in hits},
             callers={ra for pcs in backtraces for ra in pcs[1:]},
         )
-        for hit, pcs in zip(hits, backtraces):
-            if not self._logging:
-                return
-            self._log_hit(hit, pcs)
+        try:
+            for hit, pcs in zip(hits, backtraces):
+                if not self._logging:
+                    return
+                self._log_hit(hit, pcs)
+        finally:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the batch's records to the logs, one write(2) per file (LogSinks.hold)."""
+        try:
+            self.sinks.flush()
+        except SinkError as error:  # the disk is full or the log is gone
+            self.sink_error = str(error)
+            self.finish("log failure", log_more=False)
 
     def _unwind(self, sample: Sample) -> tuple[int, ...]:
-        registers = sample.registers()
-        if not registers:
+        if not sample.regs:
             return (sample.ip,)
-        backtrace = self._unwinder.unwind(
-            registers, sample.stack, max_frames=self.request.bt_depth, stop_at=self._stop_at
+        backtrace = self._unwinder.unwind_dwarf(
+            list(_DWARF_ORDER(sample.regs)),
+            sample.stack,
+            max_frames=self.request.bt_depth,
+            stop_at=self._stop_at,
         )
         return tuple(backtrace.pcs)
 
