@@ -12,6 +12,7 @@ to the target; closing the capture (or the target dying) makes the kernel drop t
 
 from __future__ import annotations
 
+import mmap
 import os
 import queue
 import select
@@ -21,7 +22,13 @@ import time
 from dataclasses import dataclass, field
 
 from gdb_qznusnih.perf import abi
-from gdb_qznusnih.perf.events import Event, EventConfig, close_events, open_watch
+from gdb_qznusnih.perf.events import (
+    DEFAULT_WAKEUP_EVENTS,
+    Event,
+    EventConfig,
+    close_events,
+    open_watch,
+)
 from gdb_qznusnih.perf.hits import PAIR_WINDOW_NS, Hit, HitPairer
 from gdb_qznusnih.perf.records import Lost, Record, RecordParser, Sample, Throttle
 from gdb_qznusnih.perf.ring import Ring
@@ -35,6 +42,8 @@ DEFAULT_POLL_MS = 20
 READ_BATCH = 256
 _COUNTER = struct.Struct("<QQQ")  # value, id, lost (read_format ID | LOST)
 _END = object()
+# A sample's bytes besides its stack copy: header, ids, ip, tid, time, registers, sizes.
+_SAMPLE_OVERHEAD = 216
 # The drain thread competes for the CPUs with the target's own threads, which trap at full
 # speed; a higher weight lets it empty the rings before they fill (root only).
 DRAIN_NICE = -10
@@ -150,7 +159,7 @@ class Capture:
     # -- the drain thread: copy only ------------------------------------------------------
 
     def _drain(self) -> None:
-        _raise_priority()
+        raise_thread_priority()
         poller = select.poll()
         watched = {event.fd for event in self._events}
         for fd in watched:
@@ -298,8 +307,21 @@ class Capture:
         self._wake_read = self._wake_write = -1
 
 
-def _raise_priority() -> None:
+def raise_thread_priority() -> int:
+    """Give the calling thread DRAIN_NICE (root only); its nice value before, to restore."""
+    tid = threading.get_native_id()
+    before = os.getpriority(os.PRIO_PROCESS, tid)
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DRAIN_NICE)
+        os.setpriority(os.PRIO_PROCESS, tid, min(before, DRAIN_NICE))
     except PermissionError:
         pass  # not root: the default weight; bigger rings make up for it
+    return before
+
+
+def wakeup_events_for(ring_pages: int, stack_bytes: int) -> int:
+    """Samples between two wake-ups of the drain thread: an eighth of what a ring holds.
+    Each wake-up costs the target a wake in its trap and the consumer a GIL hand-over;
+    a ring an eighth full is emptied long before it overflows (and a trickle of samples
+    is swept every poll_ms anyway)."""
+    ring_samples = ring_pages * mmap.PAGESIZE // (stack_bytes + _SAMPLE_OVERHEAD)
+    return max(DEFAULT_WAKEUP_EVENTS, ring_samples // 8)
