@@ -230,12 +230,15 @@ class Capture:
             self.drained = True
             return
         read_ns, chunks = item
+        delivered = self._delivered
         for index, chunk in chunks:
-            pairer = self._pairers[index]
+            pair = self._pairers[index].add
             for record in self._parser.parse(chunk):
-                if isinstance(record, Sample):
-                    self._delivered[record.kind] += 1
-                    self._count_hits(pairer.add(record), out)
+                if type(record) is Sample:
+                    delivered[record.kind] += 1
+                    hits = pair(record)
+                    if hits:
+                        self._count_hits(hits, out)
                     continue
                 if isinstance(record, Lost):
                     self._lost_records += record.count
