@@ -35,6 +35,7 @@ from gdb_qznusnih.perf.events import (
     PerfError,
     breakpoint_attr,
     explain_open_error,
+    online_cpus,
     read_perf_event_paranoid,
 )
 from gdb_qznusnih.perf.modules import ModuleMap
@@ -52,9 +53,11 @@ PROBE_ADDRESS = 0x1000  # any aligned user address: the probe event is never ena
 # during which a 4 MiB ring of 4 KiB samples fills at 70,000 hits/s).
 SWITCH_INTERVAL_S = 0.0005
 # Root's rings: 64 MiB a CPU, about 14,500 samples of 4 KiB of stack: 200 ms at 70,000
-# hits/s, for a drain thread that other processes keep off the 2 CPUs (others keep the
-# capture's default, under the locked-memory limit).
+# hits/s, for a drain thread that other processes keep off the 2 CPUs; at most 256 MiB in
+# all, so fewer on a machine of many CPUs (others keep the capture's default, under the
+# locked-memory limit).
 ROOT_RING_PAGES = 16384
+ROOT_RINGS_TOTAL_PAGES = 65536
 _GDB_ONLY = (("stop", "--stop"), ("args", "--args"), ("follow_exec", "--follow-exec"))
 
 
@@ -199,7 +202,9 @@ def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pa
         pid, address, options.length, options.access, options.bt_depth, options.count
     )
     if ring_pages is None:
-        ring_pages = ROOT_RING_PAGES if os.geteuid() == 0 else DEFAULT_RING_PAGES
+        ring_pages = (
+            root_ring_pages(len(online_cpus())) if os.geteuid() == 0 else DEFAULT_RING_PAGES
+        )
     wakeup = wakeup_events_for(ring_pages, options.stack_bytes)
     events = EventConfig(stack_bytes=options.stack_bytes, wakeup_events=wakeup)
     config = CaptureConfig(events=events, ring_pages=ring_pages)
@@ -229,6 +234,15 @@ def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pa
             os.close(pidfd)
         _restore_priority(nice)
     return _end(watch, options, loss, sinks)
+
+
+def root_ring_pages(cpus: int) -> int:
+    """Data pages of each CPU's ring for root: ROOT_RING_PAGES, or a smaller power of 2 that
+    keeps all of them within ROOT_RINGS_TOTAL_PAGES; never under the default."""
+    pages = ROOT_RING_PAGES
+    while pages > DEFAULT_RING_PAGES and pages * cpus > ROOT_RINGS_TOTAL_PAGES:
+        pages //= 2
+    return pages
 
 
 def _restore_priority(nice: int) -> None:
