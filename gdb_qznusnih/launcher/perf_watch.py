@@ -27,6 +27,7 @@ from gdb_qznusnih.perf.capture import (
     DEFAULT_RING_PAGES,
     CaptureConfig,
     raise_thread_priority,
+    return_large_blocks_to_the_system,
     wakeup_events_for,
 )
 from gdb_qznusnih.perf.engine import Loss, PerfWatch, WatchRequest
@@ -209,6 +210,7 @@ def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pa
     events = EventConfig(stack_bytes=options.stack_bytes, wakeup_events=wakeup)
     config = CaptureConfig(events=events, ring_pages=ring_pages)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    return_large_blocks_to_the_system()  # memory flat however long the watch
     watch = PerfWatch(request, sinks, config, symbolizer=symbolizer, caches=caches)
     pidfd = _pidfd(pid)
     # The drain thread needs the GIL from this thread: at a lower priority, this thread
