@@ -14,6 +14,7 @@ import platform
 import select
 import signal
 import sys
+import threading
 import time
 
 from gdb_qznusnih import address_expression
@@ -25,6 +26,7 @@ from gdb_qznusnih.perf import abi
 from gdb_qznusnih.perf.capture import (
     DEFAULT_RING_PAGES,
     CaptureConfig,
+    raise_thread_priority,
     return_large_blocks_to_the_system,
     wakeup_events_for,
 )
@@ -211,6 +213,9 @@ def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pa
     return_large_blocks_to_the_system()  # memory flat however long the watch
     watch = PerfWatch(request, sinks, config, symbolizer=symbolizer, caches=caches)
     pidfd = _pidfd(pid)
+    # The drain thread needs the GIL from this thread: at a lower priority, this thread
+    # could be preempted while holding it and starve the drain thread (priority inversion).
+    nice = raise_thread_priority()
     try:
         try:
             watch.arm()
@@ -229,6 +234,7 @@ def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pa
         watch.close()
         if pidfd is not None:
             os.close(pidfd)
+        _restore_priority(nice)
     return _end(watch, options, loss, sinks)
 
 
@@ -239,6 +245,13 @@ def root_ring_pages(cpus: int) -> int:
     while pages > DEFAULT_RING_PAGES and pages * cpus > ROOT_RINGS_TOTAL_PAGES:
         pages //= 2
     return pages
+
+
+def _restore_priority(nice: int) -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except PermissionError:
+        pass
 
 
 def _run(watch: PerfWatch, options: WatchOptions, stops, pid: int, pidfd: int | None) -> None:

@@ -163,7 +163,7 @@ class Capture:
     # -- the drain thread: copy only ------------------------------------------------------
 
     def _drain(self) -> None:
-        _raise_priority()
+        raise_thread_priority()
         poller = select.poll()
         watched = {event.fd for event in self._events}
         for fd in watched:
@@ -314,11 +314,15 @@ class Capture:
         self._wake_read = self._wake_write = -1
 
 
-def _raise_priority() -> None:
+def raise_thread_priority() -> int:
+    """Give the calling thread DRAIN_NICE (root only); its nice value before, to restore."""
+    tid = threading.get_native_id()
+    before = os.getpriority(os.PRIO_PROCESS, tid)
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DRAIN_NICE)
+        os.setpriority(os.PRIO_PROCESS, tid, min(before, DRAIN_NICE))
     except PermissionError:
         pass  # not root: the default weight; bigger rings make up for it
+    return before
 
 
 def return_large_blocks_to_the_system() -> None:
