@@ -80,9 +80,19 @@ def _wait_until_perf_attached(perf_pid: int) -> None:
     before.  Wait until perf holds a perf_event fd."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        fd_dir = Path(f"/proc/{perf_pid}/fd")
-        if any(os.readlink(fd).endswith("[perf_event]") for fd in fd_dir.iterdir()):
+        if any(link.endswith("[perf_event]") for link in _fd_links(perf_pid)):
             time.sleep(0.01)  # it enables its events right after opening them
             return
         time.sleep(0.005)
     raise SystemExit("perf stat did not open its event within 10 s")
+
+
+def _fd_links(pid: int) -> list[str]:
+    """What each open fd of `pid` points to; fds closed while listing are skipped."""
+    links = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            links.append(os.readlink(fd))
+        except FileNotFoundError:
+            pass
+    return links
