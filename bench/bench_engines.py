@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench_perf_capture import HotLoop, _wait_until_perf_attached, build  # noqa: E402
+from hot_loop import HotLoop, build, perf_stat  # noqa: E402
 
 
 def plain_gdb(exe: Path, rounds: int, tmp: Path) -> tuple[float, float, int]:
@@ -84,21 +83,8 @@ def launcher(engine: str):
     return run
 
 
-def perf_stat(exe: Path, rounds: int, tmp: Path) -> tuple[float, float, int]:
-    loop = HotLoop(exe, rounds)
-    start = time.time()
-    stat = subprocess.Popen(
-        ["perf", "stat", "-x,", "-e", f"mem:{loop.address:#x}/1:rw", "-p", str(loop.pid)],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _wait_until_perf_attached(stat.pid)
-    loop.go()
-    seconds = loop.seconds()
-    stat.send_signal(signal.SIGINT)
-    _, err = stat.communicate()
-    counted = int(next(line for line in err.splitlines() if ",mem:" in line).split(",")[0])
-    return seconds, time.time() - start, counted
+def perf_stat_row(exe: Path, rounds: int, tmp: Path) -> tuple[float, float, int]:
+    return perf_stat(exe, rounds)
 
 
 def _wait_for_line(stream, start: str) -> None:
@@ -122,7 +108,7 @@ ROWS = (
     ("plain gdb (awatch + bt)", plain_gdb, "gdb"),
     ("qznusnih --engine gdb", launcher("gdb"), "gdb"),
     ("qznusnih --engine perf", launcher("perf"), "perf"),
-    ("perf stat mem:ADDR/1:rw (floor)", perf_stat, "perf"),
+    ("perf stat mem:ADDR/1:rw (floor)", perf_stat_row, "perf"),
 )
 
 

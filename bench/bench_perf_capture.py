@@ -13,82 +13,25 @@ Usage: bench/bench_perf_capture.py [--rounds N] [--repeat K] [--stack-bytes B ..
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from hot_loop import HotLoop, build, perf_stat  # noqa: E402
 
 from gdb_qznusnih.perf.capture import Capture, CaptureConfig  # noqa: E402
 from gdb_qznusnih.perf.events import EventConfig  # noqa: E402
 from gdb_qznusnih.perf.hits import Hit  # noqa: E402
 
 
-class HotLoop:
-    """bench/hotloop.c ROUNDS wait: armed before it starts, timed by its own clock."""
-
-    def __init__(self, exe: Path, rounds: int):
-        self.rounds = rounds
-        self.proc = subprocess.Popen(
-            [str(exe), str(rounds), "wait"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-        )
-        fields = self.proc.stdout.readline().decode().split()
-        self.pid, self.address = int(fields[1]), int(fields[3], 16)
-
-    def go(self) -> None:
-        self.proc.stdin.write(b"g")
-        self.proc.stdin.flush()
-
-    def seconds(self) -> float:
-        """Wait for the end; how long its rounds took."""
-        line = self.proc.stdout.readline().decode()
-        self.proc.wait()
-        return float(re.search(r", ([0-9.]+) s", line).group(1))
-
-
-def build(tmp: Path) -> Path:
-    exe = tmp / "hotloop"
-    source = REPO / "bench" / "hotloop.c"
-    subprocess.run(["gcc", "-g", "-O0", "-o", str(exe), str(source)], check=True)
-    return exe
-
-
 def perf_stat_floor(exe: Path, rounds: int) -> tuple[float, int]:
-    """(hits/s, hits counted) with perf counting the breakpoint, no samples."""
-    loop = HotLoop(exe, rounds)
-    event = f"mem:{loop.address:#x}/1:rw"
-    stat = subprocess.Popen(
-        ["perf", "stat", "-x,", "-e", event, "-p", str(loop.pid)],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _wait_until_perf_attached(stat.pid)
-    loop.go()
-    seconds = loop.seconds()
-    stat.send_signal(signal.SIGINT)
-    _, err = stat.communicate()
-    counted = int(next(line for line in err.splitlines() if ",mem:" in line).split(",")[0])
+    """(hits/s with perf counting the breakpoint, no samples; hits counted)."""
+    seconds, _wall, counted = perf_stat(exe, rounds)
     return counted / seconds, counted
-
-
-def _wait_until_perf_attached(perf_pid: int) -> None:
-    """perf stat -p opens its events a moment after it starts: the loop must not start
-    before.  Wait until perf holds a perf_event fd."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        fd_dir = Path(f"/proc/{perf_pid}/fd")
-        if any(os.readlink(fd).endswith("[perf_event]") for fd in fd_dir.iterdir()):
-            time.sleep(0.01)  # it enables its events right after opening them
-            return
-        time.sleep(0.005)
-    raise SystemExit("perf stat did not open its event within 10 s")
 
 
 def capture_rate(exe: Path, rounds: int, config: CaptureConfig) -> tuple[float, int, int]:

@@ -19,7 +19,6 @@ before and after are measured in the same run.
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import subprocess
 import sys
@@ -27,16 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from hot_loop import build, rounds_seconds
+
 REPO = Path(__file__).resolve().parent.parent
 LOADER = REPO / "gdb_qznusnih" / "loader.py"
-
-
-def build(tmp: Path) -> Path:
-    exe = tmp / "hotloop"
-    subprocess.run(
-        ["gcc", "-g", "-O0", "-o", str(exe), str(REPO / "bench" / "hotloop.c")], check=True
-    )
-    return exe
 
 
 def plain_gdb(exe: Path, rounds: int, tmp: Path) -> list[str]:
@@ -67,10 +60,10 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     start = time.perf_counter()
     result = subprocess.run(cmd, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
     elapsed = time.perf_counter() - start
-    found = re.search(r"hotloop: \d+ rounds, sum \d+, ([0-9.]+) s", result.stdout)
-    if result.returncode != 0 or found is None:
+    rounds_took = rounds_seconds(result.stdout)
+    if result.returncode != 0 or rounds_took is None:
         sys.exit(f"bench: run failed: {' '.join(cmd)}\n{result.stderr[-2000:]}")
-    return elapsed, float(found.group(1))
+    return elapsed, rounds_took
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ import platform
 import select
 import signal
 import sys
+import threading
 import time
 
 from gdb_qznusnih import address_expression
@@ -22,13 +23,20 @@ from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.launcher import preflight, procfs
 from gdb_qznusnih.options import OptionError, WatchOptions
 from gdb_qznusnih.perf import abi
-from gdb_qznusnih.perf.capture import DEFAULT_RING_PAGES, CaptureConfig
+from gdb_qznusnih.perf.capture import (
+    DEFAULT_RING_PAGES,
+    CaptureConfig,
+    raise_thread_priority,
+    return_large_blocks_to_the_system,
+    wakeup_events_for,
+)
 from gdb_qznusnih.perf.engine import Loss, PerfWatch, WatchRequest
 from gdb_qznusnih.perf.events import (
     EventConfig,
     PerfError,
     breakpoint_attr,
     explain_open_error,
+    online_cpus,
     read_perf_event_paranoid,
 )
 from gdb_qznusnih.perf.modules import ModuleMap
@@ -45,9 +53,12 @@ PROBE_ADDRESS = 0x1000  # any aligned user address: the probe event is never ena
 # The drain thread needs the GIL to empty the rings: hand it over often (default 5 ms,
 # during which a 4 MiB ring of 4 KiB samples fills at 70,000 hits/s).
 SWITCH_INTERVAL_S = 0.0005
-# Root's rings: 16 MiB a CPU, about 55 ms of 4 KiB samples at 70,000 hits/s (others keep
-# the capture's default, under the locked-memory limit).
-ROOT_RING_PAGES = 4096
+# Root's rings: 64 MiB a CPU, about 14,500 samples of 4 KiB of stack: 200 ms at 70,000
+# hits/s, for a drain thread that other processes keep off the 2 CPUs; at most 256 MiB in
+# all, so fewer on a machine of many CPUs (others keep the capture's default, under the
+# locked-memory limit).
+ROOT_RING_PAGES = 16384
+ROOT_RINGS_TOTAL_PAGES = 65536
 _GDB_ONLY = (
     ("stop", "--stop"), ("args", "--args"), ("follow_exec", "--follow-exec"),
     ("at_every", "--at-every"),
@@ -208,11 +219,15 @@ def _open_sinks(options: WatchOptions, caches: CacheRegistry) -> LogSinks:
 
 def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pages) -> int:
     request = watch_request(options, pid, address)
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     config = capture_config(options, pid, ring_pages)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    return_large_blocks_to_the_system()  # memory flat however long the watch
     watch = PerfWatch(request, sinks, config, symbolizer=symbolizer, caches=caches, note=_note)
     watch.summary.name_code = code_namer(symbolizer)
     pidfd = open_pidfd(pid)
+    # The drain thread needs the GIL from this thread: at a lower priority, this thread
+    # could be preempted while holding it and starve the drain thread (priority inversion).
+    nice = raise_thread_priority()
     try:
         try:
             watch.arm()
@@ -233,6 +248,7 @@ def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pa
         watch.close()
         if pidfd is not None:
             os.close(pidfd)
+        _restore_priority(nice)
     status = _end(watch, options, loss, sinks)
     return killed_exit_status(killed_by) if killed_by and status != EXIT_ERROR else status
 
@@ -264,12 +280,34 @@ def capture_config(
     """The rings and events for `options`; `ring_pages` None: root's big rings or the default.
     Kernel mode is watched where the kernel allows it; else `note` (default: stderr) says so."""
     if ring_pages is None:
-        ring_pages = ROOT_RING_PAGES if os.geteuid() == 0 else DEFAULT_RING_PAGES
+        ring_pages = (
+            root_ring_pages(len(online_cpus())) if os.geteuid() == 0 else DEFAULT_RING_PAGES
+        )
     kernel_problem = kernel_mode_problem(pid)
     if kernel_problem is not None:
         (note or _note)(kernel_problem)
-    events = EventConfig(stack_bytes=options.stack_bytes, exclude_kernel=bool(kernel_problem))
+    events = EventConfig(
+        stack_bytes=options.stack_bytes,
+        exclude_kernel=bool(kernel_problem),
+        wakeup_events=wakeup_events_for(ring_pages, options.stack_bytes),
+    )
     return CaptureConfig(events=events, ring_pages=ring_pages)
+
+
+def root_ring_pages(cpus: int) -> int:
+    """Data pages of each CPU's ring for root: ROOT_RING_PAGES, or a smaller power of 2 that
+    keeps all of them within ROOT_RINGS_TOTAL_PAGES; never under the default."""
+    pages = ROOT_RING_PAGES
+    while pages > DEFAULT_RING_PAGES and pages * cpus > ROOT_RINGS_TOTAL_PAGES:
+        pages //= 2
+    return pages
+
+
+def _restore_priority(nice: int) -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except PermissionError:
+        pass
 
 
 def _run(watch: PerfWatch, options: WatchOptions, stops, pid: int, pidfd: int | None):

@@ -13,23 +13,25 @@ Unlike the capture building blocks it imports the package's pure modules; never 
 
 from __future__ import annotations
 
-import heapq
+import bisect
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 
 from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.classify import kernel_layout
 from gdb_qznusnih.classify.trap import BRANCH, DecodedTrap, TrapClassifier, decode_trap
 from gdb_qznusnih.classify.values import full_register_reader
+from gdb_qznusnih.perf import abi
 from gdb_qznusnih.perf.capture import Capture, CaptureConfig
 from gdb_qznusnih.perf.hits import Hit
 from gdb_qznusnih.perf.kernel_symbols import KernelSymbols
 from gdb_qznusnih.perf.modules import MapsLine, ModuleMap, process_memory_reader
 from gdb_qznusnih.perf.records import Comm, Lost, Mmap2, Sample, Task, Throttle
 from gdb_qznusnih.perf.symbolizer import Symbolizer, printable
-from gdb_qznusnih.perf.unwind import Unwinder
+from gdb_qznusnih.perf.unwind import DWARF_REGISTER_NAMES, Unwinder
 from gdb_qznusnih.record.access import (
     READ,
     RING_OVERFLOW,
@@ -51,6 +53,9 @@ PROT_EXEC = 4
 _LOW_HALVES = {f"e{name[1:]}": name for name in "rax rbx rcx rdx rsi rdi rbp rsp rip".split()}
 _LOW_HALVES.update({f"r{n}d": f"r{n}" for n in range(8, 16)})
 _MASK32 = (1 << 32) - 1
+# A sample's registers (abi.REGISTER_NAMES order) in the unwinder's DWARF order.
+_DWARF_ORDER = itemgetter(*(abi.REGISTER_NAMES.index(name) for name in DWARF_REGISTER_NAMES))
+_time_of = itemgetter(0)
 
 
 @dataclass
@@ -108,6 +113,7 @@ class PerfWatch:
         # What pcs and call paths mean, here and in the sinks: cleared at once.
         self.caches = caches if caches is not None else CacheRegistry()
         self.sinks = sinks
+        sinks.hold()  # hits come in batches: one write per file for each (see _log)
         self.config = config or CaptureConfig()
         self.summary = Summary(start=time.time())
         self._builder = RecordBuilder(
@@ -133,8 +139,8 @@ class PerfWatch:
         )
         self._decoded = self.caches.cache("decoded trap ips")
         self._paths = self.caches.cache("symbolized call paths")
-        self._waiting: list[tuple[int, int, Hit]] = []  # (time, arrival, hit): a heap
-        self._arrivals = 0
+        # (time, hit or loss mark) not yet settled; sorted when settled (stable: arrival order)
+        self._waiting: list[tuple[int, object]] = []
         self._new_mappings: list[MapsLine] = []  # from MMAP2 records, not yet in the map
         self._note = note or (lambda text: None)  # events worth a line (a fork)
         self._forked = False
@@ -194,10 +200,10 @@ class PerfWatch:
         """Log what the rings delivered; False once the capture is drained (the target's
         threads are gone, or stop() was called)."""
         capture = self._capture
-        items = capture.read(timeout)
-        for item in items:
-            if isinstance(item, Hit):
-                self._wait(item.sample.time, item)
+        waiting = self._waiting
+        for item in capture.read(timeout):
+            if type(item) is Hit:
+                waiting.append((item.sample.time, item))
             elif isinstance(item, (Lost, Throttle)):
                 self._mark_loss(item)
             else:
@@ -209,15 +215,20 @@ class PerfWatch:
         return not capture.drained
 
     def _wait(self, time_ns: int, item) -> None:
-        self._arrivals += 1
-        heapq.heappush(self._waiting, (time_ns, self._arrivals, item))
+        self._waiting.append((time_ns, item))
 
     def _settled(self, settled_ns: int | None) -> list:
         """Hits and loss marks no earlier one can follow any more, in time order across the
-        CPUs' rings."""
-        waiting, ready = self._waiting, []
-        while waiting and (settled_ns is None or waiting[0][0] < settled_ns):
-            ready.append(heapq.heappop(waiting)[2])
+        CPUs' rings.  Each ring's come in time order, so the sort (stable: arrival order for
+        equal times) merges a few sorted runs, in C."""
+        waiting = self._waiting
+        waiting.sort(key=_time_of)
+        if settled_ns is None:
+            self._waiting = []
+            return [item for _, item in waiting]
+        cut = bisect.bisect_left(waiting, settled_ns, key=_time_of)
+        ready = [item for _, item in waiting[:cut]]
+        del waiting[:cut]
         return ready
 
     def _log_in_order(self, items: list) -> None:
@@ -336,19 +347,32 @@ class PerfWatch:
                 for ra in (pcs if hit.sample.kernel_mode else pcs[1:])
             },
         )
-        for hit, pcs in zip(hits, backtraces):
-            if not self._logging:
-                return
-            self._log_hit(hit, pcs)
+        try:
+            for hit, pcs in zip(hits, backtraces):
+                if not self._logging:
+                    return
+                self._log_hit(hit, pcs)
+        finally:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the batch's records to the logs, one write(2) per file (LogSinks.hold)."""
+        try:
+            self.sinks.flush()
+        except SinkError as error:  # the disk is full or the log is gone
+            self.sink_error = str(error)
+            self.finish("log failure", log_more=False)
 
     def _unwind(self, sample: Sample) -> tuple[int, ...]:
         """The user pcs, innermost first: of a kernel-mode sample, the registers and stack
         sampled are the user state at the system call's entry."""
-        registers = sample.registers()
-        if not registers:
+        if not sample.regs:
             return () if sample.kernel_mode else (sample.ip,)
-        backtrace = self._unwinder.unwind(
-            registers, sample.stack, max_frames=self.request.bt_depth, stop_at=self._stop_at
+        backtrace = self._unwinder.unwind_dwarf(
+            list(_DWARF_ORDER(sample.regs)),
+            sample.stack,
+            max_frames=self.request.bt_depth,
+            stop_at=self._stop_at,
         )
         return tuple(backtrace.pcs)
 

@@ -21,6 +21,8 @@ _TASK = struct.Struct("<IIIIQ")
 _MMAP2_START = struct.Struct("<IIQQQ")
 _MMAP2_FILE = struct.Struct("<IIQ")  # maj, min, ino
 _MMAP2_END = struct.Struct("<II")
+# What a sample may hold after its fixed start (the W event's samples have none of it).
+_AFTER_START = abi.SAMPLE_CALLCHAIN | abi.SAMPLE_REGS_USER | abi.SAMPLE_STACK_USER
 
 
 class Sample:
@@ -117,16 +119,20 @@ class RecordParser:
 
     def parse(self, chunk: bytes) -> list[Record]:
         records: list[Record] = []
+        append, header, sample = records.append, _HEADER.unpack_from, self._sample
         offset, end = 0, len(chunk)
         while offset + _HEADER.size <= end:
-            kind, misc, size = _HEADER.unpack_from(chunk, offset)
+            kind, misc, size = header(chunk, offset)
             if size < _HEADER.size or offset + size > end:
                 raise ValueError(f"corrupt perf record at {offset}: size {size}")
-            record = self._parse_one(chunk, offset, kind, misc, size)
+            if kind == abi.RECORD_SAMPLE:  # nearly every record: no detour
+                record = sample(chunk, offset + _HEADER.size, misc)
+            else:
+                record = self._parse_one(chunk, offset, kind, misc, size)
             if record is None:
                 self.unknown += 1
             else:
-                records.append(record)
+                append(record)
             offset += size
         return records
 
@@ -164,8 +170,15 @@ class RecordParser:
             return None
         kind, sample_type = layout
         sample = Sample(kind, ip, pid, tid, time)
-        sample.kernel_mode = misc & abi.MISC_CPUMODE_MASK == abi.MISC_KERNEL
-        position += _SAMPLE_START.size
+        if misc & abi.MISC_CPUMODE_MASK == abi.MISC_KERNEL:
+            sample.kernel_mode = True
+        if sample_type & _AFTER_START:
+            self._rest(sample, sample_type, chunk, position + _SAMPLE_START.size)
+        return sample
+
+    @staticmethod
+    def _rest(sample: Sample, sample_type: int, chunk: bytes, position: int) -> None:
+        """The kernel frames, registers and stack after the fixed start of a sample."""
         if sample_type & abi.SAMPLE_CALLCHAIN:
             (count,) = _U64.unpack_from(chunk, position)
             entries = struct.unpack_from(f"<{count}Q", chunk, position + 8)
@@ -183,7 +196,6 @@ class RecordParser:
                 (dyn_size,) = _U64.unpack_from(chunk, position + 8 + reserved)
                 sample.stack = chunk[position + 8 : position + 8 + dyn_size]
                 sample.dyn_size = dyn_size
-        return sample
 
 
 def _c_string(chunk: bytes, start: int, end: int) -> str:

@@ -106,10 +106,22 @@ class Unwinder:
     ) -> Backtrace:
         """Frame pcs from the registers at the trap and the stack copied from stack_address
         (default: the trap's rsp); stop_at: function starts after whose frame to stop."""
+        regs = [registers.get(name) for name in DWARF_REGISTER_NAMES]
+        return self.unwind_dwarf(regs, stack, stack_address, max_frames, stop_at)
+
+    def unwind_dwarf(
+        self,
+        regs: list[int | None],
+        stack: bytes,
+        stack_address: int | None = None,
+        max_frames: int = DEFAULT_MAX_FRAMES,
+        stop_at: frozenset[int] | set[int] = frozenset(),
+    ) -> Backtrace:
+        """unwind() from the registers already in DWARF_REGISTER_NAMES order (the hot path
+        builds that list straight from a sample, without a dict)."""
         if self._generation != self.modules.generation:
             self._rules.clear()
             self._generation = self.modules.generation
-        regs = [registers.get(name) for name in DWARF_REGISTER_NAMES]
         memory = _Stack(stack, regs[REG_RSP] if stack_address is None else stack_address)
         pcs = [regs[16]]
         lookup = regs[16]

@@ -1,7 +1,9 @@
 """Where records go: the terminal stream, PREFIX.reads.log / PREFIX.writes.log, PREFIX.jsonl.
 
 Pure: no gdb.  Every record is written with one `os.write` per file, unbuffered, so each
-record on disk is whole as soon as `emit` returns, even if gdb is killed right after.
+record on disk is whole as soon as `emit` returns, even if gdb is killed right after.  After
+`hold()` (the perf engine, whose hits come in batches), `emit` only keeps the texts and
+`flush()` writes the batch, one `os.write` per file: a record is logged once flushed.
 """
 
 from __future__ import annotations
@@ -102,6 +104,17 @@ class _AppendError(Exception):
         )
 
 
+class _Held:
+    """Texts of records emitted since the last flush, per file, in order."""
+
+    __slots__ = ("first_seq", "files", "terminal")
+
+    def __init__(self) -> None:
+        self.first_seq: int | None = None
+        self.files: dict[_LogFile, list[bytes]] = {}
+        self.terminal: list[bytes] = []
+
+
 class LogSinks:
     """Sends each Record to the terminal (unless quiet) and, with a prefix, to three files.
 
@@ -144,6 +157,7 @@ class LogSinks:
         self._hms = SecondStamp(HMS)
         self._files: dict[str, _LogFile] = {}
         self._failed: str | None = None
+        self._held: _Held | None = None  # after hold(): what flush() will write
 
     @property
     def paths(self) -> list[str]:
@@ -164,18 +178,53 @@ class LogSinks:
                 raise SinkError(one_line_error(path, error, "--log prefix")) from None
 
     def emit(self, record: Record) -> None:
-        """Log one record: the JSON line, the block in its kind's log, the terminal block."""
+        """Log one record: the JSON line, the block in its kind's log, the terminal block
+        (after hold(): keep them for flush())."""
         if self._failed is not None:
             raise SinkError(self._failed)
         json_line, file_block, terminal_block = self._texts(record)
+        kind_log = self._files.get(record.kind)
+        held = self._held
+        if held is not None:
+            if held.first_seq is None:
+                held.first_seq = record.seq
+            if self._files:
+                held.files.setdefault(self._files["json"], []).append(json_line)
+                if kind_log is not None:
+                    held.files.setdefault(kind_log, []).append(file_block)
+            if not self.quiet:
+                held.terminal.append(terminal_block)
+            return
+        parts = []
         if self._files:
-            parts = [(self._files["json"], json_line)]
-            kind_log = self._files.get(record.kind)
+            parts.append((self._files["json"], json_line))
             if kind_log is not None:
                 parts.append((kind_log, file_block))
-            self._append_whole(parts, lambda failure: failure.describe(record.seq))
-        if not self.quiet:
-            self._to_terminal(terminal_block)
+        self._write(parts, terminal_block, record.seq)
+
+    def hold(self) -> None:
+        """From now on emit() keeps the texts and flush() writes them."""
+        if self._held is None:
+            self._held = _Held()
+
+    def flush(self) -> None:
+        """Write the records emitted since the last flush: all of them to every file, or
+        (cut back) none; SinkError (one line) when a file cannot be written."""
+        held = self._held
+        if held is None or held.first_seq is None:
+            return
+        self._held = _Held()
+        parts = [(log, b"".join(texts)) for log, texts in held.files.items()]
+        self._write(parts, b"".join(held.terminal), held.first_seq)
+
+    def _write(self, parts: list[tuple[_LogFile, bytes]], terminal: bytes, seq: int) -> None:
+        """`parts` to the files, then `terminal` to the terminal; `seq`: the first record."""
+        if self._failed is not None:
+            raise SinkError(self._failed)
+        if parts:
+            self._append_whole(parts, lambda failure: failure.describe(seq))
+        if not self.quiet and terminal:
+            self._to_terminal(terminal)
 
     def _append_whole(self, parts: list[tuple[_LogFile, bytes]], describe) -> None:
         """Append to every file or (cut back) to none; SinkError with `describe(failure)`."""
@@ -201,7 +250,8 @@ class LogSinks:
 
     def lost(self, mark: LostAccesses) -> None:
         """Say where accesses were not logged: the loss line in the JSONL, the marker in both
-        text logs and on the terminal (unless quiet)."""
+        text logs and on the terminal (unless quiet); the records held before it first."""
+        self.flush()
         if self._failed is not None:
             raise SinkError(self._failed)
         marker = lost_text(mark).encode()

@@ -320,6 +320,61 @@ def test_a_signal_between_the_two_writes_still_logs_the_record_in_both(tmp_path,
     assert read(prefix + ".reads.log") == plain_block(nth(2))
 
 
+def test_held_records_are_written_by_flush_one_write_per_file(tmp_path, monkeypatch):
+    """After hold(), emit() writes nothing; flush() writes the batch whole, one os.write per
+    file and one to the terminal, the same bytes as emitting one by one."""
+    prefix = str(tmp_path / "held")
+    terminal = Terminal()
+    sinks = LogSinks(prefix, writer=terminal)
+    sinks.open()
+    sinks.hold()
+    real_write, writes = os.write, []
+
+    def counted(fd, data):
+        writes.append(fd)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(sinks_module.os, "write", counted)
+    records = [nth(seq) for seq in range(1, 8)]
+    for record in records:
+        sinks.emit(record)
+    assert (writes, terminal.chunks, _seqs(prefix)) == ([], [], ([], []))
+    sinks.flush()
+    sinks.flush()  # nothing held: nothing written
+    files = sinks._files
+    assert sorted(writes) == sorted(log.fd for log in files.values())
+    sinks.close()
+    assert [json.loads(line) for line in read(prefix + ".jsonl").splitlines()] == [
+        to_json(r) for r in records
+    ]
+    assert read(prefix + ".writes.log") == "".join(plain_block(r) for r in records[::2])
+    assert read(prefix + ".reads.log") == "".join(plain_block(r) for r in records[1::2])
+    assert terminal.chunks == ["".join(plain_block(r) for r in records)]
+
+
+def test_a_failed_flush_takes_the_whole_batch_back(tmp_path, monkeypatch):
+    """A batch whose text log cannot be written leaves every log at the record before it."""
+    prefix = str(tmp_path / "cutbatch")
+    sinks = LogSinks(prefix, quiet=True)
+    sinks.open()
+    sinks.hold()
+    sinks.emit(nth(1))
+    sinks.flush()
+    for seq in (2, 3, 4):
+        sinks.emit(nth(seq))
+    _fail_on_fd(monkeypatch, sinks._files["read"].fd, OSError(errno.ENOSPC, "No space left"))
+    with pytest.raises(SinkError) as caught:
+        sinks.flush()
+    with pytest.raises(SinkError):
+        sinks.emit(nth(5))  # failed stays failed
+    sinks.close()
+    assert str(caught.value) == (
+        f"cannot write {prefix}.reads.log: No space left; logging stopped and every log ends "
+        "with record 1; free some space or choose another --log prefix"
+    )
+    assert _seqs(prefix) == ([1], [1])
+
+
 names = st.one_of(st.none(), st.text(max_size=8))
 shapes = st.builds(
     Record,
