@@ -52,7 +52,9 @@ class WatchRegistry:
         owner = None
         if not whole_system:
             owner = stack_scope.frame_holding(address, opts.length, target.word_size())
-            if owner is not None and engine == "perf":
+            if owner is not None and preflight.literal_address(opts.address) is not None:
+                owner.scoped = False
+            if owner is not None and owner.scoped and engine == "perf":
                 engine, why = _stack_slot_engine(opts, owner)
             self._check_capacity(address, opts.length, engine)
         fd = status_fd(os.environ)
@@ -414,7 +416,9 @@ def _registers_used(session) -> int:
 
 def _armed_message(session, pid: int, kernel, owner, engine_detail: str | None) -> str:
     details = [kernel.describe()] if kernel is not None else []
-    if owner is not None:
+    if owner is not None and not owner.scoped:
+        details.append(owner.kept())
+    elif owner is not None:
         details.append(owner.describe() if session.scope_end is not None else owner.unscoped())
     if engine_detail is not None:
         details.append(engine_detail)

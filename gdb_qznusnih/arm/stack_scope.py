@@ -20,9 +20,15 @@ class FrameOwner:
     def __init__(self, frame: gdb.Frame) -> None:
         self.frame = frame
         self.function = frame.name() or f"{frame.pc():#x}"
+        # False for ADDR given as a number (a return-address slot, say): the address itself is
+        # what is watched, through every frame that comes to hold it.
+        self.scoped = True
 
     def describe(self) -> str:
         return f"a stack slot of {self.function}(): the watch ends when it returns"
+
+    def kept(self) -> str:
+        return f"a stack slot of {self.function}(); ADDR is a number: watched after it returns too"
 
     def unscoped(self) -> str:
         return (
@@ -75,7 +81,7 @@ class ScopeEnd(gdb.FinishBreakpoint):
 
 def end_with_frame(session, owner: FrameOwner | None):
     """A ScopeEnd for `owner`, or None (no frame, or gdb cannot set one there)."""
-    if owner is None:
+    if owner is None or not owner.scoped:
         return None
     try:
         return ScopeEnd(session, owner)

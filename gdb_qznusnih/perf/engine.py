@@ -49,6 +49,13 @@ from gdb_qznusnih.sinks.logs import SinkError
 READ_TIMEOUT_S = 0.05  # how long poll() waits for hits: the stop checks' latency
 FORK_NOTE = "the target forked; children are not watched (said once)"  # as the gdb engine
 PROT_EXEC = 4
+OWN_READS_NOTE = (
+    "the kernel's copy of the user stack for each sample reads the watched bytes: "
+    "those reads are the perf engine's own, not logged (said once)"
+)
+# In a kernel access's frames: the sampling itself (copy_from_user_nmi in perf_output_sample's
+# copy of the user stack, when the watched bytes lie within --stack-bytes of a sampled sp).
+_OWN_SAMPLING = ("perf_", "__perf_", "copy_from_user_nmi")
 # The 32-bit names the classifier may ask for, as the low half of the sampled 64-bit ones.
 _LOW_HALVES = {f"e{name[1:]}": name for name in "rax rbx rcx rdx rsi rdi rbp rsp rip".split()}
 _LOW_HALVES.update({f"r{n}d": f"r{n}" for n in range(8, 16)})
@@ -144,6 +151,7 @@ class PerfWatch:
         self._new_mappings: list[MapsLine] = []  # from MMAP2 records, not yet in the map
         self._note = note or (lambda text: None)  # events worth a line (a fork)
         self._forked = False
+        self._said_own_reads = False
         self._exec_ns: int | None = None  # the target called exec then: later hits are not its
         self._exec_comm = ""
         self._lost_marked = 0  # lost accesses already said in the stream
@@ -407,6 +415,11 @@ class PerfWatch:
         sample = hit.sample
         kinds = [WRITE if hit.hardware_saw_write else READ]
         frames = self._kernel_frames(sample.callchain or (sample.ip,), user_pcs)
+        if _by_our_sampling(frames):
+            if not self._said_own_reads:
+                self._said_own_reads = True
+                self._note(OWN_READS_NOTE)
+            return
         when = self._clock_offset + sample.time / 1e9
         self._emit(kinds, "hardware", {}, sample.ip, None, frames, sample, when)
 
@@ -522,6 +535,11 @@ def _main_starts(modules: ModuleMap, pid: int) -> frozenset[int]:
         return frozenset()
     found = (m.symbol("main") for m in modules.modules() if m.path == program)
     return frozenset(start for start in found if start is not None)
+
+
+def _by_our_sampling(frames: tuple[Frame, ...]) -> bool:
+    kernel = (f for f in frames if f.pc >= kernel_layout.USER_LIMIT[kernel_layout.X86_64])
+    return any(f.func is not None and f.func.startswith(_OWN_SAMPLING) for f in kernel)
 
 
 def _stack_top(sample: Sample) -> Callable[[], int | None]:
