@@ -109,12 +109,12 @@ class Settings:
             "engine",
             gdb.PARAM_ENUM,
             "The default engine",
-            "Which engine qzn-watch watches with (--engine): gdb (gdb's watchpoints, the "
-            "default inside gdb), perf (perf_event_open, the target never stopped) or auto "
-            "(perf for a native process where perf events are permitted, else gdb).",
+            "Which engine qzn-watch watches with (--engine): auto (the default: perf for a "
+            "native process where perf events are permitted, else gdb), gdb (gdb's "
+            "watchpoints) or perf (perf_event_open, the target never stopped).",
             list(ENGINE_CHOICES),
         )
-        self.engine.value = "gdb"
+        self.engine.value = "auto"
         self.log = _Setting(
             "log",
             gdb.PARAM_STRING,

@@ -12,11 +12,14 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 C_DIR = REPO / "tests" / "c"
 LOADER = REPO / "gdb_qznusnih" / "loader.py"
+# The extension from this checkout, its watches by the gdb engine (the default, auto, takes
+# perf for a native process: tests of the perf engine inside gdb say --engine perf).
+WITH_GDB_ENGINE = ("-x", str(LOADER), "-ex", "set qzn engine gdb")
 
 
 def gdb_base_command() -> list[str]:
     """gdb without user init files, with the extension sourced from this checkout."""
-    return ["gdb", "-nx", "-batch", "-ex", "set width 0", "-ex", "set height 0", "-x", str(LOADER)]
+    return ["gdb", "-nx", "-batch", "-ex", "set width 0", "-ex", "set height 0", *WITH_GDB_ENGINE]
 
 
 def quiet_env(**extra: str) -> dict[str, str]:

@@ -49,7 +49,7 @@ def choose_engine(opts: WatchOptions, inferior: gdb.Inferior) -> tuple[str, str 
     armed line stays as it always was).  WatchError for --engine perf that cannot be."""
     if opts.engine == "gdb":
         return "gdb", None
-    problem = _not_native(inferior) or _whole_system_option(opts)
+    problem = _not_native(inferior) or _whole_system_option(opts) or _stops_inside_gdb(opts)
     if problem is None:
         try:
             return perf_watch.choose_engine(opts, inferior.pid)
@@ -68,6 +68,13 @@ def _not_native(inferior: gdb.Inferior) -> str | None:
     if kind == "core":
         return "a core file: perf events watch a live process"
     return f"a {kind or 'non-native'} target: perf events watch a process of this machine"
+
+
+def _stops_inside_gdb(opts: WatchOptions) -> str | None:
+    """--stop-if at gdb's prompt stops the program at the access: only gdb's watchpoint can."""
+    if opts.stop_if is not None and not batch.in_batch_mode():
+        return "--stop-if inside gdb stops the program there: the gdb engine"
+    return None
 
 
 def _whole_system_option(opts: WatchOptions) -> str | None:

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import LOADER, quiet_env
+from tests.conftest import WITH_GDB_ENGINE, quiet_env
 
 
 class RunningTester:
@@ -50,8 +50,7 @@ def attach_command(pid: int, *watch_args: str) -> list[str]:
         "-batch",
         "-p",
         str(pid),
-        "-x",
-        str(LOADER),
+        *WITH_GDB_ENGINE,
         "-ex",
         "qzn-watch " + " ".join(watch_args),
     ]

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import LOADER, quiet_env
+from tests.conftest import WITH_GDB_ENGINE, quiet_env
 from tests.records import read_jsonl
 
 pytestmark = pytest.mark.gdb
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.gdb
 
 def run_gdb(program, *commands: str, batch: bool = True, timeout: int = 120):
     """gdb on `program`, stopped at ready(), then `commands`."""
-    cmd = ["gdb", "-nx"] + (["-batch"] if batch else []) + ["-x", str(LOADER)]
+    cmd = ["gdb", "-nx"] + (["-batch"] if batch else []) + [*WITH_GDB_ENGINE]
     for command in ("set width 0", "set confirm off", "tbreak ready", "run", *commands):
         cmd += ["-ex", command]
     cmd.append(str(program))
@@ -123,8 +123,7 @@ def test_no_process_is_a_clear_error(build_c):
         "gdb",
         "-nx",
         "-batch",
-        "-x",
-        str(LOADER),
+        *WITH_GDB_ENGINE,
         "-ex",
         "qzn-watch &area[11]",
         str(build_c("mix")),

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import LOADER, gdb_base_command, quiet_env
+from tests.conftest import WITH_GDB_ENGINE, gdb_base_command, quiet_env
 from tests.records import read_jsonl
 
 pytestmark = pytest.mark.gdb
@@ -72,7 +72,7 @@ def test_stop_if_ends_the_watch_at_the_first_match_and_the_target_finishes(
 
 
 def test_inside_gdb_stop_if_stops_the_program_at_that_instruction(mix, tmp_path):
-    cmd = ["gdb", "-nx", "-x", str(LOADER)]
+    cmd = ["gdb", "-nx", *WITH_GDB_ENGINE]
     commands = (
         "set confirm off", "tbreak ready", "run",
         f'qzn-watch --color never --stop-if "{STOP_IF}" &area[11]', "continue",

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from gdb_qznusnih.options import build_watch_parser
-from tests.conftest import LOADER, REPO, quiet_env
+from tests.conftest import LOADER, REPO, WITH_GDB_ENGINE, quiet_env
 
 pytestmark = pytest.mark.gdb
 
@@ -25,7 +25,7 @@ def gdb_lines(*commands: str) -> subprocess.CompletedProcess:
 def gdb_at_ready(program, *commands: str) -> subprocess.CompletedProcess:
     """An interactive-style gdb (not -batch, where qzn-watch would run the program to its end)
     on `program`, stopped at ready(), then `commands`; stdin is empty, so gdb then exits."""
-    cmd = ["gdb", "-nx", "-x", str(LOADER)]
+    cmd = ["gdb", "-nx", *WITH_GDB_ENGINE]
     for command in ("set confirm off", "tbreak ready", "run", *commands):
         cmd += ["-ex", command]
     return subprocess.run(
@@ -62,7 +62,7 @@ def test_show_qzn_lists_every_setting_with_its_value():
         "qzn args:  The default for --args, function arguments in backtraces is off.",
         "qzn bt-depth:  The default number of frames per backtrace is 7.",
         "qzn color:  The default colour mode is auto.",
-        "qzn engine:  The default engine is gdb.",
+        "qzn engine:  The default engine is auto.",
         'qzn if:  The default condition for logging an access is "".',
         'qzn log:  The default log file prefix is "/tmp/qzn-x".',
         'qzn stop-if:  The default condition for stopping at an access is "".',

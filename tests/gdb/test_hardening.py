@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LOADER, quiet_env
+from tests.conftest import WITH_GDB_ENGINE, quiet_env
 from tests.gdb.conftest import run_attached
 from tests.records import read_jsonl
 
@@ -70,7 +70,7 @@ def test_logs_are_private_when_the_target_is_another_users(build_c, tmp_path):
         pid, address = int(words[1]), words[3]
         prefix = tmp_path / "private"
         gdb = subprocess.run(
-            ["gdb", "-nx", "-batch", "-p", str(pid), "-x", str(LOADER),
+            ["gdb", "-nx", "-batch", "-p", str(pid), *WITH_GDB_ENGINE,
              "-ex", f"qzn-watch --quiet --log {prefix} {address}"],
             capture_output=True, text=True, env=quiet_env(), timeout=120,
         )  # fmt: skip

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LOADER, quiet_env
+from tests.conftest import WITH_GDB_ENGINE, quiet_env
 from tests.records import read_jsonl
 
 pytestmark = pytest.mark.gdb
@@ -20,7 +20,7 @@ MESSAGE = (
 
 
 def gdb_run(program, *commands: str, batch: bool) -> subprocess.CompletedProcess:
-    cmd = ["gdb", "-nx"] + (["-batch"] if batch else []) + ["-x", str(LOADER)]
+    cmd = ["gdb", "-nx"] + (["-batch"] if batch else []) + [*WITH_GDB_ENGINE]
     for command in ("set width 0", "set confirm off", "tbreak ready", "run", *commands):
         cmd += ["-ex", command]
     return subprocess.run(

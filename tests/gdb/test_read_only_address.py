@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import LOADER, quiet_env
+from tests.conftest import WITH_GDB_ENGINE, quiet_env
 from tests.gdb.idle_target import IdleTarget, assert_memory_unchanged
 
 pytestmark = pytest.mark.gdb
@@ -33,7 +33,7 @@ def gdb_quote(text: str) -> str:
 
 
 def attached_gdb(pid: int, *commands: str) -> subprocess.CompletedProcess:
-    cmd = ["gdb", "-nx", "-batch", "-p", str(pid), "-x", str(LOADER)]
+    cmd = ["gdb", "-nx", "-batch", "-p", str(pid), *WITH_GDB_ENGINE]
     for command in commands:
         cmd += ["-ex", command]
     # A UTF-8 locale: under LC_ALL=C gdb itself cannot hand non-ASCII arguments to Python.

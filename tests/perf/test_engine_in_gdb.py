@@ -371,3 +371,22 @@ def armed_line(stream) -> str:
 
 def tracer_pid(pid: int) -> int:
     return parse_status(Path(f"/proc/{pid}/status").read_text()).tracer_pid
+
+
+def test_the_default_inside_gdb_is_auto_which_takes_perf_for_a_native_process(build_c, tmp_path):
+    prefix = tmp_path / "default"
+    watch = f"qzn-watch --log {prefix} --quiet --no-html &area[11]"
+    result = run_gdb(build_c("mix"), watch, "continue")
+    armed = next(line for line in result.stderr.splitlines() if line.startswith("qzn: watch 1"))
+    assert f"; {ROOT_PERF}" in armed, armed
+    assert len(read_jsonl(prefix.with_suffix(".jsonl"))) == 19
+    assert "mix done" in result.stdout
+
+
+def test_stop_if_at_gdbs_prompt_takes_the_gdb_engine_under_auto(build_c):
+    watch = """qzn-watch --color never --stop-if "func == 'increment'" &area[11]"""
+    where = "python print('in', gdb.selected_frame().name())"
+    result = run_gdb(build_c("mix"), watch, "continue", where)
+    armed = next(line for line in result.stderr.splitlines() if line.startswith("qzn: watch 1"))
+    assert "engine gdb (--stop-if inside gdb stops the program there" in armed, armed
+    assert "in increment" in result.stdout

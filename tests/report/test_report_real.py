@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from gdb_qznusnih.report import cli as report
-from tests.conftest import LOADER, REPO, gdb_base_command, quiet_env
+from tests.conftest import REPO, WITH_GDB_ENGINE, gdb_base_command, quiet_env
 
 pytestmark = pytest.mark.gdb
 
@@ -183,7 +183,7 @@ def test_the_end_of_run_html_report(mix_log, tmp_path):
 def test_qzn_report_typed_at_a_terminal_does_not_colour_into_a_pipe(mix_log):
     """gdb reads commands from a terminal (from_tty) but its stdout is a pipe: no colour."""
     master, slave = pty.openpty()
-    cmd = ["gdb", "-nx", "-q", "-ex", "set style enabled on", "-x", str(LOADER)]
+    cmd = ["gdb", "-nx", "-q", "-ex", "set style enabled on", *WITH_GDB_ENGINE]
     with subprocess.Popen(
         cmd, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=quiet_env()
     ) as gdb:

@@ -15,7 +15,7 @@ from gdb_qznusnih.perf.modules import ModuleMap
 from gdb_qznusnih.perf.symbolizer import Symbolizer
 from gdb_qznusnih.record.access import Frame
 from gdb_qznusnih.sinks.formats import frame_to_json
-from tests.conftest import LOADER, REPO, quiet_env
+from tests.conftest import REPO, WITH_GDB_ENGINE, quiet_env
 from tests.records import read_jsonl
 
 pytestmark = pytest.mark.gdb
@@ -60,7 +60,7 @@ def gdb_engine_records(target: Target, tmp_path) -> tuple[list[dict], dict]:
     (truth["before"][pc]: [start, text] of the one ending there, truth["at"][pc]: the one at)."""
     truth_log, prefix = tmp_path / "truth.jsonl", tmp_path / "watch"
     command = [
-        "gdb", "-nx", "-batch", "-p", str(target.process.pid), "-x", str(LOADER), "-x", str(TRUTH),
+        "gdb", "-nx", "-batch", "-p", str(target.process.pid), *WITH_GDB_ENGINE, "-x", str(TRUTH),
         # The target runs on only once the watch is armed: the byte waits in the pipe.
         "-ex", f"python import os; os.write({target.go_write}, b'g')",
         "-ex", f"qzn-watch --quiet --no-html --bt-depth 64 --log {prefix} {target.address}",
