@@ -16,7 +16,6 @@ import threading
 import gdb
 
 from gdb_qznusnih.arm import target
-from gdb_qznusnih.launcher import procfs
 
 _RELAYED = (signal.SIGTERM, signal.SIGHUP)
 
@@ -239,7 +238,7 @@ def _consume_pending_interrupt(session) -> None:
     take the signal (it does not pass SIGINT by default).
     """
     pid = gdb.selected_inferior().pid
-    if not pid or not procfs.signal_pending(pid, signal.SIGINT):
+    if not pid or not target.signal_pending(pid, signal.SIGINT):
         return
     session.remove()
     try:

@@ -38,7 +38,7 @@ class WatchRegistry:
                 "process with 'qznusnih watch ADDR PID --engine perf'"
             )
         inferior = target.require_live_process()
-        whole_system = target.is_whole_system()
+        whole_system = target.is_whole_system(opts.system)
         caches = CacheRegistry()
         kernel = _kernel_view(opts, caches) if whole_system else None
         if self.wants_monitoring() and not whole_system:
