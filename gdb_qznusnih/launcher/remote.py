@@ -14,6 +14,7 @@ import os
 import re
 import socket
 
+from gdb_qznusnih.launcher.preflight import PreflightError
 from gdb_qznusnih.options import OptionError
 
 MIN_PYTHON = (3, 10)  # setup.py's python_requires
@@ -82,7 +83,7 @@ def check_loopback_listener(host: str, port: int) -> None:
     owners = listener_uids(port)
     strangers = sorted(uid for uid in owners if uid not in (0, os.getuid()))
     if strangers:
-        raise OptionError(
+        raise PreflightError(
             f"port {port} on this machine is held by uid {strangers[0]}, not by root or you; "
             "it is not a gdbserver you started: stop that process, or use another port"
         )
