@@ -33,8 +33,11 @@ def in_batch_mode() -> bool:
 class StopRelay:
     """Turns SIGTERM, SIGHUP and the deadline into one SIGINT to gdb itself."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_request=None) -> None:
         self.reason: str | None = None
+        # Called first: gdbserver cannot interrupt a process that leads no process group
+        # (it signals the group), so the next hit must end the watch too.
+        self._on_request = on_request
         self._lock = threading.Lock()
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._write_fd, False)
@@ -64,6 +67,8 @@ class StopRelay:
             if self.reason is not None:
                 return
             self.reason = reason
+        if self._on_request is not None:
+            self._on_request()
         os.kill(os.getpid(), signal.SIGINT)
 
     def _relay_signals(self) -> None:
@@ -151,7 +156,7 @@ class Outcome:
 
 def run_until_done(session, note) -> Outcome:
     """Resume the target until the watch is finished; `note(text)` reports events."""
-    relay = StopRelay()
+    relay = StopRelay(on_request=session.request_stop)
     tracker = StopTracker()
     catch = Catchpoints()
     tracker.connect()

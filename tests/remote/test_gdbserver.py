@@ -250,6 +250,31 @@ def test_launcher_duration_ends_the_watch_and_the_program_completes(
     tester.assert_completed(30)  # detached, it ran its rounds to the end
 
 
+def test_sigterm_ends_the_watch_though_gdbserver_cannot_interrupt_the_process(
+    start_tester, gdbserver, tmp_path
+):
+    """gdbserver 13 interrupts by signalling the process's group, which fails for a process
+    that leads none (like this tester, in pytest's group): the next hit ends the watch."""
+    tester = start_tester("--rounds", "100", "--interval-ms", "20", "--grace-ms", "1000")
+    server = gdbserver("--attach", then=[tester.pid])
+    prefix = tmp_path / "term"
+    launcher = start_launcher(
+        "watch", "&the_data", "--remote", server.address, "--log", str(prefix), "--quiet",
+        "--no-html",
+    )  # fmt: skip
+    jsonl = prefix.with_suffix(".jsonl")
+    wait_for(lambda: jsonl.exists() and jsonl.read_text().count("\n") >= 4, what="4 records")
+    launcher.send_signal(signal.SIGTERM)
+    out, err = launcher.communicate(timeout=60)
+    assert launcher.returncode == 0, err
+    assert "qzn: watch 1 ended: SIGTERM received" in err
+    records = read_jsonl(jsonl)
+    assert f"summary: {len(records)} accesses" in out
+    assert len(records) < 200, "ended before the program did"
+    tester.assert_completed(100)  # detached and running on
+    assert "Sending SIGINT to process group" in server.rest_of_output()
+
+
 # --- bad input -------------------------------------------------------------------------
 
 
