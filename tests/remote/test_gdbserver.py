@@ -342,6 +342,17 @@ def test_the_connection_dropping_mid_watch_keeps_the_records(start_tester, gdbse
     assert launcher.returncode == 1
 
 
+def test_a_pid_gdbserver_cannot_attach_is_one_line(gdbserver):
+    server = gdbserver("--multi")
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid no process has now
+    done = run_launcher("watch", "0x1000", str(gone.pid), "--remote", server.address)
+    assert_one_line_error(
+        done, f"gdbserver at {server.address} cannot attach to process {gone.pid}", code=1
+    )
+    assert server.proc.poll() is None
+
+
 def test_a_newline_in_remote_cannot_run_a_gdb_command(start_tester, gdbserver, tmp_path):
     """Pasted unchecked, `target extended-remote HOST:PORT\nshell touch F` connects to the
     real gdbserver and then runs the shell command."""
