@@ -189,7 +189,7 @@ def normalize_address(text: str) -> str:
 
 
 def _check_text(flag: str, value: str | None) -> None:
-    if value is not None and any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+    if value is not None and remote.has_control_characters(value):
         raise OptionError(f"{flag} contains control characters")
 
 
@@ -332,8 +332,9 @@ def gdb_remote_argv(request: Request, gdb: str, paths: list[str]) -> list[str]:
     No auto-loaded scripts: the program and libraries may come from the board (target:).
     """
     host, port = request.remote
+    program = gdb_quote(request.program_file) if request.program_file is not None else None
     connect = remote.connect_commands(
-        remote.gdb_address(host, port), request.pid, request.program_file, request.sysroot
+        remote.gdb_address(host, port), request.pid, program, request.sysroot
     )
     argv = [gdb, "-nx", "-batch", "-iex", "set auto-load off", "-ex", python_path_command(paths)]
     argv += ["-x", LOADER]

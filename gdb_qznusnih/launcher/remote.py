@@ -115,25 +115,23 @@ def parse_listeners(table: str, port: int) -> set[int]:
 
 
 def connect_commands(
-    address: str, pid: int | None, program: str | None, sysroot: str | None
+    address: str, pid: int | None, quoted_program: str | None, sysroot: str | None
 ) -> list[str]:
     """gdb's -ex commands that reach the process: attach `pid` through `gdbserver --multi`,
-    or take the one gdbserver has.  arm/attach.py says why it failed in one line."""
+    or take the one gdbserver has.  arm/attach.py says why it failed in one line.
+
+    `quoted_program` is --file quoted for gdb (cli.gdb_quote)."""
     commands = ["set tcp auto-retry off", f"set tcp connect-timeout {CONNECT_TIMEOUT_S}"]
     if sysroot is not None:
         commands.append(f"set sysroot {sysroot}")
-    if program is not None:
-        commands.append(f"file {_gdb_quote_path(program)}")
+    if quoted_program is not None:
+        commands.append(f"file {quoted_program}")
     kind = "extended-remote" if pid is not None else "remote"
     call = f"attach.connect({kind!r}, {address!r})"
     if pid is not None:
         call += f"; attach.attach({int(pid)})"
     commands.append(f"python from gdb_qznusnih.arm import attach; {call}")
     return commands
-
-
-def _gdb_quote_path(path: str) -> str:
-    return "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def python_version_problem(gdb: str, version: tuple[int, int] | None) -> str | None:

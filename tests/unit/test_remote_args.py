@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gdb_qznusnih.launcher import preflight, remote
-from gdb_qznusnih.launcher.cli import parse_request
+from gdb_qznusnih.launcher.cli import gdb_quote, parse_request
 from gdb_qznusnih.options import OptionError
 
 
@@ -51,8 +51,8 @@ def test_listeners_are_the_listening_sockets_of_the_port():
     assert remote.parse_listeners(TCP_TABLE, 80) == set()
 
 
-def test_connect_commands_quote_the_program_and_attach_through_multi():
-    commands = remote.connect_commands("board:2345", 42, "/opt/it's", "/srv/root")
+def test_connect_commands_take_the_quoted_program_and_attach_through_multi():
+    commands = remote.connect_commands("board:2345", 42, gdb_quote("/opt/it's"), "/srv/root")
     assert commands[-3:-1] == ["set sysroot /srv/root", "file '/opt/it\\'s'"]
     assert commands[-1].endswith(
         "attach.connect('extended-remote', 'board:2345'); attach.attach(42)"
