@@ -72,6 +72,7 @@ class WatchOptions:
     style: str | None = None
     pid: int | None = None
     cr3: int | None = None
+    system: bool = False  # a remote stub that drives a whole machine, though not QEMU's
     follow_exec: str | None = None
     engine: str = "auto"
     stack_bytes: int = DEFAULT_STACK_BYTES
@@ -281,6 +282,14 @@ def add_watch_options(parser: argparse.ArgumentParser, whole_system: bool = True
         type=_hex_or_int,
         metavar="CR3",
         help=shown("without kernel symbols: the address space to keep"),
+    )
+    machine(
+        "--system",
+        action="store_true",
+        help=shown(
+            "the remote stub drives a whole machine (QEMU's gdbstub is found by itself; "
+            "gdbserver's process is watched as a process)"
+        ),
     )
 
 

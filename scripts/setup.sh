@@ -16,7 +16,7 @@ for arg in "$@"; do
 done
 
 packages=(gdb gcc libc6-dev python3 python3-venv python3-pygments)
-((dev)) && packages+=(gcc-multilib chromium valgrind binutils linux-perf strace)
+((dev)) && packages+=(gcc-multilib chromium valgrind binutils linux-perf strace gdbserver)
 ((qemu)) && packages+=(qemu-system-x86 linux-source-6.1 busybox-static flex bison bc
                         libelf-dev libssl-dev cpio xz-utils make)
 

@@ -18,7 +18,6 @@ import gdb
 
 from gdb_qznusnih.arm import target
 from gdb_qznusnih.arm.describe import target_end_text
-from gdb_qznusnih.launcher import procfs
 
 _RELAYED = (signal.SIGTERM, signal.SIGHUP)
 
@@ -36,8 +35,11 @@ def in_batch_mode() -> bool:
 class StopRelay:
     """Turns SIGTERM, SIGHUP and the deadline into one SIGINT to gdb itself."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_request=None) -> None:
         self.reason: str | None = None
+        # Called first: gdbserver cannot interrupt a process that leads no process group
+        # (it signals the group), so the next hit must end the watch too.
+        self._on_request = on_request
         self._lock = threading.Lock()
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._write_fd, False)
@@ -67,6 +69,8 @@ class StopRelay:
             if self.reason is not None:
                 return
             self.reason = reason
+        if self._on_request is not None:
+            self._on_request()
         os.kill(os.getpid(), signal.SIGINT)
 
     def _relay_signals(self) -> None:
@@ -196,7 +200,7 @@ def run_until_done(session, note, rearm=None) -> Outcome:
 
     `rearm`: the --at-every breakpoint; reaching it ends the watch (the caller arms anew).
     """
-    relay = StopRelay()
+    relay = StopRelay(on_request=getattr(session, "request_stop", None))
     tracker = StopTracker()
     catch = Catchpoints()
     tracker.connect()
@@ -290,7 +294,7 @@ def _consume_pending_interrupt(session) -> None:
     take the signal (it does not pass SIGINT by default).
     """
     pid = gdb.selected_inferior().pid
-    if not pid or not procfs.signal_pending(pid, signal.SIGINT):
+    if not pid or not target.signal_pending(pid, signal.SIGINT):
         return
     session.remove()
     try:

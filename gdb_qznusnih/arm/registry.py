@@ -40,7 +40,7 @@ class WatchRegistry:
     def arm(self, opts: WatchOptions) -> WatchSession:
         inferior = target.require_live_process()
         engine, why = perf_session.choose_engine(opts, inferior)
-        whole_system = target.is_whole_system()
+        whole_system = target.is_whole_system(opts.system)
         caches = CacheRegistry()
         kernel = _kernel_view(opts, caches) if whole_system else None
         if self.wants_monitoring() and not whole_system:

@@ -85,6 +85,10 @@ def detach_keeping_job_control_stop(pid: int) -> None:
     reports SIGTSTP instead, so it is resumed.  A SIGSTOP right after the detach stops it
     again; to a process still stopped it changes nothing.  A single thread is never sent one.
     """
+    if is_remote():
+        # On a board the pid is not ours to signal: gdbserver's detach leaves it as it is.
+        gdb.execute("detach", to_string=True)
+        return
     several_threads = len(procfs.thread_ids(pid)) > 1
     gdb.execute("detach", to_string=True)
     if several_threads:
@@ -94,14 +98,58 @@ def detach_keeping_job_control_stop(pid: int) -> None:
             pass
 
 
+def signal_pending(pid: int, signum: int) -> bool:
+    """Whether `signum` waits for the process: from the board's /proc through gdb when remote."""
+    if not is_remote():
+        return procfs.signal_pending(pid, signum)
+    try:
+        text = gdb.execute("info proc status", to_string=True)
+    except gdb.error:
+        return False
+    return procfs.signal_pending_in(procfs.status_fields(text), signum)
+
+
 def word_size() -> int:
     return gdb.lookup_type("void").pointer().sizeof
 
 
-def is_whole_system() -> bool:
-    """True when gdb drives a whole machine (QEMU's gdbstub), not one process."""
+REMOTE_CONNECTIONS = ("remote", "extended-remote")
+# Only QEMU's gdbstub answers it (with its single-step flags); gdbserver answers empty.
+SYSTEM_STUB_PROBE = "qqemu.sstepbits"
+
+
+def is_remote() -> bool:
+    """True when gdb reaches the target through a remote stub (gdbserver, QEMU, ...)."""
     connection = getattr(gdb.selected_inferior(), "connection", None)
-    return connection is not None and connection.type in ("remote", "extended-remote")
+    return connection is not None and connection.type in REMOTE_CONNECTIONS
+
+
+def is_whole_system(asked: bool = False) -> bool:
+    """True when gdb drives a whole machine (QEMU's gdbstub), not one process.
+
+    A remote stub is a machine when it answers QEMU's own query, or when the user says so
+    (`--system`, for another system stub); gdbserver's process is watched as a process.
+    """
+    return is_remote() and (asked or bool(remote_packet(SYSTEM_STUB_PROBE)))
+
+
+def remote_packet(packet: str) -> str:
+    """The stub's reply to one packet, "" when it does not know it."""
+    connection = gdb.selected_inferior().connection
+    if hasattr(connection, "send_packet"):  # gdb 13's RemoteTargetConnection
+        try:
+            reply = connection.send_packet(packet)
+        except gdb.error:
+            return ""
+        if isinstance(reply, bytes):
+            return reply.decode("ascii", "replace")
+        return reply or ""
+    try:  # older gdbs: `received: "REPLY"` on the line after `sending: ...`
+        text = gdb.execute(f"maint packet {packet}", to_string=True)
+    except gdb.error:
+        return ""
+    match = re.search(r'received: "(.*)"', text)
+    return match.group(1) if match else ""
 
 
 class Address(NamedTuple):

@@ -210,7 +210,11 @@ class WatchSession(RunningTime):
     def _should_stop(self) -> bool:
         if self._deadline is not None and time.monotonic() >= self._deadline:
             self.finish(f"--duration {self.opts.duration:g}s reached")
-        return self.finish_reason is not None or self.opts.stop
+        return self.finish_reason is not None or self.opts.stop or self.interrupted
+
+    def request_stop(self) -> None:
+        """A stop was asked for (from another thread): the next hit stops the target."""
+        self.interrupted = True
 
     def symbols_changed(self) -> None:
         """Forget what pcs meant: gdb loaded a new objfile (exec does too)."""

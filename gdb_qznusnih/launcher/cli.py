@@ -1,6 +1,7 @@
 """`qznusnih`: the launcher that runs gdb with the extension loaded.
 
     qznusnih watch ADDR PID [OPTIONS]          attach to PID and watch ADDR
+    qznusnih watch ADDR [PID] --remote HOST:PORT   the same through gdbserver
     qznusnih run [OPTIONS] [--at LOCATION] --watch EXPR -- PROG [ARGS...]
     qznusnih gdbinit                           the ~/.gdbinit lines for this copy
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 
 from gdb_qznusnih import __version__
 from gdb_qznusnih.arm.describe import KILLED_EXIT_BASE
-from gdb_qznusnih.launcher import perf_watch, preflight, procfs
+from gdb_qznusnih.launcher import perf_watch, preflight, procfs, remote
 from gdb_qznusnih.launcher.ptrace_cleanup import CleanupError, DebugRegisterCleaner
 from gdb_qznusnih.options import (
     OptionError,
@@ -37,6 +38,7 @@ from gdb_qznusnih.options import (
     add_watch_options,
     check_expression,
     check_location,
+    gdb_quote,
     options_from_namespace,
     qzn_watch_line,
     raising_parser,
@@ -66,6 +68,8 @@ examples:
   qznusnih watch 0x55d0c3a0b04b 4242           like the original "ADDR PID"
   qznusnih watch 55d0c3a0b04b 4242 --log /tmp/w --count 100
   qznusnih watch '&counter' 4242 --access w --len 4
+  qznusnih watch '&counter' --remote board:2345 --file ./prog   gdbserver --attach :2345 PID
+  qznusnih watch '&counter' 4242 --remote board:2345           gdbserver --multi :2345
   qznusnih run --watch '&counter' -- ./myprog arg1 arg2
   qznusnih run --at-every make_buf --watch 'buf+3' -- ./myprog    each call's buffer
   qznusnih report /tmp/w.jsonl --format html --output /tmp/w.html
@@ -101,6 +105,10 @@ class Request:
     program: list[str] = field(default_factory=list)
     at: str | None = None  # run: the location to arm at (None: main, or the entry point)
     ring_pages: int | None = None  # perf engine only, hidden: tests of the loss accounting
+    remote: tuple[str, int] | None = None  # --remote HOST:PORT
+    program_file: str | None = None  # --file: the program gdbserver runs, for its symbols
+    sysroot: str | None = None
+    gdb: str | None = None  # --gdb PATH
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,8 +131,20 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     watch.add_argument("address", metavar="ADDR", help="hex address or gdb expression")
-    watch.add_argument("target_pid", metavar="PID", help="decimal process id")
+    watch.add_argument(
+        "target_pid", metavar="PID", nargs="?", help="decimal process id (with --remote: optional)"
+    )
     add_watch_options(watch, whole_system=False)
+    board = watch.add_argument_group("remote target (gdbserver)").add_argument
+    board(
+        "--remote",
+        metavar="HOST:PORT",
+        help="watch through gdbserver: the process it has (gdbserver --attach :PORT PID, "
+        "or gdbserver :PORT PROG), or PID attached through gdbserver --multi :PORT",
+    )
+    board("--file", dest="program_file", metavar="PROG", help="the program, for its symbols")
+    board("--sysroot", metavar="DIR", help="the board's root file system, for its libraries")
+    board("--gdb", metavar="PATH", help="the gdb to run, e.g. x86_64-poky-linux-gdb ($QZN_GDB)")
     # Pages of each perf ring (a power of 2), for tests of the loss accounting.
     watch.add_argument("--ring-pages", type=_ring_pages, help=argparse.SUPPRESS)
     run = commands.add_parser(
@@ -191,7 +211,7 @@ def normalize_address(text: str) -> str:
 
 
 def _check_text(flag: str, value: str | None) -> None:
-    if value is not None and any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+    if value is not None and remote.has_control_characters(value):
         raise OptionError(f"{flag} contains control characters")
 
 
@@ -207,9 +227,9 @@ def parse_request(argv: list[str]) -> Request:
     if namespace.command == "gdbinit":
         return Request("gdbinit")
     options = options_from_namespace(namespace)
-    if options.pid is not None or options.cr3 is not None:
+    if options.pid is not None or options.cr3 is not None or options.system:
         raise OptionError(
-            "--pid and --cr3 are for QEMU mode inside gdb; "
+            "--pid, --cr3 and --system are for QEMU mode inside gdb; "
             f"'{PROG} {namespace.command}' attaches to one process"
         )
     options.address = normalize_address(options.address)
@@ -217,8 +237,7 @@ def parse_request(argv: list[str]) -> Request:
         options.follow_exec = check_expression(options.follow_exec)
     _check_text("--style", options.style)
     if namespace.command == "watch":
-        pid = parse_pid(namespace.target_pid)
-        return Request("watch", options, pid=pid, ring_pages=namespace.ring_pages)
+        return _watch_request(namespace, options)
     if not program:
         raise OptionError(
             f"'{PROG} run' needs the program after '--', e.g. "
@@ -226,6 +245,34 @@ def parse_request(argv: list[str]) -> Request:
         )
     at = check_location(namespace.at) if namespace.at is not None else options.at_every
     return Request("run", options, program=program, at=at)
+
+
+def _watch_request(namespace: argparse.Namespace, options: WatchOptions) -> Request:
+    _check_text("--gdb", namespace.gdb)
+    if namespace.remote is None:
+        if namespace.target_pid is None:
+            raise OptionError(f"'{PROG} watch' needs ADDR PID, or ADDR --remote HOST:PORT")
+        for flag, value in (("--file", namespace.program_file), ("--sysroot", namespace.sysroot)):
+            if value is not None:
+                raise OptionError(f"{flag} is for --remote; a local process has its own files")
+        pid = parse_pid(namespace.target_pid)
+        return Request(
+            "watch", options, pid=pid, ring_pages=namespace.ring_pages, gdb=namespace.gdb
+        )
+    if options.engine == "perf":
+        raise OptionError(
+            "--engine perf watches a process of this machine only; with --remote the engine is gdb"
+        )
+    pid = parse_pid(namespace.target_pid) if namespace.target_pid is not None else None
+    return Request(
+        "watch",
+        dataclasses.replace(options, engine="gdb"),
+        pid=pid,
+        remote=remote.parse_host_port(namespace.remote),
+        program_file=remote.check_file("--file", namespace.program_file, directory=False),
+        sysroot=remote.check_file("--sysroot", namespace.sysroot, directory=True),
+        gdb=namespace.gdb,
+    )
 
 
 # ---------------------------------------------------------------- gdb command line
@@ -293,6 +340,29 @@ def run_to_command(location: str | None) -> str:
     return f"python from gdb_qznusnih.arm import at_location; at_location.run_to({location!r})"
 
 
+def gdb_remote_argv(request: Request, gdb: str, paths: list[str]) -> list[str]:
+    """gdb on a gdbserver: connect (and attach PID through --multi), then watch.
+
+    No auto-loaded scripts: the program and libraries may come from the board (target:).
+    """
+    host, port = request.remote
+    program = gdb_quote(request.program_file) if request.program_file is not None else None
+    connect = remote.connect_commands(
+        remote.gdb_address(host, port), request.pid, program, request.sysroot
+    )
+    argv = [gdb, "-nx", "-batch", "-iex", "set auto-load off", "-ex", python_path_command(paths)]
+    argv += ["-x", LOADER]
+    quiet = ["set logging file /dev/null", "set logging redirect on", "set logging enabled on"]
+    for command in [
+        *quiet,
+        *connect,
+        "set logging enabled off",
+        qzn_watch_command(request.options),
+    ]:
+        argv += ["-ex", command]
+    return argv
+
+
 def gdb_run_argv(
     gdb: str,
     program: list[str],
@@ -320,7 +390,22 @@ def gdb_run_argv(
     ]
 
 
-def find_gdb() -> str:
+GDB_ENV = "QZN_GDB"
+
+
+def find_gdb(asked: str | None = None) -> str:
+    """The gdb to run: --gdb PATH, else $QZN_GDB, else gdb on PATH."""
+    asked = asked or os.environ.get(GDB_ENV) or None
+    if asked is not None:
+        _check_text("--gdb", asked)
+        found = shutil.which(asked)
+        if found is None:
+            raise LauncherError(
+                f"gdb '{asked}' (from --gdb or {GDB_ENV}) is not an executable; give its path, "
+                "e.g. the SDK's sysroots/x86_64-pokysdk-linux/usr/bin/x86_64-poky-linux/"
+                "x86_64-poky-linux-gdb"
+            )
+        return os.path.abspath(found)
     gdb = shutil.which("gdb")
     if gdb is None:
         raise LauncherError("gdb not found on PATH; install it with 'apt-get install gdb'")
@@ -342,7 +427,11 @@ def probe_gdb(gdb: str) -> list[str]:
         raise LauncherError(
             f"cannot run {gdb} ({error}); reinstall it with 'apt-get install gdb'"
         ) from None
-    return preflight.parse_gdb_probe(gdb, done.returncode, done.stdout, done.stderr)
+    sys_path = preflight.parse_gdb_probe(gdb, done.returncode, done.stdout, done.stderr)
+    problem = remote.python_version_problem(gdb, preflight.gdb_python_version(done.stdout))
+    if problem is not None:
+        raise LauncherError(problem)
+    return sys_path
 
 
 def gdbinit_lines(gdb_sys_path: list[str]) -> list[str]:
@@ -381,6 +470,20 @@ def explain_attach_failure(pid: int, reason: str, start_time: str | None) -> str
     return f"{head}; check the PID with 'ps -p {pid}' and try again"
 
 
+_ENDED_BY_LOST_CONNECTION = re.compile(r"qzn: watch \d+ ended: lost the connection")
+
+
+def explain_connect_failure(address: str, reason: str) -> str:
+    """One line for a `target remote` that failed: refused, unreachable, not a stub."""
+    head = f"cannot connect to gdbserver at {address} ({reason.rstrip('.')})"
+    if "replied unexpectedly" in reason or "timeout" in reason.lower():
+        return f"{head}: that port does not answer as gdbserver; check the port on the board"
+    return (
+        f"{head}; start 'gdbserver --attach :PORT PID' (or 'gdbserver --multi :PORT') "
+        "on the board and check HOST:PORT"
+    )
+
+
 class StderrFilter:
     """Turns gdb's multi-line errors into one line; forwards everything else as it comes.
 
@@ -397,6 +500,9 @@ class StderrFilter:
         self.traceback: list[str] | None = None
         self.silenced = False  # after a fatal error, the rest is its consequences
         self.skip_next = False  # the second line of a two-line warning
+        self.remote: str | None = None  # --remote HOST:PORT, for its failures
+        self.remote_pid: int | None = None  # the PID attached through gdbserver --multi
+        self.lost_connection = False  # the watch ended on the stub going away
 
     def feed(self, line: str) -> None:
         line = line.rstrip("\n")
@@ -417,6 +523,8 @@ class StderrFilter:
         if line.startswith("Traceback (most recent call last):"):
             self.traceback = []
             return
+        if self.remote is not None and self._remote_failure(line):
+            return
         if line.startswith(preflight.ATTACH_FAILED_MARKER) and self.target is not None:
             reason = line[len(preflight.ATTACH_FAILED_MARKER) :].strip()
             self._fatal(explain_attach_failure(self.target.pid, reason, self.target.start_time))
@@ -424,10 +532,30 @@ class StderrFilter:
         if line.startswith("Python Exception <"):
             self._fatal("gdb: " + line.split(">: ", 1)[-1])
             return
+        if _ENDED_BY_LOST_CONNECTION.match(line):
+            self.lost_connection = True
         if self.on_armed is not None and _ARMED.match(line):
             self.on_armed()
             line += self.armed_suffix
         self.write(line + "\n")
+
+    def _remote_failure(self, line: str) -> bool:
+        """The connect or --multi attach step failed: say so in one line."""
+        for marker in (preflight.CONNECT_FAILED_MARKER, preflight.ATTACH_FAILED_MARKER):
+            if line.startswith(marker):
+                reason = line[len(marker) :].strip()
+                break
+        else:
+            return False
+        if marker == preflight.CONNECT_FAILED_MARKER:
+            self._fatal(explain_connect_failure(self.remote, reason))
+        else:
+            self._fatal(
+                f"gdbserver at {self.remote} cannot attach to process {self.remote_pid} "
+                f"({reason.rstrip('.')}); check the PID on the board and that gdbserver runs "
+                "as 'gdbserver --multi :PORT'"
+            )
+        return True
 
     def close(self) -> None:
         if self.traceback is not None:
@@ -586,6 +714,8 @@ class Supervisor:
         self._armed_run_time: int | None = None  # the target's CPU time once gdb armed
         self._pumps: list[threading.Thread] = []
         self.armed_suffix = ""  # added to gdb's armed line
+        self.remote: str | None = None  # --remote HOST:PORT
+        self.remote_pid: int | None = None
 
     # -- life cycle ---------------------------------------------------------
 
@@ -617,6 +747,13 @@ class Supervisor:
             return returncode
         if returncode == perf_watch.EXIT_LOST:  # qzn-watch's perf engine: accesses lost
             return perf_watch.EXIT_LOST
+        if self.line_filter is not None and self.line_filter.lost_connection:
+            _write_stderr(
+                f"{PROG}: lost the connection to {self.line_filter.remote or 'the target'} "
+                "mid-watch; the records so far are logged, the program's state on the board "
+                "is unknown\n"
+            )
+            return EXIT_ERROR
         return EXIT_OK if returncode == 0 else EXIT_ERROR
 
     def _prepare_cleanup(self) -> DebugRegisterCleaner | None:
@@ -652,6 +789,7 @@ class Supervisor:
             line_filter = StderrFilter(
                 self.target, _write_stderr, on_armed=self.armed.set, armed_suffix=self.armed_suffix
             )
+            line_filter.remote, line_filter.remote_pid = self.remote, self.remote_pid
             self._spawn_pump(_pump_stderr, self.proc.stderr, line_filter)
         if self.pipe_stdout:
             self._spawn_pump(_pump_stdout, self.proc.stdout.fileno(), sys.stdout.fileno())
@@ -785,6 +923,8 @@ class Supervisor:
 
 
 def _watch(request: Request, stops: StopRequests) -> int:
+    if request.remote is not None:
+        return _watch_remote(request, stops)
     target = preflight.read_target(request.pid)
     preflight.check_target(target, allow_tracer=True)
     try:
@@ -813,7 +953,7 @@ def _watch(request: Request, stops: StopRequests) -> int:
             _write_stderr(f"{PROG}: {warning}\n")
     if request.options.log:
         preflight.check_log_prefix(request.options.log)
-    gdb = find_gdb()
+    gdb = find_gdb(request.gdb)
     probe_gdb(gdb)
     # The gdb engine chosen here: qzn-watch's armed line stays as it was.
     options = dataclasses.replace(
@@ -826,6 +966,29 @@ def _watch(request: Request, stops: StopRequests) -> int:
         argv, target, stops, pipe_stderr=True, stdin=subprocess.DEVNULL, pipe_stdout=pipe_stdout
     )
     supervisor.armed_suffix = f"; engine gdb ({why})"
+    return supervisor.run()
+
+
+def _watch_remote(request: Request, stops: StopRequests) -> int:
+    """Through gdbserver: nothing here reads the local /proc, the process is the board's."""
+    host, port = request.remote
+    remote.check_loopback_listener(host, port)
+    if request.options.log:
+        preflight.check_log_prefix(request.options.log)
+    gdb = find_gdb(request.gdb)
+    probe_gdb(gdb)
+    options = dataclasses.replace(
+        request.options, engine="auto", stack_bytes=WatchOptions().stack_bytes
+    )
+    request = dataclasses.replace(request, options=options)
+    argv = gdb_remote_argv(request, gdb, extension_paths())
+    pipe_stdout = request.options.log is not None and _stdout_is_a_pipe()
+    supervisor = Supervisor(
+        argv, None, stops, pipe_stderr=True, stdin=subprocess.DEVNULL, pipe_stdout=pipe_stdout
+    )
+    supervisor.remote = remote.gdb_address(host, port)
+    supervisor.remote_pid = request.pid
+    supervisor.armed_suffix = f"; engine gdb (through gdbserver at {supervisor.remote})"
     return supervisor.run()
 
 

@@ -22,9 +22,14 @@ CAP_SYS_PTRACE = 19
 PID_MAX_LIMIT = 4 * 1024 * 1024
 PROBE_MARKER = "qzn-gdb-python-ok"
 # gdb -nx -batch -ex PROBE_COMMAND prints the marker and gdb's Python sys.path.
-PROBE_COMMAND = f"python import sys; print({PROBE_MARKER!r}, repr(sys.path))"
+PROBE_COMMAND = (
+    f"python import sys; print({PROBE_MARKER!r}, repr(sys.path)); "
+    f"print({PROBE_MARKER + '-version'!r}, *sys.version_info[:2])"
+)
 # The launcher's attach step (arm/attach.py) prints this, then gdb's reason, on failure.
 ATTACH_FAILED_MARKER = "qzn-attach-failed:"
+# And its `target remote HOST:PORT` step (--remote) this one.
+CONNECT_FAILED_MARKER = "qzn-connect-failed:"
 SCOPE_FIX = "run as root, or allow it with 'sudo sysctl kernel.yama.ptrace_scope=0'"
 
 
@@ -276,6 +281,15 @@ def parse_gdb_probe(gdb: str, returncode: int, stdout: str, stderr: str) -> list
         f"{gdb} cannot run Python{reason}; install a gdb built with Python, "
         "e.g. 'apt-get install gdb'"
     )
+
+
+def gdb_python_version(stdout: str) -> tuple[int, int] | None:
+    """major.minor of gdb's Python from the probe's output; None if it did not say."""
+    for line in stdout.splitlines():
+        words = line.split()
+        if words[:1] == [PROBE_MARKER + "-version"] and all(w.isdigit() for w in words[1:3]):
+            return int(words[1]), int(words[2])
+    return None
 
 
 def read_my_status() -> ProcessStatus:

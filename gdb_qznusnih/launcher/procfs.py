@@ -73,7 +73,11 @@ def tracer_pid(pid: int) -> int:
 
 def signal_pending(pid: int, signum: int) -> bool:
     """Whether `signum` waits to be delivered to `pid`, to its thread or to the process."""
-    fields = read_status_fields(pid) or {}
+    return signal_pending_in(read_status_fields(pid) or {}, signum)
+
+
+def signal_pending_in(fields: dict[str, str], signum: int) -> bool:
+    """signal_pending for status_fields already read (e.g. a remote target's, through gdb)."""
     bit = 1 << (signum - 1)
     try:
         return any(int(fields.get(mask, "0"), 16) & bit for mask in ("ShdPnd", "SigPnd"))

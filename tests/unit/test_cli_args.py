@@ -104,7 +104,7 @@ def test_swapped_order_gets_a_hint():
         (["watch", "0x10", "1", "--duration", "1e308"], "more than a year"),
         (["watch", "a\nshell id", "1"], "control characters"),
         (["watch", "0x10", "1", "--follow-exec", "x\x1b"], "control characters"),
-        (["watch", "0x10"], "required"),
+        (["watch", "0x10"], "needs ADDR PID, or ADDR --remote"),
         (["run", "--watch", "&x"], "needs the program"),
         (["run", "--", "./prog"], "--watch"),
         ([], "give a command"),
