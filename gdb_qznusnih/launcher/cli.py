@@ -716,6 +716,7 @@ class Supervisor:
         self.armed_suffix = ""  # added to gdb's armed line
         self.remote: str | None = None  # --remote HOST:PORT
         self.remote_pid: int | None = None
+        self.line_filter: StderrFilter | None = None  # gdb's stderr, when piped
 
     # -- life cycle ---------------------------------------------------------
 
@@ -786,7 +787,7 @@ class Supervisor:
             for fd in status_fds:
                 os.close(fd)
         if self.pipe_stderr:
-            line_filter = StderrFilter(
+            self.line_filter = line_filter = StderrFilter(
                 self.target, _write_stderr, on_armed=self.armed.set, armed_suffix=self.armed_suffix
             )
             line_filter.remote, line_filter.remote_pid = self.remote, self.remote_pid
