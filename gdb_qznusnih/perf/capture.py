@@ -43,6 +43,12 @@ DEFAULT_POLL_MS = 20
 READ_BATCH = 256
 _COUNTER = struct.Struct("<QQQ")  # value, id, lost (read_format ID | LOST)
 _END = object()
+# What the drain thread may have copied out that the consumer has not parsed yet.  Past it the
+# thread leaves the samples in the rings: when they fill, the kernel counts what it drops
+# (the loss accounting says so, exit 3), and the launcher's memory stays bounded however far
+# the consumer falls behind a target faster than it.
+MAX_QUEUED_BYTES = 512 << 20
+BACKPRESSURE_WAIT_S = 0.002
 # A sample's bytes besides its stack copy: header, id, ip, tid, time, registers, 2 sizes
 # (736 B with a 512 B stack, as measured).
 _SAMPLE_OVERHEAD = 224
@@ -58,6 +64,7 @@ class CaptureConfig:
     events: EventConfig = field(default_factory=EventConfig)
     ring_pages: int = DEFAULT_RING_PAGES  # data pages of each ring, a power of 2
     poll_ms: int = DEFAULT_POLL_MS  # the longest a trickle of samples waits in a ring
+    max_queued_bytes: int = MAX_QUEUED_BYTES  # copied out, not yet parsed: then they wait
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,9 @@ class Capture:
         self._events: list[Event] = []
         self._rings: list[Ring] = []
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        # Bytes queued and bytes parsed, each counted by one thread only.
+        self._copied_bytes = 0
+        self._parsed_bytes = 0
         self._thread: threading.Thread | None = None
         self._wake_read, self._wake_write = -1, -1
         self._stopping = threading.Event()
@@ -171,6 +181,9 @@ class Capture:
         poller.register(self._wake_read, select.POLLIN)
         settle_until = None
         while watched and not self._stopping.is_set():
+            if self.queued_bytes > self.config.max_queued_bytes:
+                time.sleep(BACKPRESSURE_WAIT_S)  # the rings keep the samples meanwhile
+                continue
             for fd, flags in poller.poll(self.config.poll_ms):
                 if fd != self._wake_read and flags & (select.POLLHUP | select.POLLERR):
                     poller.unregister(fd)  # its thread is gone; the kernel keeps its counts
@@ -190,11 +203,17 @@ class Capture:
         ]
         if chunks:
             settle_until = read_ns + PAIR_WINDOW_NS
+            self._copied_bytes += sum(len(chunk) for _, chunk in chunks)
         if settle_until is not None:
             self._queue.put((read_ns, chunks))
             if not chunks and read_ns > settle_until:
                 settle_until = None
         return settle_until
+
+    @property
+    def queued_bytes(self) -> int:
+        """Copied out of the rings and not parsed yet."""
+        return self._copied_bytes - self._parsed_bytes
 
     # -- the consumer side ----------------------------------------------------------------
 
@@ -236,6 +255,7 @@ class Capture:
         read_ns, chunks = item
         delivered = self._delivered
         for index, chunk in chunks:
+            self._parsed_bytes += len(chunk)
             pair = self._pairers[index].add
             for record in self._parser.parse(chunk):
                 if type(record) is Sample:

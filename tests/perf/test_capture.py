@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import os
 
 import pytest
 
@@ -152,6 +153,25 @@ def test_a_tiny_ring_reports_exactly_what_it_lost(start_target):
     assert accounting.lost("rw") == lost["rw"] and accounting.lost("w") == lost["w"]
     assert accounting.lost_records <= lost["rw"] + lost["w"]
     assert delivered == accounting.delivered["rw"]
+    assert target.finish() == (writes - 1) % 256
+
+
+def test_a_consumer_that_falls_behind_holds_a_bounded_queue_and_the_rest_is_counted_lost(
+    start_target,
+):
+    writes, cap = 20_000, 64 << 10  # samples of ~900 bytes: about 70 of them queued at most
+    target = start_target(writes, 0, 0)
+    config = CaptureConfig(events=EventConfig(stack_bytes=512), ring_pages=8, max_queued_bytes=cap)
+    with Capture(target.pid, target.address, 1, config) as capture:
+        target.go()
+        target.wait_done()  # nothing parsed meanwhile: the consumer is as far behind as can be
+        queued = capture.queued_bytes
+        delivered = sum(isinstance(item, Hit) for item in capture.read_all())
+        accounting = capture.accounting()
+    one_sweep = 8 * 4096 * os.cpu_count()  # every CPU's ring, copied out at once
+    assert 0 < queued <= cap + one_sweep
+    assert accounting.hardware == {"rw": writes, "w": writes}
+    assert accounting.lost("rw") == writes - delivered > 0  # every access counted
     assert target.finish() == (writes - 1) % 256
 
 
