@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Cost per hit: qzn-watch over a loopback gdbserver against the same watch native, in one run.
 
-Both watch bench/hotloop.c's byte from main with complete records to every sink
+Each watches bench/hotloop.c's byte from main with complete records to every sink
 (PREFIX.jsonl, the two .log files, the terminal stream into a pipe).  Native: `gdb -batch`
-runs the program.  Remote: `gdbserver 127.0.0.1:0 hotloop ROUNDS` runs it and gdb reaches it
-with `target remote` (sysroot /, so libraries are read locally, as with --sysroot on a host
-with the board's root file system).  The runs alternate; the median of each is reported on
-the target's own clock (how long its rounds took under the watch), with the ratio.
+runs the program, watched by the gdb engine (as over gdbserver, where it is the only one) and,
+for scale, by the perf engine.  Remote: `gdbserver 127.0.0.1:0 hotloop ROUNDS` runs it and
+gdb reaches it with `target remote` (sysroot /, so libraries are read locally, as with
+--sysroot on a host with the board's root file system).  The runs alternate; the median of
+each is reported on the target's own clock (how long its rounds took under the watch), with
+the ratios.
 
 Usage: bench/bench_remote.py [--rounds N] [--repeat K]
 """
@@ -35,15 +37,16 @@ def build(tmp: Path) -> Path:
     return exe
 
 
-def watch_commands(prefix: Path) -> list[str]:
-    return ["-ex", f"qzn-watch --color never --no-html --log {prefix} &byte"]
+def watch_commands(prefix: Path, engine: str = "gdb") -> list[str]:
+    return ["-ex", f"qzn-watch --engine {engine} --color never --no-html --log {prefix} &byte"]
 
 
-def native(exe: Path, rounds: int, tmp: Path) -> float:
+def native(exe: Path, rounds: int, tmp: Path, engine: str) -> float:
     cmd = ["gdb", "-nx", "-batch", "-x", str(LOADER), "-ex", "tbreak main", "-ex", "run"]
-    cmd += watch_commands(tmp / "native") + ["--args", str(exe), str(rounds)]
+    prefix = tmp / f"native-{engine}"
+    cmd += watch_commands(prefix, engine) + ["--args", str(exe), str(rounds)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
-    return rounds_took(done.returncode, done.stdout, done.stderr, tmp / "native", rounds)
+    return rounds_took(done.returncode, done.stdout, done.stderr, prefix, rounds)
 
 
 def remote(exe: Path, rounds: int, tmp: Path) -> float:
@@ -91,19 +94,22 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     hits = 2 * args.rounds
-    times: dict[str, list[float]] = {"native": [], "gdbserver": []}
+    times: dict[str, list[float]] = {"native gdb": [], "native perf": [], "gdbserver": []}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         exe = build(tmp)
         for _ in range(args.repeat):
-            times["native"].append(native(exe, args.rounds, tmp))
+            times["native gdb"].append(native(exe, args.rounds, tmp, "gdb"))
+            times["native perf"].append(native(exe, args.rounds, tmp, "perf"))
             times["gdbserver"].append(remote(exe, args.rounds, tmp))
     print(f"{hits} hits ({args.rounds} rounds) each, median of {args.repeat} runs, target's clock")
     cost = {}
     for name, values in times.items():
         cost[name] = statistics.median(values) / hits
-        print(f"  {name:10s} {cost[name] * 1e3:7.3f} ms per hit  {1 / cost[name]:7.0f} hits/s")
-    print(f"  ratio gdbserver / native cost per hit: {cost['gdbserver'] / cost['native']:.2f}x")
+        print(f"  {name:12s} {cost[name] * 1e3:7.3f} ms per hit  {1 / cost[name]:7.0f} hits/s")
+    for base in ("native gdb", "native perf"):
+        ratio = cost["gdbserver"] / cost[base]
+        print(f"  ratio gdbserver / {base} cost per hit: {ratio:.2f}x")
 
 
 if __name__ == "__main__":
