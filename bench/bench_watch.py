@@ -9,7 +9,7 @@ rate the watched program sees) and the wall clock around gdb (start, arming,
 the run, the summary and, in the third run, the HTML report written at the
 end).  Prints the ratios on both.
 
-Usage: bench/bench_watch.py [--rounds N] [--repeat K] [--also CHECKOUT]
+Usage: bench/bench_watch.py [--rounds N] [--repeat K] [--also CHECKOUT] [--engine gdb|perf]
 
 --also CHECKOUT adds a row for the qzn-watch of another checkout of this project (e.g. an
 older commit: `git worktree add /tmp/before COMMIT`), run interleaved with the others, so
@@ -40,10 +40,13 @@ def plain_gdb(exe: Path, rounds: int, tmp: Path) -> list[str]:
     return ["gdb", "-nx", "-batch", "-x", str(script), "--args", str(exe), str(rounds)]
 
 
+ENGINE = ["gdb"]  # --engine: qzn-watch's, set from the command line
+
+
 def qznusnih(
     exe: Path, rounds: int, tmp: Path, html: bool = False, loader: Path = LOADER, log="bench"
 ) -> list[str]:
-    options = "--color never" + ("" if html else " --no-html")
+    options = f"--engine {ENGINE[0]} --color never" + ("" if html else " --no-html")
     return [
         "gdb", "-nx", "-batch", "-x", str(loader), "-ex", "tbreak main", "-ex", "run",
         "-ex", f"qzn-watch {options} --log {tmp / log} &byte",
@@ -71,7 +74,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--also", type=Path, metavar="CHECKOUT", help="another checkout's row")
+    parser.add_argument(
+        "--engine", choices=("gdb", "perf"), default="gdb", help="qzn-watch's (default gdb)"
+    )
     args = parser.parse_args()
+    ENGINE[0] = args.engine
     hits = 2 * args.rounds
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
