@@ -47,7 +47,7 @@ _END = object()
 # thread leaves the samples in the rings: when they fill, the kernel counts what it drops
 # (the loss accounting says so, exit 3), and the launcher's memory stays bounded however far
 # the consumer falls behind a target faster than it.
-MAX_QUEUED_BYTES = 512 << 20
+MAX_QUEUED_BYTES = 1 << 30
 BACKPRESSURE_WAIT_S = 0.002
 # A sample's bytes besides its stack copy: header, id, ip, tid, time, registers, 2 sizes
 # (736 B with a 512 B stack, as measured).
