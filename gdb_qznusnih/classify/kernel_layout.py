@@ -57,6 +57,12 @@ def user_limit(word_size: int) -> int:
     return USER_LIMIT[X86_64 if word_size == 8 else I386]
 
 
+def kernel_limit_of(pcs) -> int:
+    """Where kernel addresses start for the pcs of one record's backtrace, read from a log
+    that names no architecture: any pc above 4 GiB means x86_64, else i386's 3G split."""
+    return user_limit(8 if any(pc > 0xFFFF_FFFF for pc in pcs) else 4)
+
+
 def arch_from_gdb_name(name: str) -> str:
     """'i386:x86-64' -> x86_64, 'i386' / 'i386:intel' -> i386."""
     return X86_64 if "x86-64" in name else I386

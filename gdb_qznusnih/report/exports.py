@@ -16,14 +16,13 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 
-from gdb_qznusnih.classify.kernel_layout import USER_LIMIT, X86_64
+from gdb_qznusnih.classify.kernel_layout import kernel_limit_of
 from gdb_qznusnih.record.access import Frame, Record
 from gdb_qznusnih.record.summary import Site, _site_key
 from gdb_qznusnih.report.build import Filters, read_log
 from gdb_qznusnih.sinks.formats import to_json
 
 KERNEL_SUFFIX = "_[k]"
-_LOWEST_KERNEL = min(USER_LIMIT.values())  # i386's 3G split; x86-64's is above 4 GiB
 _FOLDED_UNSAFE = str.maketrans({";": "_", " ": "_", "\n": "_", "\r": "_"})
 # chrome://tracing wants microseconds; "ns" only changes how the viewer shows them.
 _TRACE_HEAD = '{"displayTimeUnit":"ns","traceEvents":[\n'
@@ -56,8 +55,7 @@ def _kernel_limit(record: Record) -> int | None:
     whole-system and kernel-mode records do: they carry a mode)."""
     if record.mode is None:
         return None
-    wide = any(frame.pc > 0xFFFF_FFFF for frame in record.frames)
-    return USER_LIMIT[X86_64] if wide else _LOWEST_KERNEL
+    return kernel_limit_of(frame.pc for frame in record.frames)
 
 
 def folded_stack(record: Record) -> str:

@@ -19,7 +19,7 @@ import zlib
 from dataclasses import dataclass, field
 from html import escape
 
-from gdb_qznusnih.classify.kernel_layout import USER_LIMIT, X86_64
+from gdb_qznusnih.classify.kernel_layout import kernel_limit_of
 from gdb_qznusnih.record.access import WRITE, Record
 from gdb_qznusnih.record.summary import Site, _site_key
 
@@ -34,7 +34,6 @@ SITE_COLOURS = ("#b91c1c", "#2563eb", "#16a34a", "#9333ea", "#ea580c", "#0891b2"
 OTHER_SITES = "#71717a"
 KERNEL_FILL = "#93c5fd"
 UNSEEN = "#f59e0b"
-_LOWEST_KERNEL = min(USER_LIMIT.values())
 
 
 # ---------------------------------------------------------------- collecting
@@ -147,15 +146,12 @@ class Figures:
         self.values = _Points()
         self.unseen = _Points()
         self.site_counts: dict[str, int] = {}
-        self.first_time: float | None = None
         self.last_time: float | None = None
 
     def add(self, record: Record, changed_value: bool) -> None:
         """One counted record; `changed_value`: a write that changed the value.
 
         The report's hot path with the log decoder: one identity lookup, two counters."""
-        if self.first_time is None:
-            self.first_time = record.time
         self.last_time = record.time
         frames = record.frames
         path = self._by_identity.get(id(frames))
@@ -218,7 +214,8 @@ def _merge_paths(paths: list[_Path]) -> list[_Path]:
 def _add_path(root: StackNode, frames, has_mode: bool, count: int) -> None:
     node = root
     node.count += count
-    limit = _kernel_limit(frames) if has_mode else None
+    # Only whole-system and kernel-mode records (they carry a mode) have kernel frames.
+    limit = kernel_limit_of(frame.pc for frame in frames) if has_mode else None
     for frame in reversed(frames):
         name = frame.func or f"{frame.pc:#x}"
         where = f"{frame.file}:{frame.line}" if frame.file else None
@@ -230,13 +227,6 @@ def _add_path(root: StackNode, frames, has_mode: bool, count: int) -> None:
             child.other_lines = True
         child.count += count
         node = child
-
-
-def _kernel_limit(frames) -> int:
-    """Where kernel addresses start, for the frames of a record with a mode (whole-system
-    or kernel-mode records: the only ones with kernel frames)."""
-    wide = any(frame.pc > 0xFFFF_FFFF for frame in frames)
-    return USER_LIMIT[X86_64] if wide else _LOWEST_KERNEL
 
 
 # ---------------------------------------------------------------- drawing
