@@ -50,7 +50,7 @@ NAMES: dict[str, tuple[str, Callable[[Record], object]]] = {
 _ORDER = {"<": int.__lt__, "<=": int.__le__, ">": int.__gt__, ">=": int.__ge__}
 _KEYWORDS = {"and", "or", "not", "in", "true", "false", "null"}
 _TOKEN = re.compile(
-    r"""\s*(?:
+    r"""(?:
       (?P<number>0[xX][0-9a-fA-F]+|\d+)(?![\w])
     | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
     | (?P<name>[A-Za-z_]\w*)
@@ -83,6 +83,7 @@ class Node:
     evaluate: Callable[[Record], object]
     column: int
     constant: bool = False
+    types: frozenset[str] = frozenset()  # of a tuple literal's items, for checking `in`
 
 
 class Condition:
@@ -124,11 +125,11 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token("end", "", position + 1))
             return tokens
         match = _TOKEN.match(text, position)
-        if match is None or match.end() == position:
+        if match is None:
             raise ConditionError(text, position + 1, f"unexpected {text[position]!r}")
         kind = match.lastgroup
         word = match.group(kind)
-        column = match.start(kind) + 1
+        column = position + 1
         if kind == "number":
             tokens.append(Token(kind, word, column, int(word, 0)))
         elif kind == "string":
@@ -288,9 +289,8 @@ class _Parser:
             if not item.constant:
                 self.fail_at(item, "a tuple holds literals only")
         values = tuple(item.evaluate(None) for item in items)
-        types = {item.type for item in items} - {"null"}
-        node = Node(TUPLE, lambda r: values, opening.column, constant=True)
-        return _TupleNode(node, types)
+        types = frozenset(item.type for item in items) - {"null"}
+        return Node(TUPLE, lambda r: values, opening.column, constant=True, types=types)
 
     def expect_closing(self, opening: Token) -> None:
         if not self.accept("op", ")"):
@@ -355,11 +355,3 @@ class _Parser:
 
             return Node(BOOL, substring, item.column)
         self.fail(op, "'in' needs a tuple (a, b) or a string on its right")
-
-
-class _TupleNode(Node):
-    """A tuple literal: the types of its items, for checking `in`."""
-
-    def __init__(self, node: Node, types: set[str]) -> None:
-        super().__init__(node.type, node.evaluate, node.column, node.constant)
-        object.__setattr__(self, "types", frozenset(types))
