@@ -22,6 +22,33 @@ def gdb_base_command() -> list[str]:
     return ["gdb", "-nx", "-batch", "-ex", "set width 0", "-ex", "set height 0", *WITH_GDB_ENGINE]
 
 
+def gdb_stopped_at_argv(
+    program,
+    *commands: str,
+    stop_at: str = "ready",
+    batch: bool = False,
+    args=(),
+    extension=WITH_GDB_ENGINE,
+) -> list[str]:
+    """gdb on `program ARGS`, run to `stop_at`, then `commands`; without -batch gdb reads its
+    empty stdin after them and exits, as at a prompt (qzn-watch returns at once there)."""
+    argv = ["gdb", "-nx", *(["-batch"] if batch else []), *extension]
+    for command in ("set width 0", "set confirm off", f"tbreak {stop_at}", "run", *commands):
+        argv += ["-ex", command]
+    return [*argv, "--args", str(program), *args]
+
+
+def run_gdb_stopped_at(
+    program, *commands: str, wrapper=(), timeout: float = 120, **how
+) -> subprocess.CompletedProcess:
+    """gdb_stopped_at_argv run to its end (under `wrapper`, if any), its output captured."""
+    return subprocess.run(
+        [*wrapper, *gdb_stopped_at_argv(program, *commands, **how)],
+        capture_output=True, text=True, env=quiet_env(), timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def quiet_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["NO_COLOR"] = "1"

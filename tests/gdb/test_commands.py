@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import WITH_GDB_ENGINE, quiet_env
+from tests.conftest import WITH_GDB_ENGINE, quiet_env, run_gdb_stopped_at
 from tests.records import read_jsonl
 
 pytestmark = pytest.mark.gdb
@@ -15,18 +15,7 @@ pytestmark = pytest.mark.gdb
 
 def run_gdb(program, *commands: str, batch: bool = True, timeout: int = 120):
     """gdb on `program`, stopped at ready(), then `commands`."""
-    cmd = ["gdb", "-nx"] + (["-batch"] if batch else []) + [*WITH_GDB_ENGINE]
-    for command in ("set width 0", "set confirm off", "tbreak ready", "run", *commands):
-        cmd += ["-ex", command]
-    cmd.append(str(program))
-    return subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        env=quiet_env(),
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_gdb_stopped_at(program, *commands, batch=batch, timeout=timeout)
 
 
 def test_interactive_style_arms_and_returns(build_c, tmp_path):

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import WITH_GDB_ENGINE, gdb_base_command, quiet_env
+from tests.conftest import gdb_base_command, quiet_env, run_gdb_stopped_at
 from tests.records import read_jsonl
 
 pytestmark = pytest.mark.gdb
@@ -72,17 +72,10 @@ def test_stop_if_ends_the_watch_at_the_first_match_and_the_target_finishes(
 
 
 def test_inside_gdb_stop_if_stops_the_program_at_that_instruction(mix, tmp_path):
-    cmd = ["gdb", "-nx", *WITH_GDB_ENGINE]
-    commands = (
-        "set confirm off", "tbreak ready", "run",
-        f'qzn-watch --color never --stop-if "{STOP_IF}" &area[11]', "continue",
+    done = run_gdb_stopped_at(
+        mix, f'qzn-watch --color never --stop-if "{STOP_IF}" &area[11]', "continue",
         "python print('stopped in', gdb.selected_frame().name())", "info watchpoints", "kill",
-    )  # fmt: skip
-    for command in commands:
-        cmd += ["-ex", command]
-    done = subprocess.run(
-        cmd + [str(mix)], capture_output=True, text=True, env=quiet_env(), timeout=60,
-        stdin=subprocess.DEVNULL,
+        timeout=60,
     )  # fmt: skip
     assert "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
     assert "stopped in increment" in done.stdout, done.stdout

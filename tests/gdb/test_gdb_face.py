@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from gdb_qznusnih.options import build_watch_parser
-from tests.conftest import LOADER, REPO, WITH_GDB_ENGINE, quiet_env
+from tests.conftest import LOADER, REPO, quiet_env, run_gdb_stopped_at
 
 pytestmark = pytest.mark.gdb
 
@@ -25,17 +25,7 @@ def gdb_lines(*commands: str) -> subprocess.CompletedProcess:
 def gdb_at_ready(program, *commands: str) -> subprocess.CompletedProcess:
     """An interactive-style gdb (not -batch, where qzn-watch would run the program to its end)
     on `program`, stopped at ready(), then `commands`; stdin is empty, so gdb then exits."""
-    cmd = ["gdb", "-nx", *WITH_GDB_ENGINE]
-    for command in ("set confirm off", "tbreak ready", "run", *commands):
-        cmd += ["-ex", command]
-    return subprocess.run(
-        cmd + [str(program)],
-        capture_output=True,
-        text=True,
-        env=quiet_env(),
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_gdb_stopped_at(program, *commands, timeout=60)
 
 
 def test_help_qzn_watch_is_generated_from_the_parser_and_reads_cleanly():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import WITH_GDB_ENGINE, quiet_env
+from tests.conftest import run_gdb_stopped_at
 from tests.records import read_jsonl
 
 pytestmark = pytest.mark.gdb
@@ -20,17 +20,7 @@ MESSAGE = (
 
 
 def gdb_run(program, *commands: str, batch: bool) -> subprocess.CompletedProcess:
-    cmd = ["gdb", "-nx"] + (["-batch"] if batch else []) + [*WITH_GDB_ENGINE]
-    for command in ("set width 0", "set confirm off", "tbreak ready", "run", *commands):
-        cmd += ["-ex", command]
-    return subprocess.run(
-        cmd + [str(program)],
-        capture_output=True,
-        text=True,
-        env=quiet_env(),
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_gdb_stopped_at(program, *commands, batch=batch)
 
 
 @pytest.mark.parametrize("batch", [False, True], ids=["interactive", "batch"])

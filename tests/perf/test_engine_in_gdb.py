@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gdb_qznusnih.launcher.preflight import parse_status
-from tests.conftest import LOADER, REPO, quiet_env
+from tests.conftest import LOADER, REPO, gdb_stopped_at_argv, quiet_env, run_gdb_stopped_at
 from tests.perf.perf_helpers import child_pids, wait_for_lines, wait_until
 from tests.records import comparable, read_jsonl, thread_pattern
 
@@ -24,24 +24,15 @@ NO_PERF = Path(__file__).with_name("no_perf_events.py")
 ROOT_PERF = "engine perf (perf events permitted: root)"
 
 
-def gdb_argv(program, *commands: str, stop_at: str = "ready", batch=False, args=()) -> list:
-    """gdb on `program ARGS`, stopped at `stop_at`, then `commands` (without -batch, gdb reads
-    its empty stdin after them and exits)."""
-    argv = ["gdb", "-nx", *(["-batch"] if batch else []), "-x", str(LOADER)]
-    for command in ("set width 0", "set confirm off", f"tbreak {stop_at}", "run", *commands):
-        argv += ["-ex", command]
-    return [*argv, "--args", str(program), *args]
+LOADER_ONLY = ("-x", str(LOADER))  # qzn-watch's default engine, auto, as a user gets it
 
 
-def run_gdb(program, *commands: str, wrapper=(), **how) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*wrapper, *gdb_argv(program, *commands, **how)],
-        capture_output=True,
-        text=True,
-        env=quiet_env(),
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+def gdb_argv(program, *commands: str, **how) -> list:
+    return gdb_stopped_at_argv(program, *commands, extension=LOADER_ONLY, **how)
+
+
+def run_gdb(program, *commands: str, **how) -> subprocess.CompletedProcess:
+    return run_gdb_stopped_at(program, *commands, extension=LOADER_ONLY, **how)
 
 
 def watch_in_gdb(program, prefix: Path, engine: str) -> subprocess.CompletedProcess:
