@@ -208,27 +208,30 @@ class Capture:
         the time until which to go on queueing empty sweeps, None once settled."""
         read_ns = time.monotonic_ns()  # before the heads are read
         chunks = [
-            (index, chunk) for index, ring in enumerate(self._rings) if (chunk := ring.read())
+            (index, chunk)
+            for index, ring in enumerate(self._rings)
+            if (chunk := ring.read(self._keep))
         ]
         if chunks:
             settle_until = read_ns + PAIR_WINDOW_NS
-            chunks = [(index, self._keep(chunk)) for index, chunk in chunks]
         if settle_until is not None:
             self._queue.put((read_ns, chunks))
             if not chunks and read_ns > settle_until:
                 settle_until = None
         return settle_until
 
-    def _keep(self, chunk: bytes) -> bytes | Spilled:
-        """The chunk itself while memory allows, else where it went in the spill file."""
-        over = self.queued_bytes + len(chunk) > self.config.max_queued_bytes
-        if over and self.spill.has_room(len(chunk)):
+    def _keep(self, spans: list[memoryview], length: int) -> bytes | Spilled:
+        """A ring's new bytes copied into memory while it has room, else written straight
+        from the ring to the spill file (one copy fewer: the drain thread's time is what
+        keeps the rings from overflowing); where they went."""
+        over = self.queued_bytes + length > self.config.max_queued_bytes
+        if over and self.spill.has_room(length):
             try:
-                return self.spill.put(chunk)
+                return self.spill.put(spans, length)
             except OSError:
                 self.spill.budget = 0  # a full disk: memory and then the rings, as without
-        self._copied_bytes += len(chunk)
-        return chunk
+        self._copied_bytes += length
+        return b"".join(spans)
 
     def _full(self) -> bool:
         """Memory's share taken and no room to spill even a page."""

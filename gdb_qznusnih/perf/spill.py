@@ -69,19 +69,25 @@ class SpillFile:
     def has_room(self, length: int) -> bool:
         return self.waiting + length <= self.budget
 
-    def put(self, chunk: bytes) -> Spilled:
-        """Write `chunk` at the end of the file; raises OSError (full disk, no directory)."""
+    def put(self, spans: list[bytes | memoryview], length: int) -> Spilled:
+        """Write the spans (`length` bytes in all) as one chunk at the end of the file;
+        raises OSError (a full disk, no directory)."""
         if self._file is None:
             self._file = tempfile.TemporaryFile(dir=self.directory, buffering=0)
+        fd = self._file.fileno()
         if self.waiting == 0 and self._end:
-            os.ftruncate(self._file.fileno(), 0)  # all read: give the blocks back
+            os.ftruncate(fd, 0)  # all read: give the blocks back
             self._end = 0
-        written = os.pwrite(self._file.fileno(), chunk, self._end)
-        if written != len(chunk):
-            raise OSError(f"short write to the spill file ({written} of {len(chunk)} bytes)")
-        spilled = Spilled(self._end, len(chunk))
-        self._end += len(chunk)
-        self._written += len(chunk)
+        spilled = Spilled(self._end, length)
+        written = os.pwritev(fd, spans, self._end)
+        while written < length:  # a short write: the rest, from where it stopped
+            rest = b"".join(spans)[written:]
+            more = os.pwrite(fd, rest, self._end + written)
+            if more == 0:
+                raise OSError(f"the spill file took {written} of {length} bytes")
+            written += more
+        self._end += length
+        self._written += length
         self.peak = max(self.peak, self.waiting)
         return spilled
 

@@ -12,14 +12,14 @@ from gdb_qznusnih.perf.spill import MAX_SPILL_BYTES, SpillFile, spill_budget, sp
 
 def test_chunks_come_back_whole_and_the_file_starts_over_once_all_are_taken(tmp_path):
     spill = SpillFile(str(tmp_path), budget=1 << 20)
-    first, second = spill.put(b"a" * 1000), spill.put(b"b" * 3000)
+    first, second = spill.put([b"a" * 1000], 1000), spill.put([b"b" * 3000], 3000)
     assert (spill.waiting, spill.peak) == (4000, 4000)
     assert spill.take(first) == b"a" * 1000 and spill.waiting == 3000
-    third = spill.put(b"c" * 10)  # one still waits: appended, not over it
+    third = spill.put([b"c" * 10], 10)  # one still waits: appended, not over it
     assert third.offset == 4000
     assert spill.take(second) == b"b" * 3000 and spill.take(third) == b"c" * 10
     assert spill.waiting == 0
-    fourth = spill.put(b"d" * 7)
+    fourth = spill.put([b"d" * 7], 7)
     assert fourth.offset == 0 and os.fstat(spill._file.fileno()).st_size == 7
     assert spill.take(fourth) == b"d" * 7
     assert spill.peak == 4000
@@ -30,7 +30,7 @@ def test_chunks_come_back_whole_and_the_file_starts_over_once_all_are_taken(tmp_
 def test_room_is_the_budget_less_what_waits(tmp_path):
     spill = SpillFile(str(tmp_path), budget=100)
     assert spill.has_room(100) and not spill.has_room(101)
-    spill.put(b"x" * 60)
+    spill.put([b"x" * 60], 60)
     assert spill.has_room(40) and not spill.has_room(41)
     spill.close()
     assert not SpillFile(str(tmp_path), budget=0).has_room(1)
@@ -57,3 +57,11 @@ def test_the_summary_says_lost_and_behind_apart():
         " in a spill file in /var/tmp\n"
     )
     assert not Loss(0, 0, spilled=3 << 20).any  # late is not lost: exit 0
+
+
+def test_a_chunk_is_written_from_its_spans_as_one(tmp_path):
+    spill = SpillFile(str(tmp_path), budget=1 << 20)
+    ring = memoryview(bytes(range(16)))
+    chunk = spill.put([ring[12:], ring[:3]], 7)
+    assert spill.take(chunk) == bytes([12, 13, 14, 15, 0, 1, 2])
+    spill.close()
