@@ -92,6 +92,8 @@ class Accounting:
     hits: int
     hits_with_write: int
     writes_without_rw_sample: int
+    spilled: int = 0  # the most bytes that waited in the spill file at once
+    spill_dir: str = ""
 
     def lost(self, kind: str = "rw") -> int:
         return self.hardware[kind] - self.delivered[kind]
@@ -337,6 +339,8 @@ class Capture:
             hits=self._hits,
             hits_with_write=self._hits_with_write,
             writes_without_rw_sample=sum(p.writes_without_rw_sample for p in self._pairers),
+            spilled=self.spill.peak,
+            spill_dir=self.spill.directory,
         )
 
     def stop(self) -> None:

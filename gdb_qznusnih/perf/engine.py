@@ -340,8 +340,9 @@ class PerfWatch:
         """Exact once stopped: each event's own counter against the samples delivered (the
         ring's PERF_RECORD_LOST counts miss the last ones, if a ring is full at the end)."""
         accounting = self._capture.accounting()
-        spill = self._capture.spill
-        return Loss(accounting.lost("rw"), accounting.throttled, spill.peak, spill.directory)
+        return Loss(
+            accounting.lost("rw"), accounting.throttled, accounting.spilled, accounting.spill_dir
+        )
 
     def close(self) -> None:
         if self._capture is not None:
