@@ -73,10 +73,11 @@ def perf_growth(exe: Path, hits: int, prefix: Path) -> tuple[int, float, float, 
     """(records logged, launcher RSS in MB at EARLY_RECORDS records on disk, at the end, and
     its peak after EARLY_RECORDS)."""
     loop = HotLoop(exe, hits // 2)
+    summary = prefix.with_name("summary").open("w+")
     launcher = subprocess.Popen(
         [sys.executable, "-m", "gdb_qznusnih", "watch", hex(loop.address), str(loop.pid),
          "--engine", "perf", "--log", str(prefix), "--quiet", "--no-html"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=REPO, stdout=summary, stderr=subprocess.PIPE, text=True,
         env=dict(os.environ, NO_COLOR="1"),
     )  # fmt: skip
     if not launcher.stderr.readline().startswith("qzn: watch 1: "):
@@ -98,6 +99,10 @@ def perf_growth(exe: Path, hits: int, prefix: Path) -> tuple[int, float, float, 
             time.sleep(0.05)
         logged += log.read().count(b"\n")
     loop.seconds()
+    summary.seek(0)
+    for line in summary:  # the summary's own word on loss and lag
+        if line.startswith(("lost:", "behind:")):
+            print(line, end="")
     if early is None or last is None:
         sys.exit(f"bench: only {logged} records were logged")
     return logged, early / 1024, last / 1024, peak / 1024

@@ -56,7 +56,7 @@ class WatchCommand(gdb.Command):
                 raise gdb.GdbError(session.sink_error)
             if killed_status is not None:  # the target died of a signal: gdb -batch says so too
                 gdb.execute(f"quit {killed_status}")
-            if session.loss_text():
+            if session.accesses_lost:
                 gdb.execute(f"quit {EXIT_LOST}")  # as `qznusnih watch` says it: accesses lost
 
 

@@ -269,11 +269,14 @@ class PerfSession(RunningTime):
         finally:
             self._close()
 
+    @property
+    def accesses_lost(self) -> bool:
+        return self.loss is not None and self.loss.any
+
     def loss_text(self) -> str:
-        """`lost: …` for the summary when accesses were not logged, as `watch` says it."""
-        if self.loss is None or not self.loss.any:
-            return ""
-        return f"lost: {self.loss.describe()}\n"
+        """`lost: …` for the summary when accesses were not logged, and `behind: …` when
+        samples waited on disk, as `watch` says it."""
+        return "" if self.loss is None else self.loss.lines()
 
     def symbols_changed(self) -> None:
         """Nothing: the symbolizer follows the target's mappings from the ring."""

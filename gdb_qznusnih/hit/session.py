@@ -260,8 +260,10 @@ class WatchSession(RunningTime):
     def counts(self) -> tuple[int, int]:
         return self.summary.reads, self.summary.writes
 
+    accesses_lost = False  # a gdb engine hit is never lost (the perf engine's may be)
+
     def loss_text(self) -> str:
-        """Nothing: a gdb engine hit is never lost (the perf engine's may be)."""
+        """Nothing: see accesses_lost."""
         return ""
 
 

@@ -339,8 +339,7 @@ def _signal_reason(signum: int) -> str:
 
 def _end(watch: PerfWatch, options: WatchOptions, loss: Loss, sinks: LogSinks) -> int:
     _write_out(watch.summary.format(sinks.colorizer))
-    if loss.any:
-        _write_out(f"lost: {loss.describe()}\n")
+    _write_out(loss.lines())
     if watch.sink_error:
         _note(f"error: {watch.sink_error}")
     _note(f"watch 1 ended: {watch.finish_reason}")

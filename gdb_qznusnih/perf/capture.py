@@ -3,7 +3,9 @@
 The drain thread only copies raw bytes out of the rings into a queue: copying is cheap and
 frees the ring at once.  Parsing and pairing happen in `read()`, on the consumer's thread,
 so a slow consumer delays records instead of losing them (on 2 cores, a consumer that
-processed while draining lost 50-80 % with three threads hammering the byte).
+processed while draining lost 50-80 % with three threads hammering the byte).  Past
+`max_queued_bytes` in memory the chunks wait in a spill file (perf/spill.py) instead, so the
+launcher's memory stays flat however long the consumer is behind.
 
 The events' own counters (read(2) of each fd) are the truth: `accounting()` compares what
 the hardware reported with what the rings delivered.  Nothing here stops, ptraces or writes
@@ -33,6 +35,7 @@ from gdb_qznusnih.perf.events import (
 from gdb_qznusnih.perf.hits import PAIR_WINDOW_NS, Hit, HitPairer
 from gdb_qznusnih.perf.records import Lost, Record, RecordParser, Sample, Throttle
 from gdb_qznusnih.perf.ring import Ring
+from gdb_qznusnih.perf.spill import Spilled, SpillFile, spill_budget, spill_dir
 
 KINDS = ("rw", "w")
 # 1024 pages = 4 MiB a CPU: about 950 samples with a 4 KiB stack, 13 ms at 70,000 hits/s.
@@ -43,11 +46,10 @@ DEFAULT_POLL_MS = 20
 READ_BATCH = 256
 _COUNTER = struct.Struct("<QQQ")  # value, id, lost (read_format ID | LOST)
 _END = object()
-# What the drain thread may have copied out that the consumer has not parsed yet.  Past it the
-# thread leaves the samples in the rings: when they fill, the kernel counts what it drops
-# (the loss accounting says so, exit 3), and the launcher's memory stays bounded however far
-# the consumer falls behind a target faster than it.
-MAX_QUEUED_BYTES = 1 << 30
+# What the drain thread may keep in memory, copied out and not parsed yet; past it the chunks
+# go to the spill file.  Only once that is full too does the thread leave the samples in the
+# rings: when they fill, the kernel counts what it drops (the loss accounting says so, exit 3).
+MAX_QUEUED_BYTES = 64 << 20
 BACKPRESSURE_WAIT_S = 0.002
 # A sample's bytes besides its stack copy: header, id, ip, tid, time, registers, 2 sizes
 # (736 B with a 512 B stack, as measured).
@@ -64,7 +66,11 @@ class CaptureConfig:
     events: EventConfig = field(default_factory=EventConfig)
     ring_pages: int = DEFAULT_RING_PAGES  # data pages of each ring, a power of 2
     poll_ms: int = DEFAULT_POLL_MS  # the longest a trickle of samples waits in a ring
-    max_queued_bytes: int = MAX_QUEUED_BYTES  # copied out, not yet parsed: then they wait
+    max_queued_bytes: int = MAX_QUEUED_BYTES  # in memory, copied out, not yet parsed
+    # What may wait in the spill file: None a quarter of its file system's free space (at
+    # most spill.MAX_SPILL_BYTES), 0 never spill.
+    max_spill_bytes: int | None = None
+    spill_dir: str | None = None  # None: $TMPDIR, else /var/tmp
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,8 @@ class Accounting:
     hits: int
     hits_with_write: int
     writes_without_rw_sample: int
+    spilled: int = 0  # the most bytes that waited in the spill file at once
+    spill_dir: str = ""
 
     def lost(self, kind: str = "rw") -> int:
         return self.hardware[kind] - self.delivered[kind]
@@ -107,9 +115,12 @@ class Capture:
         self._events: list[Event] = []
         self._rings: list[Ring] = []
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        # Bytes queued and bytes parsed, each counted by one thread only.
+        # Bytes queued in memory and bytes parsed of them, each counted by one thread only.
         self._copied_bytes = 0
         self._parsed_bytes = 0
+        directory = self.config.spill_dir or spill_dir()
+        budget = self.config.max_spill_bytes
+        self.spill = SpillFile(directory, spill_budget(directory) if budget is None else budget)
         self._thread: threading.Thread | None = None
         self._wake_read, self._wake_write = -1, -1
         self._stopping = threading.Event()
@@ -181,7 +192,7 @@ class Capture:
         poller.register(self._wake_read, select.POLLIN)
         settle_until = None
         while watched and not self._stopping.is_set():
-            if self.queued_bytes > self.config.max_queued_bytes:
+            if self._full():
                 time.sleep(BACKPRESSURE_WAIT_S)  # the rings keep the samples meanwhile
                 continue
             for fd, flags in poller.poll(self.config.poll_ms):
@@ -199,20 +210,40 @@ class Capture:
         the time until which to go on queueing empty sweeps, None once settled."""
         read_ns = time.monotonic_ns()  # before the heads are read
         chunks = [
-            (index, chunk) for index, ring in enumerate(self._rings) if (chunk := ring.read())
+            (index, chunk)
+            for index, ring in enumerate(self._rings)
+            if (chunk := ring.read(self._keep))
         ]
         if chunks:
             settle_until = read_ns + PAIR_WINDOW_NS
-            self._copied_bytes += sum(len(chunk) for _, chunk in chunks)
         if settle_until is not None:
             self._queue.put((read_ns, chunks))
             if not chunks and read_ns > settle_until:
                 settle_until = None
         return settle_until
 
+    def _keep(self, spans: list[memoryview], length: int) -> bytes | Spilled:
+        """A ring's new bytes copied into memory while it has room, else written straight
+        from the ring to the spill file (one copy fewer: the drain thread's time is what
+        keeps the rings from overflowing); where they went."""
+        over = self.queued_bytes + length > self.config.max_queued_bytes
+        if over and self.spill.has_room(length):
+            try:
+                return self.spill.put(spans, length)
+            except OSError:
+                self.spill.budget = 0  # a full disk: memory and then the rings, as without
+        self._copied_bytes += length
+        return b"".join(spans)
+
+    def _full(self) -> bool:
+        """Memory's share taken and no room to spill even a page."""
+        return self.queued_bytes >= self.config.max_queued_bytes and not self.spill.has_room(
+            mmap.PAGESIZE
+        )
+
     @property
     def queued_bytes(self) -> int:
-        """Copied out of the rings and not parsed yet."""
+        """Copied out of the rings into memory and not parsed yet."""
         return self._copied_bytes - self._parsed_bytes
 
     # -- the consumer side ----------------------------------------------------------------
@@ -255,7 +286,10 @@ class Capture:
         read_ns, chunks = item
         delivered = self._delivered
         for index, chunk in chunks:
-            self._parsed_bytes += len(chunk)
+            if type(chunk) is Spilled:
+                chunk = self.spill.take(chunk)
+            else:
+                self._parsed_bytes += len(chunk)
             pair = self._pairers[index].add
             for record in self._parser.parse(chunk):
                 if type(record) is Sample:
@@ -305,6 +339,8 @@ class Capture:
             hits=self._hits,
             hits_with_write=self._hits_with_write,
             writes_without_rw_sample=sum(p.writes_without_rw_sample for p in self._pairers),
+            spilled=self.spill.peak,
+            spill_dir=self.spill.directory,
         )
 
     def stop(self) -> None:
@@ -324,6 +360,7 @@ class Capture:
         for ring in self._rings:
             ring.close()
         self._rings = []
+        self.spill.close()
         if self._events:
             self._final_counters = self.counters()
         close_events(self._events)

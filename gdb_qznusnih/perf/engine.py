@@ -86,6 +86,8 @@ class Loss:
 
     lost: int  # the events' own counters minus the samples delivered (RW event)
     throttled: int  # times the kernel stopped the event: its accesses were not even counted
+    spilled: int = 0  # the most bytes of samples that waited on disk (late, not lost)
+    spill_dir: str = ""
 
     @property
     def any(self) -> bool:
@@ -101,6 +103,16 @@ class Loss:
                 "(accesses while throttled are not counted)"
             )
         return "; ".join(parts)
+
+    def lines(self) -> str:
+        """The summary's `lost:` and `behind:` lines, each when it applies."""
+        out = f"lost: {self.describe()}\n" if self.any else ""
+        if self.spilled:
+            out += (
+                f"behind: the records fell behind the target; up to {self.spilled / 2**20:,.1f}"
+                f" MiB of its samples waited in a spill file in {self.spill_dir}\n"
+            )
+        return out
 
 
 class PerfWatch:
@@ -328,7 +340,9 @@ class PerfWatch:
         """Exact once stopped: each event's own counter against the samples delivered (the
         ring's PERF_RECORD_LOST counts miss the last ones, if a ring is full at the end)."""
         accounting = self._capture.accounting()
-        return Loss(accounting.lost("rw"), accounting.throttled)
+        return Loss(
+            accounting.lost("rw"), accounting.throttled, accounting.spilled, accounting.spill_dir
+        )
 
     def close(self) -> None:
         if self._capture is not None:

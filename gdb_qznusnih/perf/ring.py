@@ -13,9 +13,13 @@ from __future__ import annotations
 import ctypes
 import errno
 import mmap
+from collections.abc import Callable
+from typing import TypeVar
 
 from gdb_qznusnih.perf import abi
 from gdb_qznusnih.perf.events import PerfError
+
+T = TypeVar("T")
 
 
 class Ring:
@@ -36,13 +40,16 @@ class Ring:
         self.size = size or data_pages * mmap.PAGESIZE
         self._data = memoryview(self._map)[offset or mmap.PAGESIZE :][: self.size]
 
-    def read(self) -> bytes:
-        """Every byte the kernel has written since the last read (whole records)."""
+    def read(self, keep: Callable[[list[memoryview], int], T] = None) -> bytes | T:
+        """Every byte the kernel has written since the last read (whole records): b"" if
+        none, else copied out (bytes), or what `keep(spans, length)` makes of the one or two
+        spans of the ring that hold them (it must copy them: they are freed on return)."""
         head = self._head.value
         tail = self._tail.value
         if head == tail:
             return b""
-        chunk = copy_span(self._data, tail, head)
+        spans = ring_spans(self._data, tail, head)
+        chunk = keep(spans, head - tail) if keep is not None else b"".join(spans)
         self._tail.value = head
         return chunk
 
@@ -52,15 +59,15 @@ class Ring:
         self._map.close()
 
 
-def copy_span(data: memoryview | bytes, tail: int, head: int) -> bytes:
-    """The bytes from position `tail` to `head` of a ring whose data area is `data`;
-    positions only grow, so they wrap modulo its size."""
+def ring_spans(data: memoryview, tail: int, head: int) -> list[memoryview]:
+    """The one or two spans from position `tail` to `head` of a ring whose data area is
+    `data`; positions only grow, so they wrap modulo its size."""
     size = len(data)
     start = tail % size
     length = head - tail
     if start + length <= size:
-        return bytes(data[start : start + length])
-    return bytes(data[start:]) + bytes(data[: start + length - size])
+        return [data[start : start + length]]
+    return [data[start:], data[: start + length - size]]
 
 
 def _explain_mmap_error(code: int, length: int) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import collections
 import os
+import stat
+import subprocess
 
 import pytest
 
@@ -156,20 +158,73 @@ def test_a_tiny_ring_reports_exactly_what_it_lost(start_target):
     assert target.finish() == (writes - 1) % 256
 
 
-def test_a_consumer_that_falls_behind_holds_a_bounded_queue_and_the_rest_is_counted_lost(
-    start_target,
-):
-    writes, cap = 20_000, 64 << 10  # samples of ~900 bytes: about 70 of them queued at most
+def test_a_consumer_that_falls_behind_spills_to_disk_and_loses_nothing(start_target, tmp_path):
+    writes, cap = 20_000, 64 << 10  # 40,000 samples, 64 KiB of them in memory at most
     target = start_target(writes, 0, 0)
-    config = CaptureConfig(events=EventConfig(stack_bytes=512), ring_pages=8, max_queued_bytes=cap)
+    config = CaptureConfig(events=EventConfig(stack_bytes=512), max_queued_bytes=cap,
+                           spill_dir=str(tmp_path))  # fmt: skip
     with Capture(target.pid, target.address, 1, config) as capture:
         target.go()
         target.wait_done()  # nothing parsed meanwhile: the consumer is as far behind as can be
-        queued = capture.queued_bytes
+        queued, spilled = capture.queued_bytes, capture.spill.waiting
+        spill_fd = capture.spill._file.fileno()
+        spill_mode = stat.S_IMODE(os.fstat(spill_fd).st_mode)
+        spill_link = os.readlink(f"/proc/self/fd/{spill_fd}")
+        hits = [item for item in capture.read_all() if isinstance(item, Hit)]
+        accounting = capture.accounting()
+        assert capture.spill.waiting == 0
+    assert queued <= cap  # a chunk that does not fit goes to disk whole
+    assert spilled > 100 * cap  # megabytes waited on disk
+    assert spill_mode == 0o600 and spill_link.endswith("(deleted)")  # nobody can open it
+    assert os.listdir(tmp_path) == []
+    assert accounting.hardware == {"rw": writes, "w": writes} and accounting.complete
+    assert len(hits) == writes and all(hit.hardware_saw_write for hit in hits)
+    assert [hit.sample.time for hit in hits] == sorted(hit.sample.time for hit in hits)
+    assert target.finish() == (writes - 1) % 256
+
+
+def test_the_spill_never_writes_through_what_another_user_planted(start_target, tmp_path):
+    """A world-writable spill directory full of another user's symlinks to a victim file:
+    the spill has no name, so it opens none of them."""
+    spill = tmp_path / "spill"
+    spill.mkdir(mode=0o1777)
+    spill.chmod(0o1777)
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    planted = [f"tmp{index}" for index in range(64)]
+    as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    subprocess.run([*as_nobody, "sh", "-c", "for n in \"$@\"; do ln -s ../victim \"$n\"; done",
+                    "sh", *planted], cwd=spill, check=True)  # fmt: skip
+    target = start_target(2_000, 0, 0)
+    config = CaptureConfig(events=EventConfig(stack_bytes=512), max_queued_bytes=4096,
+                           spill_dir=str(spill))  # fmt: skip
+    with Capture(target.pid, target.address, 1, config) as capture:
+        target.go()
+        target.wait_done()
+        hits = [item for item in capture.read_all() if isinstance(item, Hit)]
+        peak = capture.spill.peak
+    assert peak > 0 and len(hits) == 2_000
+    assert victim.read_text() == "precious\n"
+    assert sorted(os.listdir(spill)) == sorted(planted)
+    target.finish()
+
+
+def test_with_the_spill_full_a_consumer_behind_holds_a_bounded_queue_and_the_rest_is_lost(
+    start_target, tmp_path
+):
+    writes, cap, disk = 20_000, 64 << 10, 256 << 10  # samples of ~736 bytes
+    target = start_target(writes, 0, 0)
+    config = CaptureConfig(events=EventConfig(stack_bytes=512), ring_pages=8, max_queued_bytes=cap,
+                           max_spill_bytes=disk, spill_dir=str(tmp_path))  # fmt: skip
+    with Capture(target.pid, target.address, 1, config) as capture:
+        target.go()
+        target.wait_done()  # nothing parsed meanwhile: the consumer is as far behind as can be
+        queued, spilled = capture.queued_bytes, capture.spill.waiting
         delivered = sum(isinstance(item, Hit) for item in capture.read_all())
         accounting = capture.accounting()
     one_sweep = 8 * 4096 * os.cpu_count()  # every CPU's ring, copied out at once
     assert 0 < queued <= cap + one_sweep
+    assert disk - one_sweep < spilled <= disk
     assert accounting.hardware == {"rw": writes, "w": writes}
     assert accounting.lost("rw") == writes - delivered > 0  # every access counted
     assert target.finish() == (writes - 1) % 256

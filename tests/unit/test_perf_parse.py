@@ -20,7 +20,7 @@ from gdb_qznusnih.perf.events import (
 )
 from gdb_qznusnih.perf.hits import HitPairer
 from gdb_qznusnih.perf.records import Comm, Lost, Mmap2, RecordParser, Sample, Task, Throttle
-from gdb_qznusnih.perf.ring import copy_span
+from gdb_qznusnih.perf.ring import ring_spans
 
 RW_ID, W_ID = 11, 12
 LAYOUTS = {RW_ID: ("rw", RW_SAMPLE_TYPE | abi.SAMPLE_CALLCHAIN), W_ID: ("w", W_SAMPLE_TYPE)}
@@ -50,11 +50,12 @@ def w_sample(ip=0x401000, tid=7, time=103):
     return record(abi.RECORD_SAMPLE, struct.pack("<QQIIQ", W_ID, ip, 7, tid, time), misc=2)
 
 
-def test_copy_span_without_and_with_wrap_around():
-    data = bytes(range(16))
-    assert copy_span(data, 4, 10) == bytes(range(4, 10))
-    assert copy_span(data, 16 * 3 + 12, 16 * 4 + 3) == bytes([12, 13, 14, 15, 0, 1, 2])
-    assert copy_span(data, 32, 48) == data
+def test_ring_spans_without_and_with_wrap_around():
+    data = memoryview(bytes(range(16)))
+    assert list(map(bytes, ring_spans(data, 4, 10))) == [bytes(range(4, 10))]
+    wrapped = ring_spans(data, 16 * 3 + 12, 16 * 4 + 3)
+    assert list(map(bytes, wrapped)) == [bytes([12, 13, 14, 15]), bytes([0, 1, 2])]
+    assert list(map(bytes, ring_spans(data, 32, 48))) == [bytes(data)]
 
 
 def test_rw_sample_with_callchain_registers_and_stack():
