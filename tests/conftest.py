@@ -1,4 +1,5 @@
-"""Shared fixtures: build the C targets, run a real gdb with the extension loaded."""
+"""Shared fixtures: build the C targets, run a real gdb with the extension loaded, start the
+tester (and any process a test starts) and reap it at teardown."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from gdb_qznusnih.launcher.preflight import parse_status
 
 REPO = Path(__file__).resolve().parent.parent
 C_DIR = REPO / "tests" / "c"
@@ -83,3 +86,74 @@ def build_c(c_build_dir):
         return built[key]
 
     return build
+
+
+@pytest.fixture
+def reap():
+    """reap(proc) -> proc: a process the test started, killed if it still runs at teardown
+    and waited for."""
+    started: list[subprocess.Popen] = []
+
+    def track(proc: subprocess.Popen) -> subprocess.Popen:
+        started.append(proc)
+        return proc
+
+    yield track
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def tracer_pid(pid: int) -> int:
+    """Who ptraces the process (0: nobody), by /proc/PID/status."""
+    return parse_status(Path(f"/proc/{pid}/status").read_text()).tracer_pid
+
+
+class Tester:
+    """A running user_space_tester: its process, PID and the address of its byte."""
+
+    def __init__(self, proc: subprocess.Popen, pid: int, addr: int) -> None:
+        self.proc, self.pid, self.addr = proc, pid, addr
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def tracer_pid(self) -> int:
+        return tracer_pid(self.pid)
+
+    def maps(self) -> list[str]:
+        return Path(f"/proc/{self.pid}/maps").read_text().splitlines()
+
+    def finish(self, timeout: float = 60) -> tuple[int, str, str]:
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+    def assert_completed(self, rounds: int) -> str:
+        """The tester ran all its rounds and exited 0; its stdout."""
+        code, out, err = self.finish()
+        assert code == 0, f"tester exit {code}: {out} {err}"
+        assert f"tester: {rounds} writes, {rounds} reads" in out
+        return out
+
+
+@pytest.fixture(scope="session")
+def tester_bin(build_c) -> Path:
+    return build_c("user_space_tester")
+
+
+@pytest.fixture
+def start_tester(tester_bin, reap):
+    """start_tester("--rounds", "5") -> Tester, waiting for a tracer; killed at teardown."""
+
+    def start(*args: str) -> Tester:
+        proc = reap(
+            subprocess.Popen(
+                [str(tester_bin), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+        first = proc.stdout.readline().split()  # "pid 1234 byte 0x55..."
+        assert first[:1] == ["pid"] and first[2:3] == ["byte"], first
+        return Tester(proc, int(first[1]), int(first[3], 16))
+
+    return start

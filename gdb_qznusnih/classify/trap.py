@@ -64,17 +64,23 @@ def decode_trap(
     return DecodedTrap(start, one_line(text), insn, in_progress, at_entry, word_size)
 
 
-class RegisterReader:
-    """reg(name) for the classifier; remembers whether it was needed."""
+_PC_NAMES = frozenset(("rip", "eip"))
 
-    __slots__ = ("used", "_read")
+
+class RegisterReader:
+    """reg(name) for the classifier; counts the reads that depend on the hit.
+
+    The pc is no such read: at a trap at pc, rip is pc at every hit."""
+
+    __slots__ = ("reads", "_read")
 
     def __init__(self, read: Callable[[str], int]) -> None:
-        self.used = False
+        self.reads = 0
         self._read = read
 
     def __call__(self, name: str) -> int:
-        self.used = True
+        if name not in _PC_NAMES:
+            self.reads += 1
         return self._read(name)
 
 
@@ -98,6 +104,7 @@ InstructionBefore = Callable[[int], "tuple[int, str] | None"]
 # the text of the instruction starting at an address, or None
 InstructionAt = Callable[[int], "str | None"]
 _ENDBR_BYTES = 4  # endbr64/endbr32, first in a PLT stub under CET
+_UNKNOWN = object()  # not cached (None is a cached answer: the instruction cannot say)
 
 
 class TrapClassifier:
@@ -120,6 +127,7 @@ class TrapClassifier:
         self.address, self.length, self.word_size = address, length, word_size
         caches = caches if caches is not None else CacheRegistry()
         self._static_kinds = caches.cache("kinds by pc")
+        self._static_accesses = caches.cache("accesses by pc")
         self._calls = caches.cache("calls by return address")
         self._instruction_before = instruction_before
         self._instruction_at = instruction_at
@@ -134,8 +142,24 @@ class TrapClassifier:
     ) -> TrapAccess | None:
         """The accesses from the instruction; None when it cannot say (the caller falls
         back: the gdb engine on the value change, the perf engine on the hardware).
-        `stack_top()` reads the word at the stack pointer, None when it cannot."""
+        `stack_top()` reads the word at the stack pointer, None when it cannot.
+        An answer that read nothing of the hit (a rip-relative global's) is the same at
+        every hit of the pc: cached per pc."""
+        found = self._static_accesses.get(pc, _UNKNOWN)
+        if found is not _UNKNOWN:
+            return found
         reg = RegisterReader(read_register)
+
+        def read_stack_top() -> int | None:
+            reg.reads += 1
+            return stack_top()
+
+        found = self._classify(pc, decoded, reg, read_stack_top if stack_top else None)
+        if not reg.reads:
+            self._static_accesses.remember(pc, found)
+        return found
+
+    def _classify(self, pc, decoded, reg, stack_top) -> TrapAccess | None:
         covered = self._covered(decoded, reg)
         if covered:
             return self._by_instruction_before(pc, decoded, reg)
@@ -166,11 +190,11 @@ class TrapClassifier:
             return None
         kinds = self._static_kinds.get(pc, False)
         if kinds is False:
-            reg.used = False
+            reads = reg.reads
             kinds = classify.classify_access(
                 decoded.insn, self.address, self.length, reg, self.word_size
             )
-            if not reg.used:
+            if reg.reads == reads:
                 self._static_kinds.remember(pc, kinds)
         return TrapAccess(decoded.insn_pc, decoded.text, kinds, "insn") if kinds else None
 

@@ -20,9 +20,8 @@ from gdb_qznusnih.classify.x86 import (
     SIZE_SUFFIX,
     WRITE,
     Instruction,
-    MemOperand,
     accesses,
-    effective_address,
+    address_function,
     immediate_value,
     parse_instruction,
     parse_mem_operand,
@@ -125,7 +124,7 @@ def derive_value_with(
     for one it lacks) in a task of `word_size` bytes: for engines that read registers one
     by one (the gdb engine, from a stopped thread)."""
     parsed = _parse_instruction(insn)
-    if parsed is None or watch_length <= 0 or not set(parsed.prefixes) <= _HARMLESS_PREFIXES:
+    if parsed is None or watch_length <= 0 or not _HARMLESS_PREFIXES.issuperset(parsed.prefixes):
         return None, UNKNOWN
     try:
         moved = moved_bytes(parsed, kind, reg, word_size)
@@ -334,23 +333,30 @@ def _pop(insn: Instruction, reg: Reg, word: int) -> Moved | None:
 def _at_operand(
     value: int, size: int, operand: str, reg: Reg, overwritten: frozenset | set = frozenset()
 ) -> Moved | None:
+    """`value` moved at memory `operand`, whose address comes from the registers after,
+    unless the instruction changed one of them (its own destination, or rip after a branch)
+    or the sample lacks one (fs/gs base)."""
+    addressing = _operand_addressing(operand)
+    if addressing is None:
+        return None
+    registers, address = addressing
+    if address is None or not registers.isdisjoint(overwritten):
+        return Moved(value, size, None)
+    try:
+        return Moved(value, size, address(reg))
+    except (LookupError, ValueError):
+        return Moved(value, size, None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _operand_addressing(operand: str) -> tuple[frozenset[str], Callable[[Reg], int] | None] | None:
+    """(the whole registers a memory operand's address uses, reg -> that address, None for a
+    vector index); None if `operand` is not memory.  Worked out once per operand text."""
     op = _mem_operand(operand)
     if op is None:
         return None
-    return Moved(value, size, _operand_address(op, reg, overwritten))
-
-
-def _operand_address(op: MemOperand, reg: Reg, overwritten) -> int | None:
-    """The operand's address from the registers after, unless the instruction changed one of
-    them (its own destination, or rip after a branch) or the sample lacks one (fs/gs base)."""
-    for name in (op.base, op.index):
-        part = register_part(name) if name else None
-        if part is not None and part.full in overwritten:
-            return None
-    try:
-        return effective_address(op, reg)
-    except (LookupError, ValueError):
-        return None
+    parts = (register_part(name) for name in (op.base, op.index) if name)
+    return frozenset(part.full for part in parts if part is not None), address_function(op)
 
 
 def _stack_slot(insn: Instruction, reg: Reg, word: int) -> int:
@@ -393,17 +399,32 @@ def full_register_reader(read: Callable[[str], int], word_size: int) -> Reg:
     """reg(name) for any general register part and "flags", from `read(name)` of whole
     registers by gdb's names: rax ... r15, rip and eflags (eax ... eip in a 32-bit task)."""
     wide = word_size == 8
+    slices = _WHOLE_SLICES[wide]
 
     def reg(name: str) -> int:
-        if name in ("flags", "eflags"):
-            return read("eflags") & _MASK64
-        part = register_part(name)
-        if part is None:
-            raise LookupError(f"not a general register: {name}")
-        full = part.full if wide else "e" + part.full[1:]
-        return (read(full) & _MASK64) >> 8 * part.offset & _mask(part.size)
+        found = slices.get(name)
+        if found is None:
+            found = slices[name] = _whole_register_slice(name, wide)
+        whole, shift, mask = found
+        return (read(whole) & _MASK64) >> shift & mask
 
     return reg
+
+
+# Register part -> (whole register by gdb's name, shift, mask), for 64-bit and 32-bit tasks:
+# worked out once per name (only general register names get in), as both engines read a
+# few registers at every hit.
+_WHOLE_SLICES: dict[bool, dict[str, tuple[str, int, int]]] = {True: {}, False: {}}
+
+
+def _whole_register_slice(name: str, wide: bool) -> tuple[str, int, int]:
+    if name in ("flags", "eflags"):
+        return "eflags", 0, _MASK64
+    part = register_part(name)
+    if part is None:
+        raise LookupError(f"not a general register: {name}")
+    whole = part.full if wide else "e" + part.full[1:]
+    return whole, 8 * part.offset, _mask(part.size)
 
 
 def _word_size(registers: dict[str, int]) -> int:

@@ -387,16 +387,10 @@ def effective_address(op: MemOperand, reg: Reg) -> int:
     A rip-relative operand needs reg("rip") to return the next instruction's address.
     Raises ValueError for a vector index (gather/scatter).
     """
-    addr, width = op.disp, 0
-    for name, factor in ((op.base, 1), (op.index, op.scale)):
-        if name is not None:
-            width = max(width, _addr_width(name))
-            if name not in ("eiz", "riz"):  # gdb's names for "no index"
-                addr += reg(name) * factor
-    addr &= (1 << (width or 64)) - 1
-    if op.segment in ("fs", "gs"):
-        addr = (addr + reg(op.segment + "_base")) & _MASK64
-    return addr
+    address = address_function(op)
+    if address is None:
+        raise ValueError(f"not an address register in {op}")
+    return address(reg)
 
 
 # -- decoding -------------------------------------------------------------------------------
@@ -650,7 +644,7 @@ def _probe(insn: Instruction, access: Access):
         return lambda reg: (0, 0, 0)  # back from the callee: rsp and rip no longer tell
     if _address_overwritten(insn, access.operand):
         return None
-    address = _address_function(access.operand)
+    address = address_function(access.operand)
     if address is None:
         return None
     known = _operand_size(insn)
@@ -658,9 +652,9 @@ def _probe(insn: Instruction, access: Access):
     return lambda reg: (address(reg), smallest, largest)
 
 
-def _address_function(op: MemOperand):
-    """reg -> effective_address(op, reg), with the widths worked out once; None for a
-    vector index."""
+def address_function(op: MemOperand):
+    """reg -> effective_address(op, reg), with the widths worked out once (for callers that
+    keep it: an address is computed at every hit); None for a vector index."""
     try:
         width = max([_addr_width(n) for n in (op.base, op.index) if n is not None], default=64)
     except ValueError:

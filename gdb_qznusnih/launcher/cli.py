@@ -307,30 +307,24 @@ def python_path_command(paths: list[str]) -> str:
     return f"python import sys; {appends}"
 
 
+# gdb's stdout to /dev/null while it connects: its chatter (libthread_db, the frame the
+# target stopped in) would land in the record stream.
+_QUIET_ON = ("set logging file /dev/null", "set logging redirect on", "set logging enabled on")
+_QUIET_OFF = "set logging enabled off"
+
+
+def _gdb_argv(gdb: str, paths: list[str], commands: list[str], early=()) -> list[str]:
+    """`gdb -nx -batch EARLY` with this package importable and loaded, then each command."""
+    argv = [gdb, "-nx", "-batch", *early, "-ex", python_path_command(paths), "-x", LOADER]
+    for command in commands:
+        argv += ["-ex", command]
+    return argv
+
+
 def gdb_watch_argv(gdb: str, pid: int, options: WatchOptions, paths: list[str]) -> list[str]:
-    # Attach with gdb's stdout sent to /dev/null: its chatter (libthread_db, the frame the
-    # target stopped in) would land in the record stream.  arm/attach.py reports a failure.
-    return [
-        gdb,
-        "-nx",
-        "-batch",
-        "-ex",
-        python_path_command(paths),
-        "-x",
-        LOADER,
-        "-ex",
-        "set logging file /dev/null",
-        "-ex",
-        "set logging redirect on",
-        "-ex",
-        "set logging enabled on",
-        "-ex",
-        f"python from gdb_qznusnih.arm import attach; attach.attach({int(pid)})",
-        "-ex",
-        "set logging enabled off",
-        "-ex",
-        qzn_watch_command(options),
-    ]
+    # Attach quietly; arm/attach.py reports a failure.
+    attach = f"python from gdb_qznusnih.arm import attach; attach.attach({int(pid)})"
+    return _gdb_argv(gdb, paths, [*_QUIET_ON, attach, _QUIET_OFF, qzn_watch_command(options)])
 
 
 def run_to_command(location: str | None) -> str:
@@ -350,17 +344,8 @@ def gdb_remote_argv(request: Request, gdb: str, paths: list[str]) -> list[str]:
     connect = remote.connect_commands(
         remote.gdb_address(host, port), request.pid, program, request.sysroot
     )
-    argv = [gdb, "-nx", "-batch", "-iex", "set auto-load off", "-ex", python_path_command(paths)]
-    argv += ["-x", LOADER]
-    quiet = ["set logging file /dev/null", "set logging redirect on", "set logging enabled on"]
-    for command in [
-        *quiet,
-        *connect,
-        "set logging enabled off",
-        qzn_watch_command(request.options),
-    ]:
-        argv += ["-ex", command]
-    return argv
+    commands = [*_QUIET_ON, *connect, _QUIET_OFF, qzn_watch_command(request.options)]
+    return _gdb_argv(gdb, paths, commands, early=("-iex", "set auto-load off"))
 
 
 def gdb_run_argv(
@@ -371,23 +356,8 @@ def gdb_run_argv(
     at: str | None = None,
 ) -> list[str]:
     # The program runs only once gdb has found where to stop it: a typo never runs it unwatched.
-    return [
-        gdb,
-        "-nx",
-        "-batch",
-        "-ex",
-        python_path_command(paths),
-        "-x",
-        LOADER,
-        "-ex",
-        "set breakpoint pending off",
-        "-ex",
-        run_to_command(at),
-        "-ex",
-        qzn_watch_command(options),
-        "--args",
-        *program,
-    ]
+    commands = ["set breakpoint pending off", run_to_command(at), qzn_watch_command(options)]
+    return [*_gdb_argv(gdb, paths, commands), "--args", *program]
 
 
 GDB_ENV = "QZN_GDB"

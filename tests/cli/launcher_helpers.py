@@ -8,37 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import LOADER, REPO, quiet_env  # noqa: F401 (re-exported)
-
-
-class Tester:
-    """A running user_space_tester: its process, PID and the address of its byte."""
-
-    def __init__(self, proc: subprocess.Popen, pid: int, addr: int) -> None:
-        self.proc, self.pid, self.addr = proc, pid, addr
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def tracer_pid(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("TracerPid:"):
-                return int(line.split()[1])
-        return 0
-
-    def maps(self) -> list[str]:
-        return Path(f"/proc/{self.pid}/maps").read_text().splitlines()
-
-    def finish(self, timeout: float = 60) -> tuple[int, str, str]:
-        out, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, out, err
-
-    def assert_completed(self, rounds: int) -> str:
-        """The tester ran all its rounds and exited 0; its stdout."""
-        code, out, err = self.finish()
-        assert code == 0, f"tester exit {code}: {out} {err}"
-        assert f"tester: {rounds} writes, {rounds} reads" in out
-        return out
+from tests.conftest import LOADER, REPO, Tester, quiet_env  # noqa: F401 (re-exported)
 
 
 def launcher_command(*args: str) -> list[str]:

@@ -35,13 +35,24 @@ def kinds(records) -> list[str]:
     return [r["kind"] for r in records]
 
 
+def run_logged(prefix: Path, *options: str, target: tuple, code: int = 0):
+    """`qznusnih run --quiet --no-html --log PREFIX OPTIONS -- TARGET`, exiting with `code`."""
+    done = run_launcher(
+        "run", "--quiet", "--no-html", "--log", str(prefix), *options, "--", *map(str, target)
+    )
+    assert done.returncode == code, done.stderr
+    return done
+
+
+def assert_use_slots_records(records) -> None:
+    """One call of use_slot as its slot[2]'s watch logs it: its three stores, its read."""
+    assert kinds(records) == ["write"] * 3 + ["read"]
+    assert {r["frames"][0]["func"] for r in records} == {"use_slot"}
+
+
 def test_at_every_rearms_on_each_new_heap_buffer(run_at, tmp_path):
     prefix = tmp_path / "h"
-    done = run_launcher(
-        "run", "--quiet", "--no-html", "--log", str(prefix),
-        "--at-every", "fill_buf", "--watch", "buf+3", "--", str(run_at), "heap",
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = run_logged(prefix, "--at-every", "fill_buf", "--watch", "buf+3", target=(run_at, "heap"))
     assert "run_at heap: 6" in done.stdout
     # Round r: r writes in fill_buf, its read, then main's read; each watch on its own buffer.
     logs = [read_jsonl(f"{prefix}{suffix}.jsonl") for suffix in ("", ".at2", ".at3")]
@@ -66,11 +77,9 @@ def test_at_every_rearms_on_each_new_heap_buffer(run_at, tmp_path):
 
 def test_at_a_function_watches_a_field_of_the_struct_it_receives(run_at, tmp_path):
     prefix = tmp_path / "s"
-    done = run_launcher(
-        "run", "--quiet", "--no-html", "--log", str(prefix),
-        "--at", "parse_header", "--watch", "&h->flags", "--", str(run_at), "struct",
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = run_logged(
+        prefix, "--at", "parse_header", "--watch", "&h->flags", target=(run_at, "struct")
+    )
     records = read_jsonl(f"{prefix}.jsonl")
     # h->magic's store is not the field's; the caller's read after the return is.
     assert [(r["kind"], r["frames"][0]["func"]) for r in records] == [
@@ -86,31 +95,21 @@ def test_at_a_function_watches_a_field_of_the_struct_it_receives(run_at, tmp_pat
 
 def test_a_stack_slot_watch_ends_when_its_frame_returns(run_at, tmp_path):
     prefix = tmp_path / "k"
-    done = run_launcher(
-        "run", "--quiet", "--no-html", "--log", str(prefix),
-        "--at", "use_slot", "--watch", "&slot[2]", "--", str(run_at), "stack",
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    records = read_jsonl(f"{prefix}.jsonl")
+    done = run_logged(prefix, "--at", "use_slot", "--watch", "&slot[2]", target=(run_at, "stack"))
     # Without the scope, clobber()'s store of 0xee into the same bytes was logged too.
-    assert kinds(records) == ["write"] * 3 + ["read"]
-    assert {r["frames"][0]["func"] for r in records} == {"use_slot"}
+    assert_use_slots_records(read_jsonl(f"{prefix}.jsonl"))
     assert "qzn: watch 1 ended: use_slot() returned: its stack slot is gone" in done.stderr
     assert "run_at stack: 242" in done.stdout  # 2 + 0xee + 2: the program ran to its end
 
 
 def test_at_every_waits_unwatched_between_a_stack_slots_frames(run_at, tmp_path):
     prefix = tmp_path / "e"
-    done = run_launcher(
-        "run", "--quiet", "--no-html", "--log", str(prefix),
-        "--at-every", "use_slot", "--watch", "&slot[2]", "--", str(run_at), "stack",
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = run_logged(
+        prefix, "--at-every", "use_slot", "--watch", "&slot[2]", target=(run_at, "stack")
+    )
     # Each call of use_slot has its own watch; clobber() in between is nobody's.
     for suffix in ("", ".at2"):
-        records = read_jsonl(f"{prefix}{suffix}.jsonl")
-        assert kinds(records) == ["write"] * 3 + ["read"]
-        assert {r["frames"][0]["func"] for r in records} == {"use_slot"}
+        assert_use_slots_records(read_jsonl(f"{prefix}{suffix}.jsonl"))
     ended = [line for line in done.stderr.splitlines() if "ended: " in line or "no watch" in line]
     assert ended == [
         "qzn: watch 1 ended: use_slot() returned: its stack slot is gone",
@@ -127,11 +126,7 @@ def test_a_stripped_program_is_armed_at_its_entry_and_its_sites_are_module_offse
     nm = subprocess.run(["nm", str(program)], capture_output=True, text=True)
     assert "no symbols" in nm.stderr
     prefix = tmp_path / "n"
-    done = run_launcher(
-        "run", "--no-html", "--log", str(prefix), "--quiet",
-        "--watch", hex(byte), "--", str(program), "global", "4",
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = run_logged(prefix, "--watch", hex(byte), target=(program, "global", "4"))
     records = read_jsonl(f"{prefix}.jsonl")
     assert kinds(records) == ["write"] * 4 + ["read"]
     assert [r["value"] for r in records] == [1, 2, 3, 4, 4]
@@ -146,11 +141,9 @@ def test_a_stripped_program_is_armed_at_its_entry_and_its_sites_are_module_offse
 
 def test_run_of_a_target_that_dies_of_sigsegv(run_at, tmp_path):
     prefix = tmp_path / "c"
-    done = run_launcher(
-        "run", "--quiet", "--no-html", "--log", str(prefix),
-        "--watch", "&the_byte", "--", str(run_at), "crash", "3",
-    )  # fmt: skip
-    assert done.returncode == SIGSEGV_STATUS, done.stderr
+    done = run_logged(
+        prefix, "--watch", "&the_byte", target=(run_at, "crash", "3"), code=SIGSEGV_STATUS
+    )
     assert kinds(read_jsonl(f"{prefix}.jsonl")) == ["write"] * 3 + ["read"]
     assert "summary: 4 accesses: 1 reads, 3 writes" in done.stdout
     assert done.stderr.splitlines()[-1] == "qzn: watch 1 ended: target was killed by SIGSEGV"

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from gdb_qznusnih.launcher.procfs import parse_maps
+from tests.conftest import tracer_pid
 
 # pause(2)'s number in /proc/PID/syscall: x86-64, else i386.
 PAUSE_SYSCALL = "34" if platform.machine() == "x86_64" else "29"
@@ -38,10 +39,7 @@ class IdleTarget:
         return self.proc.poll() is None
 
     def tracer_pid(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("TracerPid:"):
-                return int(line.split()[1])
-        return 0
+        return tracer_pid(self.pid)
 
     def writable_memory(self) -> dict[str, bytes]:
         """Every writable mapping's bytes, read through /proc/PID/mem, by mapping."""

@@ -59,9 +59,9 @@ def perf_target_bin(build_c) -> Path:
 
 
 @pytest.fixture
-def start_target(perf_target_bin):
-    """start_target(writes, reads, rmws, early=0, late=0, zero_reads=0, wrapper=[]) -> Target."""
-    started: list[Target] = []
+def start_target(perf_target_bin, reap):
+    """start_target(writes, reads, rmws, early=0, late=0, zero_reads=0, wrapper=[]) -> Target;
+    killed at teardown."""
 
     def start(writes, reads, rmws, early=0, late=0, zero_reads=0, wrapper=()):
         counts = [writes, reads, rmws, early, late, zero_reads]
@@ -70,12 +70,6 @@ def start_target(perf_target_bin):
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
-        target = Target(proc)
-        started.append(target)
-        return target
+        return Target(reap(proc))
 
-    yield start
-    for target in started:
-        if target.proc.poll() is None:
-            target.proc.kill()
-        target.proc.communicate()
+    return start

@@ -18,10 +18,9 @@ import pytest
 from gdb_qznusnih.launcher.preflight import parse_stat
 from tests.conftest import C_DIR
 from tests.perf.test_engine_launcher import (
+    armed_launcher,
     comparable,
-    launcher,
     records,
-    wait_armed,
     wait_for_lines,
 )
 
@@ -61,15 +60,9 @@ def watch(program: Path, engine: str, tmp_path: Path, *args: str, exit_status: i
     exit status), the launcher's exit status checked to be `exit_status`."""
     target = Faults(program, *args)
     prefix = tmp_path / engine
-    proc = launcher(target.address, str(target.pid), "--engine", engine, "--log", str(prefix),
-                    "--quiet", "--no-html")  # fmt: skip
-    try:
-        armed = wait_armed(proc)
+    with armed_launcher(target.address, target.pid, prefix, engine=engine) as (proc, armed):
         target.send()
         _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     target.proc.stdin.close()
     status = target.proc.wait(timeout=30)  # reaped only now: its status was readable
     assert proc.returncode == exit_status, err
@@ -154,10 +147,7 @@ def test_a_library_dlopened_after_arming_gets_full_frames(faults, build_c, tmp_p
 def test_a_sigstop_is_left_to_the_target_and_sigcont_resumes_the_watch(faults, tmp_path):
     target = Faults(faults, "phases")
     prefix = tmp_path / "stopped"
-    proc = launcher(target.address, str(target.pid), "--engine", "perf", "--log", str(prefix),
-                    "--quiet", "--no-html")  # fmt: skip
-    try:
-        wait_armed(proc)
+    with armed_launcher(target.address, target.pid, prefix) as (proc, _):
         target.send()
         assert target.proc.stdout.readline() == "phase\n"
         target.proc.send_signal(signal.SIGSTOP)
@@ -170,12 +160,7 @@ def test_a_sigstop_is_left_to_the_target_and_sigcont_resumes_the_watch(faults, t
         assert target.proc.stdout.readline() == "done\n"
         target.proc.stdin.close()
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
-    assert target.proc.wait(timeout=30) == 0
-    assert ended(err) == "qzn: watch 1 ended: target exited with code 0"
+    assert_both_exited_0(proc, err, target)
     assert kinds_and_values(records(prefix)) == [("write", 1)] + [("read", 1)] * 100
 
 
@@ -184,21 +169,14 @@ def test_a_target_stopped_before_the_watch_is_armed_and_stays_stopped(faults, tm
     target.proc.send_signal(signal.SIGSTOP)
     wait_for_state(target, "T")
     prefix = tmp_path / "prestopped"
-    proc = launcher(target.address, str(target.pid), "--engine", "perf", "--log", str(prefix),
-                    "--quiet", "--no-html")  # fmt: skip
-    try:
-        wait_armed(proc)  # perf needs no stop: the gdb engine refuses a stopped target
+    # perf needs no stop to arm: the gdb engine refuses a stopped target
+    with armed_launcher(target.address, target.pid, prefix) as (proc, _):
         target.send()
         time.sleep(0.2)
         assert target.state() == "T" and proc.poll() is None
         target.proc.send_signal(signal.SIGCONT)
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
-    assert target.proc.wait(timeout=30) == 0
-    assert ended(err) == "qzn: watch 1 ended: target exited with code 0"
+    assert_both_exited_0(proc, err, target)
     assert kinds_and_values(records(prefix)) == [("write", 1)]
 
 
@@ -209,17 +187,11 @@ HOT_WRITES = 100_000
 def test_a_stop_signal_mid_flood_leaves_every_record_whole(start_target, tmp_path, signum):
     target = start_target(HOT_WRITES, 0, 0)
     prefix = tmp_path / "flood"
-    proc = launcher(hex(target.address), str(target.pid), "--engine", "perf", "--log",
-                    str(prefix), "--quiet", "--no-html")  # fmt: skip
-    try:
-        wait_armed(proc)
+    with armed_launcher(hex(target.address), target.pid, prefix) as (proc, _):
         target.go()
         wait_for_lines(prefix, 1000)  # the hot loop is under way
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert "Traceback" not in err
     assert ended(err) == f"qzn: watch 1 ended: {signal.Signals(signum).name} received"
     text = Path(f"{prefix}.jsonl").read_text()
@@ -235,6 +207,13 @@ def test_a_stop_signal_mid_flood_leaves_every_record_whole(start_target, tmp_pat
     assert proc.returncode == (3 if lost else 0), (err, lost)
     target.wait_done()
     assert target.finish() == (HOT_WRITES - 1) % 256  # ran on to the end, unharmed
+
+
+def assert_both_exited_0(proc: subprocess.Popen, err: str, target: Faults) -> None:
+    """The launcher and the target exited 0, the watch ending with the target's exit."""
+    assert proc.returncode == 0, err
+    assert target.proc.wait(timeout=30) == 0
+    assert ended(err) == "qzn: watch 1 ended: target exited with code 0"
 
 
 def wait_for_state(target: Faults, wanted: str, timeout: float = 10) -> None:

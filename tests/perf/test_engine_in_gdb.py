@@ -14,8 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from gdb_qznusnih.launcher.preflight import parse_status
-from tests.conftest import LOADER, REPO, gdb_stopped_at_argv, quiet_env, run_gdb_stopped_at
+from tests.conftest import (
+    LOADER,
+    REPO,
+    gdb_stopped_at_argv,
+    quiet_env,
+    run_gdb_stopped_at,
+    tracer_pid,
+)
 from tests.perf.perf_helpers import child_pids, wait_for_lines, wait_until
 from tests.records import comparable, read_jsonl, thread_pattern
 
@@ -358,10 +364,6 @@ def armed_line(stream) -> str:
             return line
         assert line.startswith(("26\t", "Temporary breakpoint")) or not line.strip(), line
     raise AssertionError("no armed line")
-
-
-def tracer_pid(pid: int) -> int:
-    return parse_status(Path(f"/proc/{pid}/status").read_text()).tracer_pid
 
 
 def test_the_default_inside_gdb_is_auto_which_takes_perf_for_a_native_process(build_c, tmp_path):

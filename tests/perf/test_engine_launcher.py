@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,22 @@ def wait_armed(proc: subprocess.Popen) -> str:
     return line
 
 
+@contextmanager
+def armed_launcher(address, pid, prefix: Path, *options: str, engine="perf", wrapper=()):
+    """`watch ADDRESS PID --engine ENGINE --log PREFIX --quiet --no-html OPTIONS` (engine None:
+    its default), armed: (process, its armed line).  Killed on the way out if it still runs."""
+    engine_options = ("--engine", engine) if engine else ()
+    proc = launcher(
+        address, str(pid), *engine_options, "--log", str(prefix), "--quiet", "--no-html",
+        *options, wrapper=wrapper,
+    )  # fmt: skip
+    try:
+        yield proc, wait_armed(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def records(prefix: Path) -> list[dict]:
     return read_jsonl(f"{prefix}.jsonl")
 
@@ -67,15 +84,9 @@ def watch_mix(program: Path, tmp_path: Path, engine: str, *options: str):
     """Watch mix's byte by its expression; (records, the launcher's stderr)."""
     mix = Mix(program)
     prefix = tmp_path / (engine + str(len(options)))
-    proc = launcher("&area[11]", str(mix.pid), "--engine", engine, "--log", str(prefix),
-                    "--quiet", "--no-html", *options)  # fmt: skip
-    try:
-        armed = wait_armed(proc)
+    with armed_launcher("&area[11]", mix.pid, prefix, *options, engine=engine) as (proc, armed):
         mix.go()
         _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 0, err
     out, _ = mix.proc.communicate(timeout=30)  # reaped only now: its status was readable
     assert mix.proc.returncode == 0 and "mix done" in out
@@ -124,15 +135,13 @@ def test_if_and_stop_if_through_the_launcher(build_c, tmp_path, engine):
 def test_threads_made_before_and_after_arming_are_all_watched(start_target, tmp_path):
     target = start_target(200, 100, 10, early=2, late=2)
     prefix = tmp_path / "threads"
-    proc = launcher(hex(target.address), str(target.pid), "--engine", "perf", "--log",
-                    str(prefix), "--quiet", "--no-html")  # fmt: skip
-    wait_armed(proc)
-    assert target.status().tracer_pid == 0
-    target.go()
-    target.wait_done()
-    target.proc.stdin.close()  # it reads the byte once more and exits
-    target.proc.stdin = None
-    _, err = proc.communicate(timeout=60)
+    with armed_launcher(hex(target.address), target.pid, prefix) as (proc, _):
+        assert target.status().tracer_pid == 0
+        target.go()
+        target.wait_done()
+        target.proc.stdin.close()  # it reads the byte once more and exits
+        target.proc.stdin = None
+        _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert target.proc.wait(timeout=10) == 0
     logged = records(prefix)
@@ -155,14 +164,12 @@ def test_a_target_under_strace_is_watched(start_target, tmp_path):
     tracer = target.status().tracer_pid
     assert tracer != 0
     prefix = tmp_path / "traced"
-    proc = launcher(hex(target.address), str(target.pid), "--log", str(prefix), "--quiet",
-                    "--no-html")  # fmt: skip
-    armed = wait_armed(proc)
-    assert "engine perf" in armed  # auto: the gdb engine would refuse a traced process
-    target.go()
-    target.wait_done()
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    with armed_launcher(hex(target.address), target.pid, prefix, engine=None) as (proc, armed):
+        assert "engine perf" in armed  # auto: the gdb engine would refuse a traced process
+        target.go()
+        target.wait_done()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "watch 1 ended: SIGTERM received" in err
     assert [r["kind"] for r in records(prefix)] == ["write"] * 50 + ["read"] * 50
@@ -179,19 +186,13 @@ def test_sigkill_of_the_launcher_at_full_speed_leaves_the_target_running(
 ):
     target = start_target(HOT_WRITES, 0, 0)
     prefix = tmp_path / "killed"
-    proc = launcher(hex(target.address), str(target.pid), "--engine", "perf", "--log",
-                    str(prefix), "--quiet", "--no-html")  # fmt: skip
-    try:
-        wait_armed(proc)
+    with armed_launcher(hex(target.address), target.pid, prefix) as (proc, _):
         symbolizer = child_pids(proc.pid)
         target.go()
         wait_for_lines(prefix, 1000)  # the hot loop is under way, records on disk
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=10) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
+    proc.communicate()
     target.wait_done()
     assert target.status().tracer_pid == 0
     assert target.finish() == (HOT_WRITES - 1) % 256  # exit 0, not killed by SIGTRAP
@@ -202,14 +203,12 @@ def test_sigkill_of_the_launcher_at_full_speed_leaves_the_target_running(
 def test_a_tiny_ring_loses_accesses_and_says_how_many_exactly(start_target, tmp_path):
     target = start_target(20_000, 0, 0)
     prefix = tmp_path / "lossy"
-    proc = launcher(hex(target.address), str(target.pid), "--engine", "perf", "--log",
-                    str(prefix), "--quiet", "--no-html", "--stack-bytes", "512",
-                    "--ring-pages", "1")  # fmt: skip
-    wait_armed(proc)
-    target.go()
-    target.wait_done()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    tiny = ("--stack-bytes", "512", "--ring-pages", "1")
+    with armed_launcher(hex(target.address), target.pid, prefix, *tiny) as (proc, _):
+        target.go()
+        target.wait_done()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, err  # accesses lost: not a clean watch
     assert "watch 1 ended: SIGINT received" in err
     lines = records(prefix)
@@ -261,15 +260,16 @@ def test_a_gdb_only_option_with_engine_perf_is_one_line(start_target):
 def test_auto_falls_back_to_gdb_where_perf_events_are_forbidden(start_target, tmp_path):
     target = start_target(20, 20, 0)
     prefix = tmp_path / "fallback"
-    proc = launcher(hex(target.address), str(target.pid), "--log", str(prefix), "--quiet",
-                    "--no-html", wrapper=["/usr/bin/python3", str(NO_PERF)])  # fmt: skip
-    armed = wait_armed(proc)
-    assert "; engine gdb (not permitted to watch process" in armed, armed
-    wait_until(lambda: target.status().tracer_pid != 0, "gdb to attach")
-    target.go()
-    target.wait_done()
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    with armed_launcher(
+        hex(target.address), target.pid, prefix, engine=None,
+        wrapper=["/usr/bin/python3", str(NO_PERF)],
+    ) as (proc, armed):  # fmt: skip
+        assert "; engine gdb (not permitted to watch process" in armed, armed
+        wait_until(lambda: target.status().tracer_pid != 0, "gdb to attach")
+        target.go()
+        target.wait_done()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert [r["kind"] for r in records(prefix)] == ["write"] * 20 + ["read"] * 20
     assert target.finish() == 19
@@ -307,11 +307,10 @@ def test_addr_that_is_not_an_address_is_one_line(build_c):
 def test_count_and_access_filter_under_perf(build_c, tmp_path):
     mix = Mix(build_c("mix"))
     prefix = tmp_path / "count"
-    proc = launcher(hex(mix.byte), str(mix.pid), "--engine", "perf", "--access", "w",
-                    "--count", "5", "--log", str(prefix), "--quiet", "--no-html")  # fmt: skip
-    wait_armed(proc)
-    mix.go()
-    _, err = proc.communicate(timeout=60)
+    filters = ("--access", "w", "--count", "5")
+    with armed_launcher(hex(mix.byte), mix.pid, prefix, *filters) as (proc, _):
+        mix.go()
+        _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "watch 1 ended: --count 5 reached" in err
     logged = records(prefix)

@@ -9,8 +9,6 @@ import time
 
 import pytest
 
-from tests.cli.launcher_helpers import Tester
-
 _LISTENING = re.compile(r"Listening on port (\d+)")
 
 
@@ -69,28 +67,3 @@ def gdbserver():
     yield start
     for server in started:
         server.stop()
-
-
-@pytest.fixture
-def start_tester(build_c):
-    """start_tester(*ARGS) -> Tester: the user_space_tester, waiting for a tracer (here
-    gdbserver); killed at teardown.  As tests/cli's fixture, without its module path."""
-    started: list[Tester] = []
-
-    def start(*args: str) -> Tester:
-        proc = subprocess.Popen(
-            [str(build_c("user_space_tester")), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        words = proc.stdout.readline().split()  # "pid 1234 byte 0x55..."
-        tester = Tester(proc, int(words[1]), int(words[3], 16))
-        started.append(tester)
-        return tester
-
-    yield start
-    for tester in started:
-        if tester.proc.poll() is None:
-            tester.proc.kill()
-        tester.proc.communicate()

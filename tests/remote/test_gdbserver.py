@@ -10,6 +10,7 @@ import socket
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -81,13 +82,51 @@ def run_watch_releasing(cmd: list[str], mix: subprocess.Popen) -> subprocess.Com
     return subprocess.CompletedProcess(cmd, gdb.returncode, out, "".join(seen) + err)
 
 
-def start_waiting_mix(program) -> tuple[subprocess.Popen, int]:
+@contextmanager
+def mix_that_runs_to_its_end(program):
+    """`mix wait`, waiting for its go byte: (process, pid).  On the way out it must end, exit
+    0 and say "mix done" (unless the test failed first)."""
     mix = subprocess.Popen(
         [str(program), "wait"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
-    mix.stdout.readline()  # byte 0x...
-    pid = int(mix.stdout.readline().split()[1])  # pid P
-    return mix, pid
+    try:
+        mix.stdout.readline()  # byte 0x...
+        yield mix, int(mix.stdout.readline().split()[1])  # pid P
+    finally:
+        out, _ = mix.communicate(timeout=60)
+    assert (mix.returncode, out.strip()) == (0, "mix done")
+
+
+def watch_started_program(server, program, prefix, watch_options=()):
+    """gdb with `program`'s symbols on the one gdbserver started, run to ready(), watching."""
+    cmd = gdb_on(
+        server.address, f"target remote {server.address}", "tbreak ready", "continue",
+        prefix=prefix, watch_options=watch_options,
+    )  # fmt: skip
+    cmd.insert(1, str(program))  # gdb FILE: the program's symbols
+    return subprocess.run(cmd, capture_output=True, text=True, env=quiet_env(), timeout=120)
+
+
+def remote_watch_of_the_data(server, prefix, *options: str) -> list[str]:
+    """The launcher's `watch &the_data --remote SERVER --log PREFIX --quiet --no-html OPTIONS`."""
+    return [
+        "watch", "&the_data", *options, "--remote", server.address, "--log", str(prefix),
+        "--quiet", "--no-html",
+    ]  # fmt: skip
+
+
+def watching_an_attached_tester(start_tester, gdbserver, prefix, rounds: int, records: int):
+    """A tester of `rounds` 20 ms rounds, attached by gdbserver, watched by a launcher until
+    `records` records are logged: (tester, server, launcher)."""
+    tester = start_tester("--rounds", str(rounds), "--interval-ms", "20", "--grace-ms", "1000")
+    server = gdbserver("--attach", then=[tester.pid])
+    launcher = start_launcher(*remote_watch_of_the_data(server, prefix))
+    jsonl = prefix.with_suffix(".jsonl")
+    wait_for(
+        lambda: jsonl.exists() and jsonl.read_text().count("\n") >= records,
+        what=f"{records} records",
+    )
+    return tester, server, launcher
 
 
 def assert_same_as_native(records, native, result):
@@ -107,12 +146,7 @@ def test_a_program_gdbserver_started_is_watched_as_natively(
 ):
     server = gdbserver(then=[build_c("mix")])
     prefix = tmp_path / "started"
-    cmd = gdb_on(
-        server.address, f"target remote {server.address}", "tbreak ready", "continue",
-        prefix=prefix,
-    )  # fmt: skip
-    cmd.insert(1, str(build_c("mix")))  # gdb FILE: the program's symbols
-    result = subprocess.run(cmd, capture_output=True, text=True, env=quiet_env(), timeout=120)
+    result = watch_started_program(server, build_c("mix"), prefix)
     records = read_jsonl(prefix.with_suffix(".jsonl"))
     assert_same_as_native(records, native_mix, result)
     # gdbserver disables ASLR like gdb's `run`: the very same pcs.
@@ -124,8 +158,7 @@ def test_a_program_gdbserver_started_is_watched_as_natively(
 def test_a_process_gdbserver_attached_is_watched_as_natively(
     build_c, gdbserver, tmp_path, native_mix
 ):
-    mix, pid = start_waiting_mix(build_c("mix"))
-    try:
+    with mix_that_runs_to_its_end(build_c("mix")) as (mix, pid):
         server = gdbserver("--attach", then=[pid])
         prefix = tmp_path / "attached"
         result = run_watch_releasing(
@@ -135,32 +168,26 @@ def test_a_process_gdbserver_attached_is_watched_as_natively(
         assert_same_as_native(records, native_mix, result)
         assert {r["pid"] for r in records} == {pid}
         assert "qzn: watch 1 ended: target exited with code 0" in result.stderr
-    finally:
-        out, _ = mix.communicate(timeout=60)
-    assert "mix done" in out
 
 
 def test_count_ends_the_watch_and_the_detached_program_runs_on(build_c, gdbserver, tmp_path):
-    mix, pid = start_waiting_mix(build_c("mix"))
-    server = gdbserver("--attach", then=[pid])
-    prefix = tmp_path / "count"
-    cmd = gdb_on(
-        server.address, f"target remote {server.address}", prefix=prefix,
-        watch_options=["--count", "5"],
-    )  # fmt: skip
-    result = run_watch_releasing(cmd, mix)
-    out, _ = mix.communicate(timeout=60)
+    with mix_that_runs_to_its_end(build_c("mix")) as (mix, pid):
+        server = gdbserver("--attach", then=[pid])
+        prefix = tmp_path / "count"
+        cmd = gdb_on(
+            server.address, f"target remote {server.address}", prefix=prefix,
+            watch_options=["--count", "5"],
+        )  # fmt: skip
+        result = run_watch_releasing(cmd, mix)
     records = read_jsonl(prefix.with_suffix(".jsonl"))
     assert [(r["kind"], r["frames"][0]["func"]) for r in records] == EXPECTED[:5]
     assert "qzn: watch 1 ended: --count 5 reached" in result.stderr
-    assert (mix.returncode, out.strip()) == (0, "mix done")
 
 
 def test_a_process_attached_through_gdbserver_multi_is_watched_as_natively(
     build_c, gdbserver, tmp_path, native_mix
 ):
-    mix, pid = start_waiting_mix(build_c("mix"))
-    try:
+    with mix_that_runs_to_its_end(build_c("mix")) as (mix, pid):
         server = gdbserver("--multi")
         prefix = tmp_path / "multi"
         cmd = gdb_on(
@@ -170,21 +197,14 @@ def test_a_process_attached_through_gdbserver_multi_is_watched_as_natively(
         result = run_watch_releasing(cmd, mix)
         records = read_jsonl(prefix.with_suffix(".jsonl"))
         assert_same_as_native(records, native_mix, result)
-    finally:
-        out, _ = mix.communicate(timeout=60)
-    assert "mix done" in out
     assert server.proc.poll() is None, "gdbserver --multi serves on after the detach"
 
 
 def test_gdbserver_is_not_taken_for_a_whole_system_stub_unless_asked(build_c, gdbserver, tmp_path):
     server = gdbserver(then=[build_c("mix")])
-    prefix = tmp_path / "system"
-    cmd = gdb_on(
-        server.address, f"target remote {server.address}", "tbreak ready", "continue",
-        prefix=prefix, watch_options=["--system"],
-    )  # fmt: skip
-    cmd.insert(1, str(build_c("mix")))
-    result = subprocess.run(cmd, capture_output=True, text=True, env=quiet_env(), timeout=120)
+    result = watch_started_program(
+        server, build_c("mix"), tmp_path / "system", watch_options=["--system"]
+    )
     # --system: the QEMU mode's filter, which gdbserver's registers cannot feed (no cr3).
     assert "filtering by address space" in result.stderr, result.stderr
     armed = [line for line in result.stderr.splitlines() if line.startswith(ARMED)]
@@ -216,10 +236,9 @@ def test_launcher_remote_attaches_a_pid_through_gdbserver_multi(start_tester, gd
     tester = start_tester("--rounds", "5", "--grace-ms", "1000")
     prefix = tmp_path / "tester"
     done = run_launcher(
-        "watch", "&the_data", str(tester.pid), "--remote", server.address,
-        "--log", str(prefix), "--quiet", "--no-html",
+        *remote_watch_of_the_data(server, prefix, str(tester.pid)),
         env=quiet_env(QZN_GDB=shutil.which("gdb")),
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr
     records = read_jsonl(prefix.with_suffix(".jsonl"))
     assert [r["kind"] for r in records] == ["write", "read"] * 5
@@ -238,10 +257,7 @@ def test_launcher_duration_ends_the_watch_and_the_program_completes(
     tester = start_tester("--rounds", "30", "--interval-ms", "50", "--grace-ms", "1000")
     server = gdbserver("--attach", then=[tester.pid])
     prefix = tmp_path / "duration"
-    done = run_launcher(
-        "watch", "&the_data", "--remote", server.address, "--duration", "0.5",
-        "--log", str(prefix), "--quiet", "--no-html",
-    )  # fmt: skip
+    done = run_launcher(*remote_watch_of_the_data(server, prefix, "--duration", "0.5"))
     assert done.returncode == 0, done.stderr
     assert "qzn: watch 1 ended: --duration 0.5s reached" in done.stderr
     records = read_jsonl(prefix.with_suffix(".jsonl"))
@@ -255,20 +271,15 @@ def test_sigterm_ends_the_watch_though_gdbserver_cannot_interrupt_the_process(
 ):
     """gdbserver 13 interrupts by signalling the process's group, which fails for a process
     that leads none (like this tester, in pytest's group): the next hit ends the watch."""
-    tester = start_tester("--rounds", "100", "--interval-ms", "20", "--grace-ms", "1000")
-    server = gdbserver("--attach", then=[tester.pid])
     prefix = tmp_path / "term"
-    launcher = start_launcher(
-        "watch", "&the_data", "--remote", server.address, "--log", str(prefix), "--quiet",
-        "--no-html",
-    )  # fmt: skip
-    jsonl = prefix.with_suffix(".jsonl")
-    wait_for(lambda: jsonl.exists() and jsonl.read_text().count("\n") >= 4, what="4 records")
+    tester, server, launcher = watching_an_attached_tester(
+        start_tester, gdbserver, prefix, rounds=100, records=4
+    )
     launcher.send_signal(signal.SIGTERM)
     out, err = launcher.communicate(timeout=60)
     assert launcher.returncode == 0, err
     assert "qzn: watch 1 ended: SIGTERM received" in err
-    records = read_jsonl(jsonl)
+    records = read_jsonl(prefix.with_suffix(".jsonl"))
     assert f"summary: {len(records)} accesses" in out
     assert len(records) < 200, "ended before the program did"
     tester.assert_completed(100)  # detached and running on
@@ -319,18 +330,13 @@ def test_a_server_that_is_not_gdbserver_is_one_line():
 
 
 def test_the_connection_dropping_mid_watch_keeps_the_records(start_tester, gdbserver, tmp_path):
-    tester = start_tester("--rounds", "1000", "--interval-ms", "20", "--grace-ms", "1000")
-    server = gdbserver("--attach", then=[tester.pid])
     prefix = tmp_path / "drop"
-    launcher = start_launcher(
-        "watch", "&the_data", "--remote", server.address, "--log", str(prefix), "--quiet",
-        "--no-html",
-    )  # fmt: skip
-    jsonl = prefix.with_suffix(".jsonl")
-    wait_for(lambda: jsonl.exists() and jsonl.read_text().count("\n") >= 6, what="6 records")
+    _, server, launcher = watching_an_attached_tester(
+        start_tester, gdbserver, prefix, rounds=1000, records=6
+    )
     server.proc.send_signal(signal.SIGKILL)
     out, err = launcher.communicate(timeout=60)
-    records = read_jsonl(jsonl)  # every line whole
+    records = read_jsonl(prefix.with_suffix(".jsonl"))  # every line whole
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
     assert f"summary: {len(records)} accesses" in out
     errors = [line for line in err.splitlines() if line.startswith("qznusnih:")]

@@ -141,6 +141,31 @@ def test_an_instruction_that_moved_its_own_address_register_keeps_the_access():
     assert found == TrapAccess(0x401500, "mov (%rax),%rax", [READ], "insn")
 
 
+def test_an_answer_from_the_pc_alone_is_cached_per_pc_and_one_from_the_registers_is_not():
+    pc = 0x4011B7
+    store = decode_trap(pc, "nop", (pc - 6, "mov    %al,0x2e97(%rip)        # 0x40404e <b>"))
+    reads: list[str] = []
+
+    def traced(**values):
+        read = registers(rip=pc, **values)
+        return lambda name: reads.append(name) or read(name)
+
+    watch = TrapClassifier(0x40404E, 1)
+    expected = TrapAccess(pc - 6, "mov %al,0x2e97(%rip) # 0x40404e <b>", [WRITE], "insn")
+    assert watch.classify(pc, store, traced()) == expected
+    assert reads == ["rip"]  # the address is the pc's: the same at every hit of it
+    assert watch.classify(pc, store, traced()) == expected
+    assert reads == ["rip"]
+    # -0x1(%rdi): where it stored depends on rdi, so each hit reads it again
+    load = decode_trap(pc, "nop", (pc - 4, "movzbl -0x1(%rdi),%eax"))
+    on_rdi = TrapClassifier(0x40404E, 1)
+    hit = TrapAccess(pc - 4, "movzbl -0x1(%rdi),%eax", [READ], "insn")
+    assert on_rdi.classify(pc, load, traced(rdi=0x40404F)) == hit
+    elsewhere = on_rdi.classify(pc, load, traced(rdi=0x50404F))  # it read another byte
+    assert elsewhere == TrapAccess(None, None, [READ], BRANCH)
+    assert reads == ["rip", "rdi", "rdi"]
+
+
 def test_covers():
     def cover(text, length=1, **regs):
         return covers(parse_instruction(text), WATCH, length, registers(**regs))
