@@ -78,7 +78,8 @@ class Accounting:
 
     hardware: dict[str, int]  # each event's own counter, summed over its events
     delivered: dict[str, int]  # samples parsed from the rings
-    # the kernel's count of records that did not fit, samples and (rw) side-band records
+    # the kernel's count of records that did not fit: samples, and side-band records (of the
+    # sampling kind)
     kernel_lost: dict[str, int]
     # the sum of PERF_RECORD_LOST counts seen: counted per ring, not per event, and the last
     # ones are never written if a ring is still full at the end
