@@ -7,7 +7,8 @@ import os
 
 import gdb
 
-from gdb_qznusnih.arm.registry import WatchRegistry
+from gdb_qznusnih.arm.describe import debug_registers_text
+from gdb_qznusnih.arm.registry import WatchRegistry, debug_registers_used
 from gdb_qznusnih.arm.target import WatchError
 from gdb_qznusnih.launcher.perf_watch import EXIT_LOST
 from gdb_qznusnih.options import (
@@ -109,8 +110,16 @@ class StatusCommand(gdb.Command):
             gdb.write(
                 f"watch {session.number}: {session.address:#x} ({session.opts.address}), "
                 f"{session.length} byte(s), access {session.opts.access}: "
-                f"{reads} reads, {writes} writes; logs: {logs}\n"
+                f"{reads} reads, {writes} writes; {_registers_taken(session)}logs: {logs}\n"
             )
+
+
+def _registers_taken(session) -> str:
+    """`takes N debug registers; ` of a watch of a process (a whole-system watch takes none of
+    the process's)."""
+    if session.kernel is not None:
+        return ""
+    return debug_registers_text(debug_registers_used(session)) + "; "
 
 
 class _GdbOutput:

@@ -27,6 +27,12 @@ def armed_text(
     return text
 
 
+def debug_registers_text(count: int) -> str:
+    """What a watch takes of the 4 debug registers of a process: for the armed line and
+    qzn-status."""
+    return f"takes {count} debug register" + ("s" if count != 1 else "")
+
+
 def larger_object_note(object_size: int, length: int) -> str:
     """ADDR points to more than --len bytes: say which part is watched."""
     size = f"{length} byte" + ("s" if length > 1 else "")

@@ -28,7 +28,7 @@ from gdb_qznusnih.arm.target import WatchError
 from gdb_qznusnih.launcher import perf_watch
 from gdb_qznusnih.options import WatchOptions, one_line
 from gdb_qznusnih.perf.engine import PerfWatch
-from gdb_qznusnih.perf.events import PerfError
+from gdb_qznusnih.perf.events import PerfError, watch_kinds
 from gdb_qznusnih.perf.symbolizer import SymbolizerError
 from gdb_qznusnih.record.summary import RunningTime
 from gdb_qznusnih.sinks.status_line import StatusLine
@@ -41,7 +41,11 @@ _GDB_SIGNALS = {
 }  # fmt: skip
 _JOIN_POLL_S = 0.05  # how often gdb's thread, waiting for the consumer, sees a signal
 _WHOLE_SYSTEM_OPTIONS = (("pid", "--pid"), ("cr3", "--cr3"))
-DEBUG_REGISTERS_PER_WATCH = 2  # the read/write and the write-only breakpoint events
+
+
+def debug_registers_needed(opts: WatchOptions) -> int:
+    """One per breakpoint event: read/write and write-only, or write-only alone (--access w)."""
+    return len(watch_kinds(opts.access))
 
 
 def choose_engine(opts: WatchOptions, inferior: gdb.Inferior) -> tuple[str, str | None]:

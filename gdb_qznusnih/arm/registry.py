@@ -12,6 +12,7 @@ from gdb_qznusnih.arm import at_location, perf_session, stack_scope, target
 from gdb_qznusnih.arm.batch import BetweenWatches, in_batch_mode, run_until_done
 from gdb_qznusnih.arm.describe import (
     armed_text,
+    debug_registers_text,
     killed_exit_status,
     larger_object_note,
     target_end_text,
@@ -56,7 +57,7 @@ class WatchRegistry:
                 owner.scoped = False
             if owner is not None and owner.scoped and engine == "perf":
                 engine, why = _stack_slot_engine(opts, owner)
-            self._check_capacity(address, opts.length, engine)
+            self._check_capacity(address, opts, engine)
         fd = status_fd(os.environ)
         # The perf engine's records are written by a thread of their own: no status line.
         status = StatusLine(fd, enabled=engine == "gdb" and in_batch_mode() and os.isatty(fd))
@@ -103,12 +104,12 @@ class WatchRegistry:
         _note(_armed_message(session, pid, kernel, owner, engine_detail))
         return session
 
-    def _check_capacity(self, address: int, length: int, engine: str) -> None:
-        ours = sum(_registers_used(s) for s in self.sessions.values())
+    def _check_capacity(self, address: int, opts: WatchOptions, engine: str) -> None:
+        ours = sum(debug_registers_used(s) for s in self.sessions.values())
         needed = (
-            perf_session.DEBUG_REGISTERS_PER_WATCH
+            perf_session.debug_registers_needed(opts)
             if engine == "perf"
-            else target.registers_needed(address, length)
+            else target.registers_needed(address, opts.length)
         )
         used = ours + target.user_hardware_slots_in_use()
         if used + needed > target.DEBUG_REGISTERS:
@@ -408,9 +409,10 @@ def _stack_slot_engine(opts: WatchOptions, owner) -> tuple[str, str]:
     return "gdb", why
 
 
-def _registers_used(session) -> int:
+def debug_registers_used(session) -> int:
+    """What a watch takes of its process's 4 debug registers (for qzn-status too)."""
     if isinstance(session, perf_session.PerfSession):
-        return perf_session.DEBUG_REGISTERS_PER_WATCH
+        return perf_session.debug_registers_needed(session.opts)
     return target.registers_needed(session.address, session.length)
 
 
@@ -422,6 +424,8 @@ def _armed_message(session, pid: int, kernel, owner, engine_detail: str | None) 
         details.append(owner.describe() if session.scope_end is not None else owner.unscoped())
     if engine_detail is not None:
         details.append(engine_detail)
+    if isinstance(session, perf_session.PerfSession):
+        details.append(debug_registers_text(debug_registers_used(session)))
     object_size = session.object_size
     if object_size is not None and object_size > session.length:
         details.append(larger_object_note(object_size, session.length))

@@ -18,7 +18,12 @@ import threading
 import time
 
 from gdb_qznusnih import address_expression
-from gdb_qznusnih.arm.describe import armed_text, killed_exit_status, target_end_text
+from gdb_qznusnih.arm.describe import (
+    armed_text,
+    debug_registers_text,
+    killed_exit_status,
+    target_end_text,
+)
 from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.launcher import preflight, procfs
 from gdb_qznusnih.options import OptionError, WatchOptions
@@ -38,6 +43,7 @@ from gdb_qznusnih.perf.events import (
     explain_open_error,
     online_cpus,
     read_perf_event_paranoid,
+    watch_kinds,
 )
 from gdb_qznusnih.perf.modules import ModuleMap
 from gdb_qznusnih.perf.symbolizer import AddressError, Symbolizer, SymbolizerError
@@ -117,6 +123,10 @@ def perf_problem(pid: int, config: EventConfig | None = None) -> str | None:
     except OSError as error:
         if error.errno == errno.ENOSYS:
             return "this kernel has no perf_event_open"
+        if error.errno == errno.ENOSPC:
+            # Every debug register is taken (watches that fill all four): the probe, which
+            # needs one, cannot tell; arming refuses then, naming the watch's own address.
+            return None
         return explain_open_error(error.errno, pid, attr, config)
     os.close(fd)
     return None
@@ -237,7 +247,7 @@ def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pa
             raise EngineError(f"cannot read {address:#x} in process {pid}: {error}") from None
         for note in watch.notes:
             _note(note)
-        details = [f"engine perf ({why})"]
+        details = [f"engine perf ({why})", debug_registers_text(len(config.events.kinds))]
         if not config.events.exclude_kernel:
             details.append("kernel-mode accesses too")
         shown = (options.access, options.length, address, options.address, pid)
@@ -290,6 +300,7 @@ def capture_config(
         stack_bytes=options.stack_bytes,
         exclude_kernel=bool(kernel_problem),
         wakeup_events=wakeup_events_for(ring_pages, options.stack_bytes),
+        kinds=watch_kinds(options.access),
     )
     return CaptureConfig(events=events, ring_pages=ring_pages)
 

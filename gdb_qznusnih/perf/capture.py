@@ -27,17 +27,17 @@ from dataclasses import dataclass, field
 from gdb_qznusnih.perf import abi
 from gdb_qznusnih.perf.events import (
     DEFAULT_WAKEUP_EVENTS,
+    WRITE_EVENT_ONLY,
     Event,
     EventConfig,
     close_events,
     open_watch,
 )
-from gdb_qznusnih.perf.hits import PAIR_WINDOW_NS, Hit, HitPairer
+from gdb_qznusnih.perf.hits import PAIR_WINDOW_NS, Hit, HitPairer, WriteHits
 from gdb_qznusnih.perf.records import Lost, Record, RecordParser, Sample, Throttle
 from gdb_qznusnih.perf.ring import Ring
 from gdb_qznusnih.perf.spill import Spilled, SpillFile, spill_budget, spill_dir
 
-KINDS = ("rw", "w")
 # 1024 pages = 4 MiB a CPU: about 950 samples with a 4 KiB stack, 13 ms at 70,000 hits/s.
 DEFAULT_RING_PAGES = 1024
 DEFAULT_POLL_MS = 20
@@ -75,7 +75,8 @@ class CaptureConfig:
 
 @dataclass(frozen=True)
 class Accounting:
-    """Accesses the hardware reported against samples delivered, per event kind.
+    """Accesses the hardware reported against samples delivered, per event kind (the kinds
+    the watch opened: rw and w, or w alone).
 
     Exact once the capture is stopped and read to the end.  While an event is throttled
     (`throttled` > 0) the hardware does not trap at all, so those accesses are in no count.
@@ -83,7 +84,8 @@ class Accounting:
 
     hardware: dict[str, int]  # each event's own counter, summed over its events
     delivered: dict[str, int]  # samples parsed from the rings
-    # the kernel's count of records that did not fit, samples and (rw) side-band records
+    # the kernel's count of records that did not fit: samples, and side-band records (of the
+    # sampling kind)
     kernel_lost: dict[str, int]
     # the sum of PERF_RECORD_LOST counts seen: counted per ring, not per event, and the last
     # ones are never written if a ring is still full at the end
@@ -94,13 +96,16 @@ class Accounting:
     writes_without_rw_sample: int
     spilled: int = 0  # the most bytes that waited in the spill file at once
     spill_dir: str = ""
+    sampling_kind: str = "rw"  # the event each record's sample comes from (EventConfig)
 
-    def lost(self, kind: str = "rw") -> int:
+    def lost(self, kind: str | None = None) -> int:
+        """Accesses of `kind`'s events not delivered; None: of the sampling kind, the records'."""
+        kind = kind or self.sampling_kind
         return self.hardware[kind] - self.delivered[kind]
 
     @property
     def complete(self) -> bool:
-        return self.throttled == 0 and all(self.lost(kind) == 0 for kind in KINDS)
+        return self.throttled == 0 and all(self.lost(kind) == 0 for kind in self.hardware)
 
 
 class Capture:
@@ -125,7 +130,7 @@ class Capture:
         self._wake_read, self._wake_write = -1, -1
         self._stopping = threading.Event()
         self.drained = False  # read() has returned everything: stopped, or the target gone
-        self._delivered = dict.fromkeys(KINDS, 0)
+        self._delivered = dict.fromkeys(self.config.events.kinds, 0)
         self._lost_records = 0
         self._throttled = 0
         self._hits = self._hits_with_write = 0
@@ -153,7 +158,8 @@ class Capture:
             self._rings = self._attach_rings()
             layouts = {event.id: (event.kind, event.sample_type) for event in self._events}
             self._parser = RecordParser(layouts)
-            self._pairers = [HitPairer() for _ in self._rings]
+            hits = WriteHits if self.config.events.kinds == WRITE_EVENT_ONLY else HitPairer
+            self._pairers = [hits() for _ in self._rings]
             self._wake_read, self._wake_write = os.pipe()
             self._thread = threading.Thread(target=self._drain, name="perf-drain", daemon=True)
             self._thread.start()
@@ -321,7 +327,8 @@ class Capture:
         kept from the moment of close()."""
         if self._final_counters is not None:
             return self._final_counters
-        counts, lost = dict.fromkeys(KINDS, 0), dict.fromkeys(KINDS, 0)
+        kinds = self.config.events.kinds
+        counts, lost = dict.fromkeys(kinds, 0), dict.fromkeys(kinds, 0)
         for event in self._events:
             value, _id, not_written = _COUNTER.unpack(os.read(event.fd, _COUNTER.size))
             counts[event.kind] += value
@@ -341,6 +348,7 @@ class Capture:
             writes_without_rw_sample=sum(p.writes_without_rw_sample for p in self._pairers),
             spilled=self.spill.peak,
             spill_dir=self.spill.directory,
+            sampling_kind=self.config.events.sampling_kind,
         )
 
     def stop(self) -> None:

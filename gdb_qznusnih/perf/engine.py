@@ -84,7 +84,7 @@ class WatchRequest:
 class Loss:
     """Accesses the hardware saw that did not become records, and why."""
 
-    lost: int  # the events' own counters minus the samples delivered (RW event)
+    lost: int  # the events' own counters minus the samples delivered (the sampling kind's)
     throttled: int  # times the kernel stopped the event: its accesses were not even counted
     spilled: int = 0  # the most bytes of samples that waited on disk (late, not lost)
     spill_dir: str = ""
@@ -291,15 +291,16 @@ class PerfWatch:
 
     def _mark_loss(self, record: Lost | Throttle) -> None:
         """Hold a loss mark for its place in the stream.  A PERF_RECORD_LOST counts the
-        samples of every event of its ring; the RW events' own lost counters say how many
-        accesses that was, exactly, so far."""
+        samples of every event of its ring; the lost counters of the events that sample each
+        access (RW, or W in a write-only watch) say how many accesses that was, exactly, so far."""
         when = self._clock_offset + record.time / 1e9
+        sampling = self.config.events.sampling_kind
         if isinstance(record, Throttle):
-            if record.stopped and record.kind == "rw":
+            if record.stopped and record.kind == sampling:
                 self._wait(record.time, LostAccesses(self.request.number, None, when, THROTTLED))
             return
         _, not_written = self._capture.counters()
-        new = not_written["rw"] - self._lost_marked
+        new = not_written[sampling] - self._lost_marked
         if new > 0:
             self._lost_marked += new
             self._wait(record.time, LostAccesses(self.request.number, new, when, RING_OVERFLOW))
@@ -341,7 +342,7 @@ class PerfWatch:
         ring's PERF_RECORD_LOST counts miss the last ones, if a ring is full at the end)."""
         accounting = self._capture.accounting()
         return Loss(
-            accounting.lost("rw"), accounting.throttled, accounting.spilled, accounting.spill_dir
+            accounting.lost(), accounting.throttled, accounting.spilled, accounting.spill_dir
         )
 
     def close(self) -> None:

@@ -1,9 +1,10 @@
-"""Open the two breakpoint events of one watch on every thread of a process.
+"""Open the breakpoint events of one watch on every thread of a process.
 
-A watch is a read/write (RW) event and a write-only (W) event on the same bytes: the hardware
-fires both on one trap when the instruction wrote, only RW when it read.  The RW event samples
-what a record needs (IP, registers, the user stack, kernel frames when kernel mode is watched);
-the W event only says "a write happened here, now, on this thread".
+A watch of reads is a read/write (RW) event and a write-only (W) event on the same bytes: the
+hardware fires both on one trap when the instruction wrote, only RW when it read.  The RW event
+samples what a record needs (IP, registers, the user stack, kernel frames when kernel mode is
+watched); the W event only says "a write happened here, now, on this thread".  A write-only
+watch (--access w) is the W event alone, sampling all of that: one debug register, not two.
 
 Two ways to cover threads:
 - "inherit" (the default): on every existing thread, one event per CPU with inherit=1, so
@@ -30,6 +31,9 @@ MAX_STACK_BYTES = 60 * 1024  # a sample's size is a u16: the kernel refuses 64 K
 # At wakeup_events=1 the rate halves; 16 or more gives the full rate.
 DEFAULT_WAKEUP_EVENTS = 16
 THREAD_STRATEGIES = ("inherit", "per-thread")
+# The events of a watch, the first sampling what records need (see breakpoint_attr).
+READ_AND_WRITE_EVENTS = ("rw", "w")
+WRITE_EVENT_ONLY = ("w",)
 READ_FORMAT = abi.FORMAT_ID | abi.FORMAT_LOST
 W_SAMPLE_TYPE = abi.SAMPLE_IDENTIFIER | abi.SAMPLE_IP | abi.SAMPLE_TID | abi.SAMPLE_TIME
 RW_SAMPLE_TYPE = W_SAMPLE_TYPE | abi.SAMPLE_REGS_USER | abi.SAMPLE_STACK_USER
@@ -55,6 +59,12 @@ class EventConfig:
     exclude_kernel: bool = True
     wakeup_events: int = DEFAULT_WAKEUP_EVENTS
     threads: str = "inherit"
+    kinds: tuple[str, ...] = READ_AND_WRITE_EVENTS  # or WRITE_EVENT_ONLY (watch_kinds)
+
+    @property
+    def sampling_kind(self) -> str:
+        """The event whose samples carry the registers, the stack and the side-band records."""
+        return self.kinds[0]
 
     def check(self) -> None:
         if self.stack_bytes % 8 or not 0 <= self.stack_bytes <= MAX_STACK_BYTES:
@@ -68,6 +78,14 @@ class EventConfig:
             raise PerfError(
                 f"threads must be one of {', '.join(THREAD_STRATEGIES)}, not {self.threads!r}"
             )
+        if self.kinds not in (READ_AND_WRITE_EVENTS, WRITE_EVENT_ONLY):
+            raise PerfError(f"events must be rw and w, or w alone, not {self.kinds!r}")
+
+
+def watch_kinds(access: str) -> tuple[str, ...]:
+    """The events a watch logging `access` ("rw", "r" or "w") needs, one debug register each:
+    every write traps the W event, so writes alone need no RW event; a read traps RW only."""
+    return WRITE_EVENT_ONLY if access == "w" else READ_AND_WRITE_EVENTS
 
 
 @dataclass(frozen=True)
@@ -108,7 +126,8 @@ def check_watch(address: int, length: int) -> None:
 
 
 def breakpoint_attr(kind: str, address: int, length: int, config: EventConfig) -> abi.EventAttr:
-    """The perf_event_attr of the RW or the W event of a watch."""
+    """The perf_event_attr of the RW or the W event of a watch; the sampling kind's samples
+    carry what a record needs, the other's only say that it fired."""
     attr = abi.EventAttr()
     attr.type = abi.PERF_TYPE_BREAKPOINT
     attr.bp_type = abi.HW_BREAKPOINT_RW if kind == "rw" else abi.HW_BREAKPOINT_W
@@ -125,7 +144,7 @@ def breakpoint_attr(kind: str, address: int, length: int, config: EventConfig) -
     if config.threads == "inherit":
         flags |= abi.FLAG_INHERIT | abi.FLAG_INHERIT_THREAD  # threads only, not fork children
     attr.sample_type = W_SAMPLE_TYPE
-    if kind == "rw":
+    if kind == config.sampling_kind:
         flags |= SIDE_BAND_FLAGS
         attr.sample_type = RW_SAMPLE_TYPE
         attr.sample_regs_user = abi.REGISTER_MASK
@@ -160,12 +179,12 @@ def online_cpus(text: str | None = None) -> list[int]:
 
 
 def open_watch(pid: int, address: int, length: int, config: EventConfig) -> list[Event]:
-    """The RW and W events of one watch on every thread of `pid`, disabled; all closed on
-    error."""
+    """The events of one watch (config.kinds) on every thread of `pid`, disabled; all closed
+    on error."""
     config.check()
     check_watch(address, length)
     cpus = online_cpus() if config.threads == "inherit" else [-1]
-    attrs = {kind: breakpoint_attr(kind, address, length, config) for kind in ("rw", "w")}
+    attrs = {kind: breakpoint_attr(kind, address, length, config) for kind in config.kinds}
     events: list[Event] = []
     try:
         for tid in thread_ids(pid):
@@ -225,7 +244,7 @@ def explain_open_error(code: int, pid: int, attr: abi.EventAttr, config: EventCo
     if code == errno.ENOSPC:
         return (
             f"no hardware debug register left to watch {where}: x86 has 4 and each watch "
-            "takes 2 (a debugger's watchpoints take them too); remove a watch"
+            "takes 2, 1 with --access w (a debugger's watchpoints take them too); remove a watch"
         )
     if code in (errno.ENOENT, errno.ENODEV, errno.EOPNOTSUPP):
         return "this kernel or machine has no perf hardware breakpoints: use the gdb engine"

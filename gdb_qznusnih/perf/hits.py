@@ -6,6 +6,7 @@ the trap handler, interrupts off), RW or W first depending on which debug regist
 So in one ring's order, a W sample next to an RW sample of the same thread and instruction,
 taken within PAIR_WINDOW_NS, is the same trap: the hardware saw a write.  A lone RW sample
 is a read; a lone W sample is a write whose RW sample was lost (the loss accounting has it).
+A write-only watch has no RW event: each of its W samples is a hit, a write.
 """
 
 from __future__ import annotations
@@ -72,4 +73,19 @@ class HitPairer:
         if sample.kind == "rw":
             return [Hit(sample, False)]
         self.writes_without_rw_sample += 1
+        return []
+
+
+class WriteHits:
+    """The hits of a write-only watch: its one event, W, samples every write and nothing else."""
+
+    writes_without_rw_sample = 0  # there is no RW event to miss
+
+    def add(self, sample: Sample) -> list[Hit]:
+        return [Hit(sample, True)]
+
+    def flush_older_than(self, time_ns: int) -> list[Hit]:
+        return []
+
+    def flush(self) -> list[Hit]:
         return []

@@ -69,8 +69,8 @@ def test_in_gdb_perf_gives_the_same_records_as_the_gdb_engine(build_c, tmp_path)
     assert all(r["value_from"] is not None for r in gdb_records)
     armed = [line for line in by_perf.stderr.splitlines() if line.startswith("qzn: watch 1: ")]
     assert len(armed) == 1 and armed[0].endswith(
-        f"; {ROOT_PERF}; logs {tmp_path}/perf.jsonl, {tmp_path}/perf.reads.log, "
-        f"{tmp_path}/perf.writes.log"
+        f"; {ROOT_PERF}; takes 2 debug registers; logs {tmp_path}/perf.jsonl, "
+        f"{tmp_path}/perf.reads.log, {tmp_path}/perf.writes.log"
     ), by_perf.stderr
     gdb_armed = next(line for line in by_gdb.stderr.splitlines() if "qzn: watch 1: " in line)
     assert "engine" not in gdb_armed  # --engine gdb: the line as it always was

@@ -185,6 +185,26 @@ def test_each_kind_of_a_user_and_kernel_mix_is_counted_exactly(kernel_io, tmp_pa
     assert target.finish() == 0
 
 
+def test_a_write_only_watch_logs_the_kernels_writes_and_never_its_reads(kernel_io, tmp_path):
+    """The W event alone (--access w): the kernel's writes trap it, with the kernel frames;
+    its read (the pipe write() of the byte) does not, nor the user read at the exit."""
+    rounds = 300
+    target = kernel_io(rounds)
+    status, out, err = watch(target, "--access", "w", "--log", str(tmp_path / "k"), "--quiet",
+                             "--no-html")  # fmt: skip
+    assert status == 0, err
+    assert "; takes 1 debug register; kernel-mode accesses too;" in err
+    logged = read_jsonl(tmp_path / "k.jsonl")
+    counts = collections.Counter((r.get("mode"), r["kind"]) for r in logged)
+    assert counts == {(None, "write"): rounds, ("kernel", "write"): 2 * rounds}
+    user_write, zeroed, received = logged[:3]
+    assert funcs(user_write) == ["store_byte", "main"] and user_write["value"] == 1
+    check_kernel_record(zeroed, "write", ZEROING, "vfs_read", "read", "zero_into_byte")
+    check_kernel_record(received, "write", COPYING_OUT, "vfs_read", "read", "receive_byte")
+    assert "lost" not in out
+    assert target.finish() == 0
+
+
 def test_a_thread_name_with_control_characters_is_logged_escaped(kernel_io, tmp_path):
     """The target names its threads: its name must not reach root's terminal raw."""
     target = kernel_io(1, name="io\x1b]0;owned\x07")

@@ -7,8 +7,9 @@ the capture's consumer side is played here from records as the parser gives them
 
 from __future__ import annotations
 
-from gdb_qznusnih.perf.capture import Accounting
+from gdb_qznusnih.perf.capture import Accounting, CaptureConfig
 from gdb_qznusnih.perf.engine import PerfWatch, WatchRequest
+from gdb_qznusnih.perf.events import WRITE_EVENT_ONLY, EventConfig
 from gdb_qznusnih.perf.records import Lost, Throttle
 from gdb_qznusnih.sinks.logs import LogSinks
 
@@ -43,10 +44,21 @@ class Played:
         return Accounting({"rw": self._at_end, "w": 0}, {"rw": 0, "w": 0}, {}, 0, 0, 0, 0, 0)
 
 
-def play(batches, lost_by_batch, hardware_lost_at_end):
+class PlayedWriteOnly(Played):
+    """A write-only watch's capture: its one kind of event, W, samples every access."""
+
+    def counters(self):
+        return {"w": 0}, {"w": self._lost}
+
+    def accounting(self):
+        return Accounting({"w": self._at_end}, {"w": 0}, {}, 0, 0, 0, 0, 0, sampling_kind="w")
+
+
+def play(batches, lost_by_batch, hardware_lost_at_end, played=Played, config=None):
     shown = []
-    watch = PerfWatch(WatchRequest(pid=1, address=0x1000), LogSinks(writer=shown.append))
-    watch._capture = Played(batches, lost_by_batch, hardware_lost_at_end)
+    request = WatchRequest(pid=1, address=0x1000)
+    watch = PerfWatch(request, LogSinks(writer=shown.append), config)
+    watch._capture = played(batches, lost_by_batch, hardware_lost_at_end)
     watch._clock_offset = 0.0
     watch.stop()
     return [line.split("  ", 2)[1] for line in shown]
@@ -69,5 +81,15 @@ def test_losses_no_record_reported_are_said_at_the_end():
     # a ring still full at the end writes no PERF_RECORD_LOST: the counters still know
     assert play([[Lost("rw", 1, SECOND)]], [1], hardware_lost_at_end=5) == [
         "1 access not logged here (ring overflow)",
+        "4 accesses not logged here (ring overflow)",
+    ]
+
+
+def test_a_write_only_watch_says_the_losses_of_its_w_events():
+    config = CaptureConfig(events=EventConfig(kinds=WRITE_EVENT_ONLY))
+    batches = [[Lost("w", 3, SECOND)], [Throttle("w", 2 * SECOND, True)]]
+    assert play(batches, [3, 3], 7, PlayedWriteOnly, config) == [
+        "3 accesses not logged here (ring overflow)",
+        "accesses not logged here (throttled, how many is not known)",
         "4 accesses not logged here (ring overflow)",
     ]

@@ -10,15 +10,18 @@ import pytest
 
 from gdb_qznusnih.perf import abi
 from gdb_qznusnih.perf.events import (
+    READ_AND_WRITE_EVENTS,
     RW_SAMPLE_TYPE,
     W_SAMPLE_TYPE,
+    WRITE_EVENT_ONLY,
     EventConfig,
     PerfError,
     breakpoint_attr,
     check_watch,
     online_cpus,
+    watch_kinds,
 )
-from gdb_qznusnih.perf.hits import HitPairer
+from gdb_qznusnih.perf.hits import HitPairer, WriteHits
 from gdb_qznusnih.perf.records import Comm, Lost, Mmap2, RecordParser, Sample, Task, Throttle
 from gdb_qznusnih.perf.ring import ring_spans
 
@@ -179,6 +182,30 @@ def test_attrs_rw_samples_everything_w_only_says_when():
     assert bin(rw.sample_regs_user).count("1") == len(abi.REGISTER_NAMES) == 20
     per_thread = breakpoint_attr("rw", 0x1000, 1, EventConfig(threads="per-thread"))
     assert not per_thread.flags & abi.FLAG_INHERIT and per_thread.flags & abi.FLAG_EXCLUDE_KERNEL
+
+
+def test_a_write_only_watch_is_the_w_event_alone_sampling_what_records_need():
+    assert [watch_kinds(access) for access in ("rw", "r", "w")] == [
+        READ_AND_WRITE_EVENTS, READ_AND_WRITE_EVENTS, WRITE_EVENT_ONLY
+    ]  # fmt: skip
+    config = EventConfig(stack_bytes=2048, exclude_kernel=False, kinds=WRITE_EVENT_ONLY)
+    w = breakpoint_attr("w", 0x1000, 1, config)
+    assert w.bp_type == abi.HW_BREAKPOINT_W
+    assert w.sample_type == RW_SAMPLE_TYPE | abi.SAMPLE_CALLCHAIN
+    assert (w.sample_stack_user, w.sample_regs_user) == (2048, abi.REGISTER_MASK)
+    assert w.flags & abi.FLAG_MMAP2 and w.flags & abi.FLAG_COMM
+    with pytest.raises(PerfError, match="events must be rw and w, or w alone"):
+        EventConfig(kinds=("rw",)).check()
+
+
+def test_each_sample_of_a_write_only_watch_is_a_write_hit_at_once():
+    hits = WriteHits()
+    first, second = Sample("w", 0x10, 1, 1, 100), Sample("w", 0x10, 1, 1, 101)
+    assert [(hit.sample, hit.hardware_saw_write) for hit in hits.add(first) + hits.add(second)] == [
+        (first, True), (second, True)
+    ]  # fmt: skip
+    assert hits.flush_older_than(10**12) == hits.flush() == []
+    assert hits.writes_without_rw_sample == 0
 
 
 def test_online_cpus():
