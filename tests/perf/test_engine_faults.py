@@ -17,12 +17,8 @@ import pytest
 
 from gdb_qznusnih.launcher.preflight import parse_stat
 from tests.conftest import C_DIR
-from tests.perf.test_engine_launcher import (
-    armed_launcher,
-    comparable,
-    records,
-    wait_for_lines,
-)
+from tests.perf.perf_helpers import armed_launcher, records, wait_for_lines
+from tests.records import comparable
 
 pytestmark = pytest.mark.perf
 FORK_NOTE = "qzn: the target forked; children are not watched (said once)"
