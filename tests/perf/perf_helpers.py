@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +46,30 @@ def assert_untouched(target):
         with open(f"/proc/{target.pid}/task/{tid}/stat") as stat:
             state = stat.read().rpartition(")")[2].split()[0]
         assert state not in ("T", "t"), (tid, state)
+
+
+class LineReader:
+    """The lines of a stream as they come, read by a thread of its own, so that a test can
+    wait for one with a timeout."""
+
+    def __init__(self, stream):
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line)
+
+    def wait_for(self, line: str, timeout: float = 10) -> None:
+        """Until `line` (without its newline) has come."""
+        wait_until(lambda: line + "\n" in self.lines, repr(line), timeout)
+
+    def text(self, timeout: float = 30) -> str:
+        """Everything, once the stream has ended."""
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the stream did not end"
+        return "".join(self.lines)
 
 
 # ---------------------------------------------------------------- `qznusnih watch`
