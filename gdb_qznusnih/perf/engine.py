@@ -229,7 +229,8 @@ class PerfWatch:
         threads are gone, or stop() was called)."""
         capture = self._capture
         waiting = self._waiting
-        self._job_control.check()
+        if self._job_control is not None:  # None: not armed (a played capture)
+            self._job_control.check()
         for item in capture.read(timeout):
             if type(item) is Hit:
                 waiting.append((item.sample.time, item))
@@ -338,7 +339,8 @@ class PerfWatch:
         capture.stop()
         while self.poll(0):
             pass
-        self._job_control.ended()
+        if self._job_control is not None:
+            self._job_control.ended()
         self.summary.end = time.time()
         loss = self.loss()
         unsaid = loss.lost - self._lost_marked
