@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import signal
 import sys
 import threading
@@ -106,7 +107,9 @@ class PerfSession(RunningTime):
     interrupted = False
     detaching = False  # run_detached(): gdb's exit event for its detach is not the target's
 
-    def __init__(self, number: int, opts: WatchOptions, address: int, sinks, caches, pid: int):
+    def __init__(
+        self, number: int, opts: WatchOptions, address: int, sinks, caches, pid: int, say=None
+    ):
         self.number = number
         self.opts = opts
         self.address = address
@@ -123,6 +126,11 @@ class PerfSession(RunningTime):
         self._consumer_done = threading.Event()
         self._drained = False  # the target's threads are all gone
         self._switch_interval = sys.getswitchinterval()
+        self._say = say or (lambda text: None)  # one `qzn:` line, on gdb's thread
+        # The watch's notes (a fork, a SIGSTOP), said on gdb's thread: by a posted event
+        # inside gdb; in -batch gdb's thread sits in run_detached(), whose loop says them.
+        self._notes: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._post_notes = not batch.in_batch_mode()
         request = perf_watch.watch_request(opts, pid, address, number)
         self._config_notes: list[str] = []  # e.g. kernel mode not permitted
         try:
@@ -135,6 +143,7 @@ class PerfSession(RunningTime):
             perf_watch.capture_config(opts, pid, note=self._config_notes.append),
             symbolizer=self._symbolizer,
             caches=caches,
+            note=self._queue_note,
         )
         self._pidfd = perf_watch.open_pidfd(pid)
         try:
@@ -168,7 +177,21 @@ class PerfSession(RunningTime):
     def notes(self) -> list[str]:
         return self._config_notes + self.watch.notes
 
-    # -- the consumer thread: no gdb API here ---------------------------------------
+    # -- the consumer thread: no gdb API here but post_event ---------------------------
+
+    def _queue_note(self, text: str) -> None:
+        self._notes.put(text)
+        if self._post_notes:
+            gdb.post_event(self.say_notes)
+
+    def say_notes(self) -> None:
+        """Say the notes the watch has made so far; on gdb's thread."""
+        while True:
+            try:
+                text = self._notes.get_nowait()
+            except queue.Empty:
+                return
+            self._say(text)
 
     def _consume(self) -> None:
         watch = self.watch
@@ -218,6 +241,7 @@ class PerfSession(RunningTime):
         try:
             while not self._consumer_done.is_set():
                 try:
+                    self.say_notes()
                     self._wait_for_consumer(_JOIN_POLL_S)
                 except KeyboardInterrupt:
                     self.finish(batch.interrupt_reason(relay, self))
@@ -260,6 +284,7 @@ class PerfSession(RunningTime):
         self._stopping.set()
         self._wait_for_consumer()
         self.loss = self.watch.stop()
+        self.say_notes()
 
     def counts(self) -> tuple[int, int]:
         return self.summary.reads, self.summary.writes

@@ -80,7 +80,9 @@ class WatchRegistry:
         try:
             if engine == "perf":
                 pid = inferior.pid
-                session = perf_session.PerfSession(number, opts, address, sinks, caches, pid)
+                session = perf_session.PerfSession(
+                    number, opts, address, sinks, caches, pid, say=_note
+                )
                 session.on_done = self._ended_by_itself
             else:
                 session = WatchSession(number, opts, address, sinks, caches, kernel, status)

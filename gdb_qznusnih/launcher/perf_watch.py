@@ -45,6 +45,7 @@ from gdb_qznusnih.perf.events import (
     read_perf_event_paranoid,
     watch_kinds,
 )
+from gdb_qznusnih.perf.job_control import stopped_at_arm_text
 from gdb_qznusnih.perf.modules import ModuleMap
 from gdb_qznusnih.perf.symbolizer import AddressError, Symbolizer, SymbolizerError
 from gdb_qznusnih.report.build import ReportError
@@ -250,6 +251,8 @@ def _watch(options, pid, address, symbolizer, sinks, caches, stops, why, ring_pa
         details = [f"engine perf ({why})", debug_registers_text(len(config.events.kinds))]
         if not config.events.exclude_kernel:
             details.append("kernel-mode accesses too")
+        if watch.target_stopped:
+            details.append(stopped_at_arm_text(pid))
         shown = (options.access, options.length, address, options.address, pid)
         _note(armed_text(1, *shown, details, sinks.paths))
         killed_by = _run(watch, options, stops, pid, pidfd)

@@ -27,6 +27,7 @@ from gdb_qznusnih.classify.values import full_register_reader
 from gdb_qznusnih.perf import abi
 from gdb_qznusnih.perf.capture import Capture, CaptureConfig
 from gdb_qznusnih.perf.hits import Hit
+from gdb_qznusnih.perf.job_control import JobControlNotes
 from gdb_qznusnih.perf.kernel_symbols import KernelSymbols
 from gdb_qznusnih.perf.modules import MapsLine, ModuleMap, process_memory_reader
 from gdb_qznusnih.perf.records import Comm, Lost, Mmap2, Sample, Task, Throttle
@@ -171,6 +172,7 @@ class PerfWatch:
         self._stop_at: frozenset[int] = frozenset()  # main: gdb's backtraces end there
         self._kernel_symbols: KernelSymbols | None = None  # when kernel mode is watched
         self._comms: dict[int, str | None] = {}  # tid -> its name, for kernel records
+        self._job_control: JobControlNotes | None = None  # says SIGSTOP and SIGCONT
 
     # -- arming -----------------------------------------------------------------------
 
@@ -194,9 +196,15 @@ class PerfWatch:
             self._clock_offset = time.time() - time.monotonic()
             self._capture = Capture(request.pid, request.address, request.length, self.config)
             self._capture.start()
+            self._job_control = JobControlNotes(request.pid, self._note)
         except BaseException:
             self.close()
             raise
+
+    @property
+    def target_stopped(self) -> bool:
+        """Whether the target is in a job-control stop (as of the last check, or arming)."""
+        return self._job_control is not None and self._job_control.stopped
 
     @property
     def symbolizer(self) -> Symbolizer:
@@ -221,6 +229,8 @@ class PerfWatch:
         threads are gone, or stop() was called)."""
         capture = self._capture
         waiting = self._waiting
+        if self._job_control is not None:  # None: not armed (a played capture)
+            self._job_control.check()
         for item in capture.read(timeout):
             if type(item) is Hit:
                 waiting.append((item.sample.time, item))
@@ -329,6 +339,8 @@ class PerfWatch:
         capture.stop()
         while self.poll(0):
             pass
+        if self._job_control is not None:
+            self._job_control.ended()
         self.summary.end = time.time()
         loss = self.loss()
         unsaid = loss.lost - self._lost_marked

@@ -13,6 +13,7 @@ from gdb_qznusnih.perf.capture import Capture, CaptureConfig
 from gdb_qznusnih.perf.events import EventConfig
 from gdb_qznusnih.perf.hits import Hit
 from gdb_qznusnih.perf.records import Sample, Task
+from tests.perf.perf_helpers import assert_untouched
 
 pytestmark = pytest.mark.perf
 
@@ -33,15 +34,6 @@ def capture_run(target, config=SMALL_STACK):
     hits = [item for item in out if isinstance(item, Hit)]
     records = [item for item in out if not isinstance(item, Hit)]
     return hits, records, accounting
-
-
-def assert_untouched(target):
-    """Not traced by us, and no thread stopped (strace's syscall stops would be 't')."""
-    assert target.status().tracer_pid == 0
-    for tid in target.thread_ids():
-        with open(f"/proc/{target.pid}/task/{tid}/stat") as stat:
-            state = stat.read().rpartition(")")[2].split()[0]
-        assert state not in ("T", "t"), (tid, state)
 
 
 def expected_value(threads=1):

@@ -8,6 +8,7 @@ the perf engine's records and messages to the gdb engine's."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -15,14 +16,18 @@ from pathlib import Path
 
 import pytest
 
+from gdb_qznusnih.launcher import procfs
 from gdb_qznusnih.launcher.preflight import parse_stat
 from tests.conftest import C_DIR
-from tests.perf.test_engine_launcher import (
+from tests.perf.perf_helpers import (
+    LineReader,
     armed_launcher,
-    comparable,
+    launcher_run,
     records,
     wait_for_lines,
+    wait_until,
 )
+from tests.records import comparable
 
 pytestmark = pytest.mark.perf
 FORK_NOTE = "qzn: the target forked; children are not watched (said once)"
@@ -144,40 +149,153 @@ def test_a_library_dlopened_after_arming_gets_full_frames(faults, build_c, tmp_p
     assert [comparable(r) for r in by_perf] == [comparable(r) for r in by_gdb]
 
 
-def test_a_sigstop_is_left_to_the_target_and_sigcont_resumes_the_watch(faults, tmp_path):
+def test_a_sigstop_mid_watch_is_said_once_left_to_the_target_and_its_sigcont_too(faults, tmp_path):
     target = Faults(faults, "phases")
     prefix = tmp_path / "stopped"
     with armed_launcher(target.address, target.pid, prefix) as (proc, _):
+        err = LineReader(proc.stderr)
         target.send()
         assert target.proc.stdout.readline() == "phase\n"
         target.proc.send_signal(signal.SIGSTOP)
-        wait_for_state(target, "T")
+        err.wait_for(stopped_note(target.pid))
+        assert target.state() == "T"
         target.send()  # its go byte for the reads: it cannot take it while stopped
-        time.sleep(0.2)
+        time.sleep(0.5)  # two checks of its state and more: still one note
         assert target.state() == "T" and proc.poll() is None  # still stopped, still watched
         assert kinds_and_values(records(prefix)) == [("write", 1)]
         target.proc.send_signal(signal.SIGCONT)
         assert target.proc.stdout.readline() == "done\n"
+        err.wait_for(RUNS_AGAIN_NOTE)  # it waits for the end of its stdin: running
         target.proc.stdin.close()
-        _, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        err = err.text()
     assert_both_exited_0(proc, err, target)
     assert kinds_and_values(records(prefix)) == [("write", 1)] + [("read", 1)] * 100
+    assert qzn_notes(err) == [stopped_note(target.pid), RUNS_AGAIN_NOTE, ended(err)]
 
 
-def test_a_target_stopped_before_the_watch_is_armed_and_stays_stopped(faults, tmp_path):
-    target = Faults(faults, "exit", "0")
+def test_a_target_stopped_before_the_watch_is_armed_said_and_stays_stopped(faults, tmp_path):
+    target = Faults(faults, "phases")
     target.proc.send_signal(signal.SIGSTOP)
     wait_for_state(target, "T")
     prefix = tmp_path / "prestopped"
     # perf needs no stop to arm: the gdb engine refuses a stopped target
-    with armed_launcher(target.address, target.pid, prefix) as (proc, _):
+    with armed_launcher(target.address, target.pid, prefix) as (proc, armed):
+        err = LineReader(proc.stderr)
+        assert armed_stopped(target.pid) in armed
         target.send()
-        time.sleep(0.2)
+        time.sleep(0.5)
         assert target.state() == "T" and proc.poll() is None
+        assert records(prefix) == [] and err.lines == []  # no "was stopped": the armed line
         target.proc.send_signal(signal.SIGCONT)
-        _, err = proc.communicate(timeout=60)
+        assert target.proc.stdout.readline() == "phase\n"
+        err.wait_for(RUNS_AGAIN_NOTE)
+        target.send()
+        assert target.proc.stdout.readline() == "done\n"
+        target.proc.stdin.close()
+        proc.wait(timeout=60)
+        err = err.text()
     assert_both_exited_0(proc, err, target)
+    assert kinds_and_values(records(prefix)) == [("write", 1)] + [("read", 1)] * 100
+    assert qzn_notes(err) == [RUNS_AGAIN_NOTE, ended(err)]
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "--duration"])
+def test_the_watch_ends_while_the_target_is_stopped_and_leaves_it_stopped(faults, tmp_path, how):
+    target = Faults(faults, "phases")
+    prefix = tmp_path / "ended"
+    duration = ("--duration", "1.5") if how == "--duration" else ()
+    with armed_launcher(target.address, target.pid, prefix, *duration) as (proc, _):
+        err = LineReader(proc.stderr)
+        target.send()
+        assert target.proc.stdout.readline() == "phase\n"
+        target.proc.send_signal(signal.SIGSTOP)
+        err.wait_for(stopped_note(target.pid))
+        if how == "SIGINT":
+            proc.send_signal(signal.SIGINT)  # Ctrl-C
+        out = proc.stdout.read()
+        proc.wait(timeout=60)
+        err = err.text()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    reason = "SIGINT received" if how == "SIGINT" else "--duration 1.5s reached"
+    assert qzn_notes(err) == [
+        stopped_note(target.pid),
+        f"qzn: the target is left stopped; resume it with 'kill -CONT {target.pid}'",
+        f"qzn: watch 1 ended: {reason}",
+    ]
+    assert "summary: 1 accesses: 0 reads, 1 writes in " in out
     assert kinds_and_values(records(prefix)) == [("write", 1)]
+    time.sleep(0.3)
+    assert target.state() == "T"  # a job-control stop, not a tracer's (t)
+    assert procfs.tracer_pid(target.pid) == 0
+    target.proc.send_signal(signal.SIGCONT)
+    target.send()
+    assert target.proc.stdout.readline() == "done\n"
+    target.proc.stdin.close()
+    assert target.proc.wait(timeout=30) == 0
+
+
+def test_a_sigstop_under_run_engine_perf_is_said_once_and_its_sigcont_too(faults, tmp_path):
+    """`run`: gdb detached the target at once (-batch); the notes come through gdb's thread."""
+    prefix = tmp_path / "run"
+    proc = launcher_run("--engine", "perf", "--log", str(prefix), "--quiet", "--no-html",
+                        "--watch", "&the_byte", "--", str(faults), "phases",
+                        stdin=subprocess.PIPE)  # fmt: skip
+    try:
+        err = LineReader(proc.stderr)
+        line = proc.stdout.readline()  # the program's first line: "pid P addr 0x..."
+        while not line.startswith("pid "):
+            line = proc.stdout.readline()
+        pid = int(line.split()[1])
+        wait_until(lambda: procfs.tracer_pid(pid) == 0, "gdb to detach")
+        proc.stdin.write("g")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "phase\n"
+        os.kill(pid, signal.SIGSTOP)
+        err.wait_for(stopped_note(pid))
+        proc.stdin.write("g")
+        proc.stdin.flush()
+        time.sleep(0.5)
+        assert procfs.state(pid) == "T" and procfs.tracer_pid(pid) == 0
+        assert kinds_and_values(records(prefix)) == [("write", 1)]
+        os.kill(pid, signal.SIGCONT)
+        assert proc.stdout.readline() == "done\n"
+        err.wait_for(RUNS_AGAIN_NOTE)
+        proc.stdin.close()
+        out = proc.stdout.read()
+        proc.wait(timeout=60)
+        err = err.text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "summary: 101 accesses: 100 reads, 1 writes in " in out
+    assert kinds_and_values(records(prefix)) == [("write", 1)] + [("read", 1)] * 100
+    notes = [line for line in qzn_notes(err) if not line.startswith("qzn: watch 1: ")]
+    assert notes == [stopped_note(pid), RUNS_AGAIN_NOTE, ended(err)]
+    assert ended(err) == "qzn: watch 1 ended: target exited with code 0"
+
+
+def stopped_note(pid: int) -> str:
+    return (
+        "qzn: the target was stopped (SIGSTOP or Ctrl-Z) and is left stopped; the watch goes "
+        f"on and logs its accesses after 'kill -CONT {pid}'"
+    )
+
+
+def armed_stopped(pid: int) -> str:
+    return (
+        "; stopped (SIGSTOP or Ctrl-Z): left stopped, its accesses logged after "
+        f"'kill -CONT {pid}';"
+    )
+
+
+RUNS_AGAIN_NOTE = "qzn: the target was continued (SIGCONT) and runs again; the watch goes on"
+
+
+def qzn_notes(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("qzn: ")]
 
 
 HOT_WRITES = 100_000

@@ -9,20 +9,19 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import (
-    LOADER,
-    REPO,
-    gdb_stopped_at_argv,
-    quiet_env,
-    run_gdb_stopped_at,
-    tracer_pid,
+from tests.conftest import LOADER, gdb_stopped_at_argv, quiet_env, tracer_pid
+from tests.perf.perf_helpers import (
+    LOADER_ONLY,
+    child_pids,
+    launcher_run,
+    run_gdb,
+    wait_for_lines,
+    wait_until,
 )
-from tests.perf.perf_helpers import child_pids, wait_for_lines, wait_until
 from tests.records import comparable, read_jsonl, thread_pattern
 
 pytestmark = pytest.mark.perf
@@ -30,15 +29,8 @@ NO_PERF = Path(__file__).with_name("no_perf_events.py")
 ROOT_PERF = "engine perf (perf events permitted: root)"
 
 
-LOADER_ONLY = ("-x", str(LOADER))  # qzn-watch's default engine, auto, as a user gets it
-
-
 def gdb_argv(program, *commands: str, **how) -> list:
     return gdb_stopped_at_argv(program, *commands, extension=LOADER_ONLY, **how)
-
-
-def run_gdb(program, *commands: str, **how) -> subprocess.CompletedProcess:
-    return run_gdb_stopped_at(program, *commands, extension=LOADER_ONLY, **how)
 
 
 def watch_in_gdb(program, prefix: Path, engine: str) -> subprocess.CompletedProcess:
@@ -246,18 +238,6 @@ def test_a_core_file_is_watched_by_gdb_only(build_c, tmp_path):
 
 
 # ---------------------------------------------------------------- qznusnih run
-
-
-def launcher_run(*args: str, wrapper=(), stdin=subprocess.DEVNULL) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*wrapper, sys.executable, "-m", "gdb_qznusnih", "run", *args],
-        cwd=REPO,
-        stdin=stdin,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=quiet_env(),
-    )
 
 
 def run_mix(program, prefix: Path, *engine: str, wrapper=()) -> str:

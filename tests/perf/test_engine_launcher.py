@@ -6,91 +6,25 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, quiet_env
-from tests.perf.perf_helpers import child_pids, wait_for_lines, wait_until
-from tests.records import comparable, read_jsonl, thread_pattern
+from tests.perf.perf_helpers import (
+    Mix,
+    armed_launcher,
+    child_pids,
+    launcher,
+    records,
+    wait_for_lines,
+    wait_until,
+    watch_mix,
+)
+from tests.records import comparable, thread_pattern
 
 pytestmark = pytest.mark.perf
 NO_PERF = Path(__file__).with_name("no_perf_events.py")
 AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-
-
-def launcher(*args: str, wrapper=(), python: str = sys.executable) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*wrapper, python, "-m", "gdb_qznusnih", "watch", *args],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=quiet_env(),
-    )
-
-
-def wait_armed(proc: subprocess.Popen) -> str:
-    """The launcher's armed line (its first line on stderr)."""
-    line = proc.stderr.readline()
-    assert line.startswith("qzn: watch 1: "), line + proc.stderr.read()
-    return line
-
-
-@contextmanager
-def armed_launcher(address, pid, prefix: Path, *options: str, engine="perf", wrapper=()):
-    """`watch ADDRESS PID --engine ENGINE --log PREFIX --quiet --no-html OPTIONS` (engine None:
-    its default), armed: (process, its armed line).  Killed on the way out if it still runs."""
-    engine_options = ("--engine", engine) if engine else ()
-    proc = launcher(
-        address, str(pid), *engine_options, "--log", str(prefix), "--quiet", "--no-html",
-        *options, wrapper=wrapper,
-    )  # fmt: skip
-    try:
-        yield proc, wait_armed(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-
-
-def records(prefix: Path) -> list[dict]:
-    return read_jsonl(f"{prefix}.jsonl")
-
-
-class Mix:
-    """tests/c/mix.c waiting on stdin: armed, then go()."""
-
-    def __init__(self, program: Path):
-        self.proc = subprocess.Popen(
-            # ASLR off: both engines' runs put code and data at the same addresses
-            ["setarch", "x86_64", "-R", str(program), "wait"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.byte = int(self.proc.stdout.readline().split()[1], 16)
-        self.pid = int(self.proc.stdout.readline().split()[1])
-
-    def go(self) -> None:
-        self.proc.stdin.write("g")
-        self.proc.stdin.flush()
-
-
-def watch_mix(program: Path, tmp_path: Path, engine: str, *options: str):
-    """Watch mix's byte by its expression; (records, the launcher's stderr)."""
-    mix = Mix(program)
-    prefix = tmp_path / (engine + str(len(options)))
-    with armed_launcher("&area[11]", mix.pid, prefix, *options, engine=engine) as (proc, armed):
-        mix.go()
-        _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
-    out, _ = mix.proc.communicate(timeout=30)  # reaped only now: its status was readable
-    assert mix.proc.returncode == 0 and "mix done" in out
-    return records(prefix), armed + err, mix.byte
 
 
 def test_mix_gives_the_same_records_under_perf_as_under_gdb(build_c, tmp_path):

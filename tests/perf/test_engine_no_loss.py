@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.perf.test_engine_launcher import launcher, wait_armed
+from tests.perf.perf_helpers import launcher, wait_armed
 from tests.records import read_jsonl
 
 pytestmark = pytest.mark.perf

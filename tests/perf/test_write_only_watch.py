@@ -15,9 +15,14 @@ import pytest
 from gdb_qznusnih.perf.capture import Capture, CaptureConfig
 from gdb_qznusnih.perf.events import WRITE_EVENT_ONLY, EventConfig, online_cpus
 from gdb_qznusnih.perf.hits import Hit
-from tests.perf.test_capture import assert_untouched
-from tests.perf.test_engine_in_gdb import run_gdb
-from tests.perf.test_engine_launcher import launcher, records, wait_armed, watch_mix
+from tests.perf.perf_helpers import (
+    assert_untouched,
+    launcher,
+    records,
+    run_gdb,
+    wait_armed,
+    watch_mix,
+)
 from tests.records import comparable, read_jsonl
 
 pytestmark = pytest.mark.perf
