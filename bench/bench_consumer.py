@@ -14,12 +14,13 @@ The replays run in a process of their own per checkout, armed on the same waitin
 replayed interleaved with this one on the very same chunks, and every replay's logs and
 summary must be byte-identical to the first one's.  Run as root.
 
-Usage: bench/bench_consumer.py [--rounds N] [--repeat K] [--also CHECKOUT]
+Usage: bench/bench_consumer.py [--rounds N] [--repeat K] [--also CHECKOUT] [--profile STATS]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import hashlib
 import json
 import os
@@ -179,16 +180,23 @@ def replayer(args: argparse.Namespace) -> None:
             with open(args.recording, "rb") as saved:
                 loaded = pickle.load(saved)
             Recording.layouts, Recording.chunks = loaded["layouts"], loaded["chunks"]
-        print(json.dumps(replay(*watches.pop(0))), flush=True)
+        last = len(watches) == 1
+        if last and args.profile is not None:
+            profile = cProfile.Profile()
+            result = profile.runcall(replay, *watches.pop(0))
+            profile.dump_stats(args.profile)
+        else:
+            result = replay(*watches.pop(0))
+        print(json.dumps(result), flush=True)
     symbolizer.close()
 
 
 def replay(watch, sinks, prefix: str) -> dict:
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.thread_time()
     while watch.poll(0):
         pass
     watch.stop()
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
     watch.close()
     sinks.close()
     digest = hashlib.sha256()
@@ -199,7 +207,7 @@ def replay(watch, sinks, prefix: str) -> dict:
     summary = watch.summary.to_json()
     del summary["duration"], summary["hits_per_second"]
     digest.update(json.dumps(summary).encode())
-    return {"records": watch.seq, "seconds": seconds, "digest": digest.hexdigest()}
+    return {"records": watch.seq, "seconds": seconds, "cpu": cpu, "digest": digest.hexdigest()}
 
 
 # ---------------------------------------------------------------- the coordinator
@@ -208,10 +216,12 @@ def replay(watch, sinks, prefix: str) -> dict:
 def start_replayer(checkout: Path, pid: int, address: int, args, tmp: Path, offset: float):
     workdir = tmp / f"replayer{len(list(tmp.glob('replayer*')))}"
     workdir.mkdir()
+    profile = ["--profile", str(args.profile)] if args.profile and checkout == REPO else []
     proc = subprocess.Popen(
         [sys.executable, __file__, "--replayer", str(checkout), "--pid", str(pid),
          "--address", str(address), "--repeat", str(args.repeat), "--workdir", str(workdir),
-         "--recording", str(tmp / "recording.pickle"), "--clock-offset", repr(offset)],
+         "--recording", str(tmp / "recording.pickle"), "--clock-offset", repr(offset),
+         *profile],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         env=dict(os.environ, NO_COLOR="1"),
     )  # fmt: skip
@@ -234,6 +244,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=25_000, help="2 hits a round")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--also", type=Path, metavar="CHECKOUT", help="another checkout's row")
+    parser.add_argument("--profile", type=Path, help="cProfile of this checkout's last replay")
     parser.add_argument("--replayer", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--pid", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--address", type=int, help=argparse.SUPPRESS)
@@ -279,18 +290,20 @@ def report(args, hits: int, size: int, results: dict[str, list[dict]]) -> None:
         f"ring chunks), replayed {args.repeat} times through each checkout's consumer"
     )
     first = next(iter(results.values()))[0]
-    best = {}
-    for name, runs in results.items():
-        rates = [run["records"] / run["seconds"] for run in runs]
-        best[name] = max(rates)
-        shown = ", ".join(f"{rate:,.0f}" for rate in rates)
-        print(
-            f"  {name:40s} {runs[0]['records']:>9,} records  best {best[name]:>8,.0f} "
-            f"records/s ({1e6 / best[name]:.1f} us a record; runs: {shown})"
-        )
-    if len(best) > 1:
-        this, other = best.values()
-        print(f"  ratio this checkout / --also: {this / other:.2f}x")
+    best: dict[str, dict[str, float]] = {"seconds": {}, "cpu": {}}
+    for clock, title in (("seconds", "wall clock"), ("cpu", "the consumer thread's CPU time")):
+        print(f"records/s on {title}, best of {args.repeat}:")
+        for name, runs in results.items():
+            rates = [run["records"] / run[clock] for run in runs]
+            best[clock][name] = max(rates)
+            shown = ", ".join(f"{rate:,.0f}" for rate in rates)
+            print(
+                f"  {name:36s} {runs[0]['records']:>7,} records {max(rates):>8,.0f} records/s "
+                f"({1e6 / max(rates):.1f} us a record; runs: {shown})"
+            )
+        if len(results) > 1:
+            this, other = best[clock].values()
+            print(f"  ratio this checkout / --also: {this / other:.2f}x")
     same = all(run["digest"] == first["digest"] for runs in results.values() for run in runs)
     print(
         "  logs and summary byte-identical across every replay"

@@ -23,13 +23,13 @@ from operator import itemgetter
 from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.classify import kernel_layout
 from gdb_qznusnih.classify.trap import BRANCH, DecodedTrap, TrapClassifier, decode_trap
-from gdb_qznusnih.classify.values import full_register_reader
 from gdb_qznusnih.perf import abi
 from gdb_qznusnih.perf.capture import Capture, CaptureConfig
 from gdb_qznusnih.perf.hits import Hit
 from gdb_qznusnih.perf.kernel_symbols import KernelSymbols
 from gdb_qznusnih.perf.modules import MapsLine, ModuleMap, process_memory_reader
 from gdb_qznusnih.perf.records import Comm, Lost, Mmap2, Sample, Task, Throttle
+from gdb_qznusnih.perf.sample_registers import part_register_reader, whole_register_reader
 from gdb_qznusnih.perf.symbolizer import Symbolizer, printable
 from gdb_qznusnih.perf.unwind import DWARF_REGISTER_NAMES, Unwinder
 from gdb_qznusnih.record.access import (
@@ -56,10 +56,6 @@ OWN_READS_NOTE = (
 # In a kernel access's frames: the sampling itself (copy_from_user_nmi in perf_output_sample's
 # copy of the user stack, when the watched bytes lie within --stack-bytes of a sampled sp).
 _OWN_SAMPLING = ("perf_", "__perf_", "copy_from_user_nmi")
-# The 32-bit names the classifier may ask for, as the low half of the sampled 64-bit ones.
-_LOW_HALVES = {f"e{name[1:]}": name for name in "rax rbx rcx rdx rsi rdi rbp rsp rip".split()}
-_LOW_HALVES.update({f"r{n}d": f"r{n}" for n in range(8, 16)})
-_MASK32 = (1 << 32) - 1
 # A sample's registers (abi.REGISTER_NAMES order) in the unwinder's DWARF order.
 _DWARF_ORDER = itemgetter(*(abi.REGISTER_NAMES.index(name) for name in DWARF_REGISTER_NAMES))
 _time_of = itemgetter(0)
@@ -393,8 +389,8 @@ class PerfWatch:
         decoded = self._decoded.get(ip)
         if decoded is None:
             decoded = self._decoded.remember(ip, self._decode(ip))
-        registers = sample.registers()
-        read_register = _register_reader(registers)
+        registers = sample.regs
+        read_register = whole_register_reader(registers)
         found = self._classifier.classify(ip, decoded, read_register, _stack_top(sample))
         if found is not None and not (found.kind_from == BRANCH and hit.hardware_saw_write):
             insn_pc, text, kinds, kind_from, return_address = found
@@ -421,7 +417,7 @@ class PerfWatch:
                 self._note(OWN_READS_NOTE)
             return
         when = self._clock_offset + sample.time / 1e9
-        self._emit(kinds, "hardware", {}, sample.ip, None, frames, sample, when)
+        self._emit(kinds, "hardware", None, sample.ip, None, frames, sample, when)
 
     def _kernel_frames(self, kernel_pcs, user_pcs) -> tuple[Frame, ...]:
         """The kernel frames down to the system call entry, then the user frames of the
@@ -482,7 +478,7 @@ class PerfWatch:
     def _emit(self, kinds, kind_from, registers, insn_pc, text, frames, sample, when):
         # The sample has the registers, never memory: a value they do not determine is unknown.
         builder = self._builder
-        reg = full_register_reader(_register_reader(registers), 8)
+        reg = part_register_reader(registers)
         records = builder.build(
             kinds, text, reg, 8, None, sample.pid, sample.tid, insn_pc, when, frames, kind_from,
             mode="kernel" if sample.kernel_mode else None,  # user: as the gdb engine's
@@ -547,20 +543,6 @@ def _stack_top(sample: Sample) -> Callable[[], int | None]:
 
     def read() -> int | None:
         return int.from_bytes(sample.stack[:8], "little") if len(sample.stack) >= 8 else None
-
-    return read
-
-
-def _register_reader(registers: dict[str, int]) -> Callable[[str], int]:
-    """reg(name) for the classifier over the sampled user registers."""
-
-    def read(name: str) -> int:
-        if name == "eflags":
-            return registers["flags"]
-        wide = _LOW_HALVES.get(name)
-        if wide is not None:
-            return registers[wide] & _MASK32
-        return registers[name]  # KeyError (fs_base...: not sampled) the classifier handles
 
     return read
 

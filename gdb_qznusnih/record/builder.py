@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gdb_qznusnih.classify.values import REGISTERS, Reg, derive_value_with
+from gdb_qznusnih.caches import Cache
+from gdb_qznusnih.classify.values import REGISTERS, Reg, ValueGetter, value_getter
 from gdb_qznusnih.record.access import READ, Frame, Record
 from gdb_qznusnih.record.condition import Condition
 
@@ -26,6 +27,7 @@ MEMORY = "memory"
 # The read half of a read-modify-write the registers cannot tell (add, inc, ...): the value
 # the previous access left.
 PREVIOUS = "previous"
+GETTERS_LIMIT = 4096  # instructions of a watch: a few in practice
 
 
 class RecordBuilder:
@@ -38,7 +40,7 @@ class RecordBuilder:
 
     __slots__ = (
         "watch", "address", "length", "count", "seq", "known", "shown", "_wanted",
-        "condition", "stop_condition", "stopped",
+        "condition", "stop_condition", "stopped", "_getters",
     )  # fmt: skip
 
     def __init__(
@@ -59,6 +61,8 @@ class RecordBuilder:
         self.known = known
         self.shown = known
         self._wanted = {READ: "r" in access, "write": "w" in access}
+        # (text, kind, word size) -> how the registers give the value: a pure function of it
+        self._getters: Cache = Cache("value getters", GETTERS_LIMIT)
 
     @property
     def count_reached(self) -> bool:
@@ -140,12 +144,19 @@ class RecordBuilder:
                 self.shown = value
         return records
 
+    def _getter(self, text: str, kind: str, word_size: int) -> ValueGetter:
+        key = (text, kind, word_size)
+        getter = self._getters.get(key)
+        if getter is None:
+            getter = self._getters.remember(
+                key, value_getter(text, kind, word_size, self.address, self.length)
+            )
+        return getter
+
     def _value(self, kind, text, reg, word_size, memory, kinds, before):
         """(value after the access, where it comes from) for one access of the instruction."""
         if text is not None:
-            value, value_from = derive_value_with(
-                text, kind, reg, word_size, self.address, self.length
-            )
+            value, value_from = self._getter(text, kind, word_size)(reg)
             if value_from == REGISTERS:
                 return value, REGISTERS
         if kind == READ and len(kinds) > 1:  # the read half: memory holds the value after
