@@ -22,6 +22,7 @@ from operator import itemgetter
 
 from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.classify import kernel_layout
+from gdb_qznusnih.classify.register_tuple import RegisterTuple
 from gdb_qznusnih.classify.trap import BRANCH, DecodedTrap, TrapClassifier, decode_trap
 from gdb_qznusnih.perf import abi
 from gdb_qznusnih.perf.capture import Capture, CaptureConfig
@@ -29,7 +30,6 @@ from gdb_qznusnih.perf.hits import Hit
 from gdb_qznusnih.perf.kernel_symbols import KernelSymbols
 from gdb_qznusnih.perf.modules import MapsLine, ModuleMap, process_memory_reader
 from gdb_qznusnih.perf.records import Comm, Lost, Mmap2, Sample, Task, Throttle
-from gdb_qznusnih.perf.sample_registers import part_register_reader, whole_register_reader
 from gdb_qznusnih.perf.symbolizer import Symbolizer, printable
 from gdb_qznusnih.perf.unwind import DWARF_REGISTER_NAMES, Unwinder
 from gdb_qznusnih.record.access import (
@@ -56,6 +56,7 @@ OWN_READS_NOTE = (
 # In a kernel access's frames: the sampling itself (copy_from_user_nmi in perf_output_sample's
 # copy of the user stack, when the watched bytes lie within --stack-bytes of a sampled sp).
 _OWN_SAMPLING = ("perf_", "__perf_", "copy_from_user_nmi")
+_SAMPLED = RegisterTuple(abi.REGISTER_NAMES)  # reg(name) over a sample's registers
 # A sample's registers (abi.REGISTER_NAMES order) in the unwinder's DWARF order.
 _DWARF_ORDER = itemgetter(*(abi.REGISTER_NAMES.index(name) for name in DWARF_REGISTER_NAMES))
 _time_of = itemgetter(0)
@@ -390,7 +391,7 @@ class PerfWatch:
         if decoded is None:
             decoded = self._decoded.remember(ip, self._decode(ip))
         registers = sample.regs
-        read_register = whole_register_reader(registers)
+        read_register = _SAMPLED.whole_reader(registers)
         found = self._classifier.classify(ip, decoded, read_register, _stack_top(sample))
         if found is not None and not (found.kind_from == BRANCH and hit.hardware_saw_write):
             insn_pc, text, kinds, kind_from, return_address = found
@@ -478,7 +479,7 @@ class PerfWatch:
     def _emit(self, kinds, kind_from, registers, insn_pc, text, frames, sample, when):
         # The sample has the registers, never memory: a value they do not determine is unknown.
         builder = self._builder
-        reg = part_register_reader(registers)
+        reg = _SAMPLED.part_reader(registers)
         records = builder.build(
             kinds, text, reg, 8, None, sample.pid, sample.tid, insn_pc, when, frames, kind_from,
             mode="kernel" if sample.kernel_mode else None,  # user: as the gdb engine's

@@ -6,12 +6,14 @@ import random
 
 import pytest
 
+from gdb_qznusnih.classify.register_tuple import RegisterTuple
 from gdb_qznusnih.classify.values import register_reader
 from gdb_qznusnih.classify.x86 import GENERAL_REGISTERS
 from gdb_qznusnih.perf.abi import REGISTER_NAMES
 from gdb_qznusnih.perf.records import Sample
-from gdb_qznusnih.perf.sample_registers import part_register_reader, whole_register_reader
 
+SAMPLED = RegisterTuple(REGISTER_NAMES)
+whole_register_reader, part_register_reader = SAMPLED.whole_reader, SAMPLED.part_reader
 HALVES = {"eax": "rax", "ebx": "rbx", "esi": "rsi", "esp": "rsp", "eip": "rip", "r8d": "r8",
           "r15d": "r15"}  # fmt: skip
 
