@@ -23,7 +23,13 @@ from operator import itemgetter
 from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.classify import kernel_layout
 from gdb_qznusnih.classify.register_tuple import RegisterTuple
-from gdb_qznusnih.classify.trap import BRANCH, DecodedTrap, TrapClassifier, decode_trap
+from gdb_qznusnih.classify.trap import (
+    BRANCH,
+    DecodedTrap,
+    RememberingClassifier,
+    TrapClassifier,
+    decode_trap,
+)
 from gdb_qznusnih.perf import abi
 from gdb_qznusnih.perf.capture import Capture, CaptureConfig
 from gdb_qznusnih.perf.hits import Hit
@@ -134,13 +140,14 @@ class PerfWatch:
         self._modules: ModuleMap | None = None
         self._unwinder: Unwinder | None = None
         self._capture: Capture | None = None
-        self._classifier = TrapClassifier(
+        classifier = TrapClassifier(
             request.address,
             request.length,
             caches=self.caches,
             instruction_before=self._before,
             instruction_at=lambda address: self._symbolizer.site(address).text_at_ip,
         )
+        self._classifier = RememberingClassifier(classifier, self.caches)
         self._decoded = self.caches.cache("decoded trap ips")
         self._paths = self.caches.cache("symbolized call paths")
         # (time, hit or loss mark) not yet settled; sorted when settled (stable: arrival order)
@@ -343,15 +350,14 @@ class PerfWatch:
         if self._new_mappings:
             self._refresh_modules()
         backtraces = [self._unwind(hit.sample) for hit in hits]
-        # A kernel-mode sample's user pcs all follow a call (the first, the syscall).
-        self._symbolizer.resolve(
-            traps={hit.sample.ip for hit in hits if not hit.sample.kernel_mode},
-            callers={
-                ra
-                for hit, pcs in zip(hits, backtraces)
-                for ra in (pcs if hit.sample.kernel_mode else pcs[1:])
-            },
-        )
+        # Each call path once; a kernel-mode sample's user pcs all follow a call (the
+        # first, the syscall).
+        paths = {(pcs, hit.sample.kernel_mode) for hit, pcs in zip(hits, backtraces)}
+        callers: set[int] = set()
+        for pcs, kernel_mode in paths:
+            callers.update(pcs if kernel_mode else pcs[1:])
+        traps = {hit.sample.ip for hit in hits if not hit.sample.kernel_mode}
+        self._symbolizer.resolve(traps=traps, callers=callers)
         try:
             for hit, pcs in zip(hits, backtraces):
                 if not self._logging:
@@ -374,7 +380,7 @@ class PerfWatch:
         if not sample.regs:
             return () if sample.kernel_mode else (sample.ip,)
         backtrace = self._unwinder.unwind_dwarf(
-            list(_DWARF_ORDER(sample.regs)),
+            _DWARF_ORDER(sample.regs),
             sample.stack,
             max_frames=self.request.bt_depth,
             stop_at=self._stop_at,
@@ -392,7 +398,7 @@ class PerfWatch:
             decoded = self._decoded.remember(ip, self._decode(ip))
         registers = sample.regs
         read_register = _SAMPLED.whole_reader(registers)
-        found = self._classifier.classify(ip, decoded, read_register, _stack_top(sample))
+        found = self._classifier.classify(ip, decoded, read_register, sample.stack_top)
         if found is not None and not (found.kind_from == BRANCH and hit.hardware_saw_write):
             insn_pc, text, kinds, kind_from, return_address = found
         else:  # no instruction: the W event says whether the hardware saw a write
@@ -537,15 +543,6 @@ def _main_starts(modules: ModuleMap, pid: int) -> frozenset[int]:
 def _by_our_sampling(frames: tuple[Frame, ...]) -> bool:
     kernel = (f for f in frames if f.pc >= kernel_layout.USER_LIMIT[kernel_layout.X86_64])
     return any(f.func is not None and f.func.startswith(_OWN_SAMPLING) for f in kernel)
-
-
-def _stack_top(sample: Sample) -> Callable[[], int | None]:
-    """The word at the sampled stack pointer: the user stack dump starts there."""
-
-    def read() -> int | None:
-        return int.from_bytes(sample.stack[:8], "little") if len(sample.stack) >= 8 else None
-
-    return read
 
 
 def _identity(mapping) -> tuple:

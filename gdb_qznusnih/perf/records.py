@@ -49,6 +49,11 @@ class Sample:
         self.callchain: tuple[int, ...] = ()  # kernel frames, innermost first
         self.kernel_mode = False  # the access was made by the kernel
 
+    def stack_top(self) -> int | None:
+        """The word at the sampled stack pointer (the stack copy starts there), if copied."""
+        stack = self.stack
+        return int.from_bytes(stack[:8], "little") if len(stack) >= 8 else None
+
     def register(self, name: str) -> int:
         if self.regs is None:
             raise LookupError("this sample has no registers")

@@ -111,21 +111,22 @@ class Unwinder:
 
     def unwind_dwarf(
         self,
-        regs: list[int | None],
-        stack: bytes,
+        regs: list[int | None] | tuple[int | None, ...],
+        stack: bytes | memoryview,
         stack_address: int | None = None,
         max_frames: int = DEFAULT_MAX_FRAMES,
         stop_at: frozenset[int] | set[int] = frozenset(),
     ) -> Backtrace:
-        """unwind() from the registers already in DWARF_REGISTER_NAMES order (the hot path
-        builds that list straight from a sample, without a dict)."""
+        """unwind() from the registers already in DWARF_REGISTER_NAMES order, a list or a
+        tuple (the hot path takes them straight from a sample, without a dict)."""
         if self._generation != self.modules.generation:
             self._rules.clear()
             self._generation = self.modules.generation
-        memory = _Stack(stack, regs[REG_RSP] if stack_address is None else stack_address)
+        base = regs[REG_RSP] if stack_address is None else stack_address
+        memory = None  # a _Stack, made only for what the fast path below does not read
         pcs = [regs[16]]
         lookup = regs[16]
-        rules, unpack, data, base = self._rules, _WORD.unpack_from, stack, memory.base
+        rules, unpack, data = self._rules, _WORD.unpack_from, stack
         limit = len(stack) - 8
         while True:
             rule = rules.get(lookup, _MISSING)
@@ -141,27 +142,30 @@ class Unwinder:
                 if rule.cfa_expression is None:
                     cfa = regs[rule.cfa_register] + rule.cfa_offset
                 else:
+                    memory = memory or _Stack(stack, base)
                     cfa = evaluate(rule.cfa_expression, regs, memory.word)
-                caller = regs[:]
+                caller = list(regs)
                 caller[REG_RSP] = cfa
                 for number, kind, argument in rule.saved:
                     if kind == OFFSET:
                         offset = cfa + argument - base
                         if 0 <= offset <= limit:
                             caller[number] = unpack(data, offset)[0]
-                        else:
-                            caller[number] = memory.word(cfa + argument)
+                            continue
+                    memory = memory or _Stack(stack, base)
+                    if kind == OFFSET:
+                        caller[number] = memory.word(cfa + argument)
                     else:
                         caller[number] = _other_rule(kind, argument, cfa, regs, memory)
             except (TypeError, UnknownValue):  # a register or word the rule needs is unknown
-                return Backtrace(pcs, STACK_CUT if memory.cut else BAD_FRAME)
+                return Backtrace(pcs, _cut_or_bad(memory))
             except UnsupportedExpression:
                 return Backtrace(pcs, UNSUPPORTED_CFI)
             pc = caller[rule.ra_column]
             if pc is None:
                 if _is_undefined(rule, rule.ra_column):
                     return Backtrace(pcs, OUTERMOST)
-                return Backtrace(pcs, STACK_CUT if memory.cut else BAD_FRAME)
+                return Backtrace(pcs, _cut_or_bad(memory))
             if pc == 0:
                 return Backtrace(pcs, OUTERMOST)
             if cfa <= regs[REG_RSP]:
@@ -170,6 +174,11 @@ class Unwinder:
             pcs.append(pc)
             lookup = pc if rule.signal_frame else pc - 1
             regs = caller
+
+
+def _cut_or_bad(memory: _Stack | None) -> str:
+    """Why a frame could not be unwound: past the copied stack, or a bad frame."""
+    return STACK_CUT if memory is not None and memory.cut else BAD_FRAME
 
 
 def _other_rule(kind: int, argument, cfa: int, regs: list, memory: _Stack) -> int | None:
