@@ -407,7 +407,7 @@ class PerfWatch:
             kind_from = "hardware"
         if return_address is not None:  # the call that entered the newest frame: its caller
             pcs = (return_address, *pcs[2:]) if pcs[1:2] == (return_address,) else (return_address,)
-        frames = self._frames(pcs, insn_pc)
+        frames = self._paths.get((insn_pc, *pcs)) or self._frames(pcs, insn_pc)
         when = self._clock_offset + sample.time / 1e9
         self._emit(kinds, kind_from, registers, insn_pc, text, frames, sample, when)
 
@@ -499,7 +499,8 @@ class PerfWatch:
                 self.sink_error = str(error)
                 self.finish("log failure", log_more=False)
                 return
-        if builder.end_reason is not None:
+        # (end_reason, a property, only when --count or --stop-if may have ended it)
+        if (builder.stopped or builder.count is not None) and builder.end_reason is not None:
             self.finish(builder.end_reason, log_more=False)
 
     @property
