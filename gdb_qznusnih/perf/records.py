@@ -129,7 +129,8 @@ class RecordParser:
     def parse(self, chunk: bytes) -> list[Record]:
         records: list[Record] = []
         append, header, sample = records.append, _HEADER.unpack_from, self._sample
-        view = memoryview(chunk)  # the samples' stacks, not copied
+        # The samples' stacks are views of the chunk, not copies: of an immutable one.
+        view = memoryview(chunk if type(chunk) is bytes else bytes(chunk))
         offset, end = 0, len(chunk)
         while offset + _HEADER.size <= end:
             kind, misc, size = header(chunk, offset)
