@@ -185,18 +185,15 @@ class JsonLine:
         self._insns = caches.cache("json insns")
         self._stamp = SecondStamp(ISO_SECOND)
 
-    def encode(
-        self, record: Record, key: tuple | None = None, seconds: tuple[int, int] | None = None
-    ) -> str:
-        """One line; `key` is frames_key(record.frames) and `seconds` split_seconds(record.time)
-        when the caller has them."""
+    def encode(self, record: Record, key: tuple | None = None) -> str:
+        """One line; `key` is frames_key(record.frames) when the caller has it."""
         frames = self._by_path.recall(record.frames)
         if frames is None:
             frames = self._by_path.keep(record.frames, self._frames_text(record, key))
         insn = self._insns.get(record.insn)
         if insn is None:
             insn = self._insns.remember(record.insn, json.dumps(record.insn))
-        whole, micros = seconds or split_seconds(record.time)
+        whole, micros = split_seconds(record.time)
         old, value_from = record.old, record.value_from
         tail = ""
         if record.mode is not None or record.more_frames or record.changed_unseen or record.extra:

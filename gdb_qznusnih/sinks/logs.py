@@ -288,7 +288,7 @@ class LogSinks:
         terminal_block = file_block
         if terminal is not files:
             terminal_block = terminal.header(record, hms, seconds).encode() + terminal.body(record)
-        return self._json.encode(record, seconds=seconds).encode(), file_block, terminal_block
+        return self._json.encode(record).encode(), file_block, terminal_block
 
     def _close_files(self) -> None:
         files, self._files = self._files, {}
