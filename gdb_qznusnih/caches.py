@@ -34,6 +34,25 @@ class Cache(dict):
         return value
 
 
+class IdentityCache(Cache):
+    """Values per object by its identity, and a detail: for an object many records share (a
+    call path's frames tuple, made once per path) whose hash would cost more than the
+    lookup should.  Each entry keeps its object alive, so no other object can have its id
+    while the entry lives."""
+
+    __slots__ = ()
+
+    def recall(self, obj, detail=None):
+        """The value remembered for `obj` and `detail`, or None."""
+        entry = self.get((id(obj), detail))
+        return None if entry is None else entry[1]
+
+    def keep(self, obj, value, detail=None):
+        """Remember and return `value` for `obj` and `detail`."""
+        self.remember((id(obj), detail), (obj, value))
+        return value
+
+
 class CacheRegistry:
     """The caches of one watch (or one report), cleared together."""
 
@@ -44,6 +63,12 @@ class CacheRegistry:
     def cache(self, name: str) -> Cache:
         """A new empty cache, cleared with the others."""
         cache = Cache(name, self.limit)
+        self._caches.append(cache)
+        return cache
+
+    def identity_cache(self, name: str) -> IdentityCache:
+        """A new empty IdentityCache, cleared with the others."""
+        cache = IdentityCache(name, self.limit)
         self._caches.append(cache)
         return cache
 

@@ -273,3 +273,109 @@ class TrapClassifier:
             slot = classify.rip_relative_jump_slot(insn)
             return None if slot is None else (address, one_line(text), slot)
         return None
+
+
+_NOT_READ = object()  # a register the reader did not have
+_STACK_TOP = object()  # in a trace: the word at the stack pointer
+_MISSING = object()
+GIVE_UP_MISSES = 64  # a pc answered anew this often has reads that keep changing
+
+
+class _Remembered:
+    """The reads classify made at one pc, and its answers by their values."""
+
+    __slots__ = ("reads", "answers", "misses")
+
+    def __init__(self, reads: tuple) -> None:
+        self.reads = reads
+        self.answers: dict[tuple, TrapAccess | None] = {}
+        self.misses = 0
+
+
+class _Trace:
+    """A register reader and stack-top reader that note what was read, in order."""
+
+    __slots__ = ("_read", "_stack_top", "reads", "values")
+
+    def __init__(self, read: Callable[[str], int], stack_top) -> None:
+        self._read, self._stack_top = read, stack_top
+        self.reads: list = []
+        self.values: list = []
+
+    def read(self, name: str) -> int:
+        self.reads.append(name)
+        try:
+            value = self._read(name)
+        except classify.REGISTER_ERRORS:
+            self.values.append(_NOT_READ)
+            raise
+        self.values.append(value)
+        return value
+
+    def stack_top(self) -> int | None:
+        value = self._stack_top()
+        self.reads.append(_STACK_TOP)
+        self.values.append(value)
+        return value
+
+
+class RememberingClassifier:
+    """TrapClassifier.classify with its answers at each pc remembered by the reads they made.
+
+    classify is a function of the pc, its DecodedTrap, the registers it reads and the word at
+    the stack top (its own caches keep only what needs no register, or nothing of them): an
+    answer holds for any later trap at the pc whose same reads give the same values.  So a
+    trap costs those reads and a lookup when they repeat: the rip of a rip-relative operand,
+    the frame pointer of a local.  A pc whose values keep changing (a pointer walking an
+    array) is given up after GIVE_UP_MISSES new answers.  For an engine whose registers cost
+    nothing to read (the perf engine's sample); the answers go with `caches`."""
+
+    def __init__(self, classifier: TrapClassifier, caches: CacheRegistry) -> None:
+        self._classifier = classifier
+        self._pcs = caches.cache("classified traps by pc")
+
+    def classify(
+        self,
+        pc: int,
+        decoded: DecodedTrap,
+        read_register: Callable[[str], int],
+        stack_top: Callable[[], int | None],
+    ) -> TrapAccess | None:
+        remembered = self._pcs.get(pc)
+        if remembered is not None:
+            if remembered.answers is None:  # given up
+                return self._classifier.classify(pc, decoded, read_register, stack_top)
+            values = _values(remembered.reads, read_register, stack_top)
+            found = remembered.answers.get(values, _MISSING)
+            if found is not _MISSING:
+                return found
+        trace = _Trace(read_register, stack_top)
+        found = self._classifier.classify(pc, decoded, trace.read, trace.stack_top)
+        self._remember(pc, remembered, tuple(trace.reads), tuple(trace.values), found)
+        return found
+
+    def _remember(self, pc, remembered, reads: tuple, values: tuple, found) -> None:
+        misses = 0
+        if remembered is not None:
+            misses = remembered.misses + 1
+            if misses >= GIVE_UP_MISSES:
+                remembered.answers = None
+                return
+        if remembered is None or remembered.reads != reads:  # another path: its reads now
+            remembered = self._pcs.remember(pc, _Remembered(reads))
+        remembered.misses = misses
+        remembered.answers[values] = found
+
+
+def _values(reads: tuple, read_register: Callable[[str], int], stack_top) -> tuple:
+    """What `reads` read now, as a _Trace noted it."""
+    values = []
+    for name in reads:
+        if name is _STACK_TOP:
+            values.append(stack_top())
+            continue
+        try:
+            values.append(read_register(name))
+        except classify.REGISTER_ERRORS:
+            values.append(_NOT_READ)
+    return tuple(values)

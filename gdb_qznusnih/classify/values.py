@@ -103,7 +103,7 @@ def derive_value(
     return derive_value_with(
         insn,
         kind,
-        _register_reader(registers),
+        register_reader(registers),
         _word_size(registers),
         watch_address,
         watch_length,
@@ -134,6 +134,101 @@ def derive_value_with(
         None if moved is None else watched_part(moved, watch_address, watch_length, access_address)
     )
     return (None, UNKNOWN) if value is None else (value, REGISTERS)
+
+
+ValueGetter = Callable[[Reg], "tuple[int | None, str]"]
+_UNKNOWN_VALUE = (None, UNKNOWN)
+
+
+def value_getter(
+    insn: str, kind: str, word_size: int, watch_address: int, watch_length: int
+) -> ValueGetter:
+    """derive_value_with for one instruction and kind, worked out once: `getter(reg)` gives
+    what `derive_value_with(insn, kind, reg, word_size, watch_address, watch_length)` gives.
+
+    For an engine that asks at every hit of the same few instructions: a plain move's getter
+    knows which register, which width and where (a load or store in compiled code, nearly
+    every hit); any other instruction's derives its value as derive_value_with does."""
+    parsed = _parse_instruction(insn)
+    if parsed is None or watch_length <= 0 or not set(parsed.prefixes) <= _HARMLESS_PREFIXES:
+        return _unknown_value
+    plan = _plain_move(parsed, kind)
+    if plan is None:
+        return lambda reg: derive_value_with(
+            insn, kind, reg, word_size, watch_address, watch_length
+        )
+    if plan is _UNKNOWN_VALUE:
+        return _unknown_value
+    read, size, where = plan
+    low_bytes = _mask(watch_length)
+
+    def getter(reg: Reg) -> tuple[int | None, str]:
+        try:
+            value = read(reg)
+        except (LookupError, ValueError):  # a register the sample lacks
+            return _UNKNOWN_VALUE
+        address = None
+        if where is not None:
+            try:
+                address = where(reg)
+            except (LookupError, ValueError):
+                address = None
+        if address is None:  # as watched_part: an access of the watch's width is at it
+            if size != watch_length:
+                return _UNKNOWN_VALUE
+            return value & low_bytes, REGISTERS
+        offset = watch_address - address
+        if not 0 <= offset <= size - watch_length:
+            return _UNKNOWN_VALUE
+        return (value >> 8 * offset) & low_bytes, REGISTERS
+
+    return getter
+
+
+def _unknown_value(reg: Reg) -> tuple[None, str]:
+    return _UNKNOWN_VALUE
+
+
+def _plain_move(insn: Instruction, kind: str):
+    """(read(reg) of the value moved, its size, where(reg) of the memory operand or None)
+    for a plain store or load, as _plain_store and _into_register find them; _UNKNOWN_VALUE
+    when the registers cannot tell; None for any other instruction."""
+    m, ops = insn.mnemonic, insn.operands
+    if len(ops) != 2 or not (m in _MOVES or (kind == READ and m in _EXTENDING_LOADS)):
+        return None
+    if kind == WRITE:
+        source, target = ops
+        part = register_part(source)
+        if part is not None:
+            return _planned(lambda reg: reg(source), part.size, target, frozenset())
+        immediate = immediate_value(source)
+        size = SIZE_SUFFIX.get(m[-1]) if m != "mov" else None
+        if immediate is None or size is None:
+            return _UNKNOWN_VALUE
+        constant = immediate & _mask(size)
+        return _planned(lambda reg: constant, size, target, frozenset())
+    if kind != READ:
+        return _UNKNOWN_VALUE
+    source, target = ops
+    part = register_part(target)
+    if part is None or _mem_operand(source) is None:
+        return _UNKNOWN_VALUE
+    size = _EXTENDING_LOADS.get(m) or part.size
+    low = _mask(size)
+    return _planned(lambda reg: reg(target) & low, size, source, {part.full})
+
+
+def _planned(read, size: int, operand: str, overwritten):
+    """The plan of one plain move; where is None when the registers after it cannot say
+    (it overwrote a register of the address, or a vector index)."""
+    op = _mem_operand(operand)
+    if op is None:
+        return _UNKNOWN_VALUE
+    for name in (op.base, op.index):
+        part = register_part(name) if name else None
+        if part is not None and part.full in overwritten:
+            return read, size, None
+    return read, size, address_function(op)
 
 
 def watched_part(
@@ -377,7 +472,7 @@ def _condition(code: str, reg: Reg) -> bool | None:
     return test(reg("flags")) != negated
 
 
-def _register_reader(registers: dict[str, int]) -> Reg:
+def register_reader(registers: dict[str, int]) -> Reg:
     """reg(name) for any general register part ("ah", "r8d", "esi"), unsigned; and "flags",
     whichever of perf's "flags" or gdb's "eflags" the dict has."""
 

@@ -109,7 +109,7 @@ def _general_registers() -> dict[str, RegisterPart]:
     return parts | {"%" + name: part for name, part in parts.items()}
 
 
-_GENERAL_REGISTERS = _general_registers()
+GENERAL_REGISTERS = _general_registers()
 
 
 @dataclass(frozen=True)
@@ -193,8 +193,8 @@ def _number(text: str) -> int:
 def register_part(operand: str) -> RegisterPart | None:
     """`%al` -> (rax, 0, 1), `%ah` -> (rax, 1, 1), `%r8d` -> (r8, 0, 4); None for anything that
     is not a general register (xmm, segment, control registers, memory, immediates)."""
-    part = _GENERAL_REGISTERS.get(operand)  # the hot path: gdb's own spelling
-    return part or _GENERAL_REGISTERS.get(operand.strip().lower().removeprefix("%"))
+    part = GENERAL_REGISTERS.get(operand)  # the hot path: gdb's own spelling
+    return part or GENERAL_REGISTERS.get(operand.strip().lower().removeprefix("%"))
 
 
 def immediate_value(operand: str) -> int | None:

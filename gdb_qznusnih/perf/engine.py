@@ -22,8 +22,14 @@ from operator import itemgetter
 
 from gdb_qznusnih.caches import CacheRegistry
 from gdb_qznusnih.classify import kernel_layout
-from gdb_qznusnih.classify.trap import BRANCH, DecodedTrap, TrapClassifier, decode_trap
-from gdb_qznusnih.classify.values import full_register_reader
+from gdb_qznusnih.classify.register_tuple import RegisterTuple
+from gdb_qznusnih.classify.trap import (
+    BRANCH,
+    DecodedTrap,
+    RememberingClassifier,
+    TrapClassifier,
+    decode_trap,
+)
 from gdb_qznusnih.perf import abi
 from gdb_qznusnih.perf.capture import Capture, CaptureConfig
 from gdb_qznusnih.perf.hits import Hit
@@ -57,10 +63,7 @@ OWN_READS_NOTE = (
 # In a kernel access's frames: the sampling itself (copy_from_user_nmi in perf_output_sample's
 # copy of the user stack, when the watched bytes lie within --stack-bytes of a sampled sp).
 _OWN_SAMPLING = ("perf_", "__perf_", "copy_from_user_nmi")
-# The 32-bit names the classifier may ask for, as the low half of the sampled 64-bit ones.
-_LOW_HALVES = {f"e{name[1:]}": name for name in "rax rbx rcx rdx rsi rdi rbp rsp rip".split()}
-_LOW_HALVES.update({f"r{n}d": f"r{n}" for n in range(8, 16)})
-_MASK32 = (1 << 32) - 1
+_SAMPLED = RegisterTuple(abi.REGISTER_NAMES)  # reg(name) over a sample's registers
 # A sample's registers (abi.REGISTER_NAMES order) in the unwinder's DWARF order.
 _DWARF_ORDER = itemgetter(*(abi.REGISTER_NAMES.index(name) for name in DWARF_REGISTER_NAMES))
 _time_of = itemgetter(0)
@@ -150,13 +153,14 @@ class PerfWatch:
         self._modules: ModuleMap | None = None
         self._unwinder: Unwinder | None = None
         self._capture: Capture | None = None
-        self._classifier = TrapClassifier(
+        classifier = TrapClassifier(
             request.address,
             request.length,
             caches=self.caches,
             instruction_before=self._before,
             instruction_at=lambda address: self._symbolizer.site(address).text_at_ip,
         )
+        self._classifier = RememberingClassifier(classifier, self.caches)
         self._decoded = self.caches.cache("decoded trap ips")
         self._paths = self.caches.cache("symbolized call paths")
         # (time, hit or loss mark) not yet settled; sorted when settled (stable: arrival order)
@@ -373,15 +377,14 @@ class PerfWatch:
         if self._new_mappings:
             self._refresh_modules()
         backtraces = [self._unwind(hit.sample) for hit in hits]
-        # A kernel-mode sample's user pcs all follow a call (the first, the syscall).
-        self._symbolizer.resolve(
-            traps={hit.sample.ip for hit in hits if not hit.sample.kernel_mode},
-            callers={
-                ra
-                for hit, pcs in zip(hits, backtraces)
-                for ra in (pcs if hit.sample.kernel_mode else pcs[1:])
-            },
-        )
+        # Each call path once; a kernel-mode sample's user pcs all follow a call (the
+        # first, the syscall).
+        paths = {(pcs, hit.sample.kernel_mode) for hit, pcs in zip(hits, backtraces)}
+        callers: set[int] = set()
+        for pcs, kernel_mode in paths:
+            callers.update(pcs if kernel_mode else pcs[1:])
+        traps = {hit.sample.ip for hit in hits if not hit.sample.kernel_mode}
+        self._symbolizer.resolve(traps=traps, callers=callers)
         try:
             for hit, pcs in zip(hits, backtraces):
                 if not self._logging:
@@ -404,7 +407,7 @@ class PerfWatch:
         if not sample.regs:
             return () if sample.kernel_mode else (sample.ip,)
         backtrace = self._unwinder.unwind_dwarf(
-            list(_DWARF_ORDER(sample.regs)),
+            _DWARF_ORDER(sample.regs),
             sample.stack,
             max_frames=self.request.bt_depth,
             stop_at=self._stop_at,
@@ -420,9 +423,9 @@ class PerfWatch:
         decoded = self._decoded.get(ip)
         if decoded is None:
             decoded = self._decoded.remember(ip, self._decode(ip))
-        registers = sample.registers()
-        read_register = _register_reader(registers)
-        found = self._classifier.classify(ip, decoded, read_register, _stack_top(sample))
+        registers = sample.regs
+        read_register = _SAMPLED.whole_reader(registers)
+        found = self._classifier.classify(ip, decoded, read_register, sample.stack_top)
         if found is not None and not (found.kind_from == BRANCH and hit.hardware_saw_write):
             insn_pc, text, kinds, kind_from, return_address = found
         else:  # no instruction: the W event says whether the hardware saw a write
@@ -431,7 +434,7 @@ class PerfWatch:
             kind_from = "hardware"
         if return_address is not None:  # the call that entered the newest frame: its caller
             pcs = (return_address, *pcs[2:]) if pcs[1:2] == (return_address,) else (return_address,)
-        frames = self._frames(pcs, insn_pc)
+        frames = self._paths.get((insn_pc, *pcs)) or self._frames(pcs, insn_pc)
         when = self._clock_offset + sample.time / 1e9
         self._emit(kinds, kind_from, registers, insn_pc, text, frames, sample, when)
 
@@ -448,7 +451,7 @@ class PerfWatch:
                 self._note(OWN_READS_NOTE)
             return
         when = self._clock_offset + sample.time / 1e9
-        self._emit(kinds, "hardware", {}, sample.ip, None, frames, sample, when)
+        self._emit(kinds, "hardware", None, sample.ip, None, frames, sample, when)
 
     def _kernel_frames(self, kernel_pcs, user_pcs) -> tuple[Frame, ...]:
         """The kernel frames down to the system call entry, then the user frames of the
@@ -509,7 +512,7 @@ class PerfWatch:
     def _emit(self, kinds, kind_from, registers, insn_pc, text, frames, sample, when):
         # The sample has the registers, never memory: a value they do not determine is unknown.
         builder = self._builder
-        reg = full_register_reader(_register_reader(registers), 8)
+        reg = _SAMPLED.part_reader(registers)
         records = builder.build(
             kinds, text, reg, 8, None, sample.pid, sample.tid, insn_pc, when, frames, kind_from,
             mode="kernel" if sample.kernel_mode else None,  # user: as the gdb engine's
@@ -523,7 +526,8 @@ class PerfWatch:
                 self.sink_error = str(error)
                 self.finish("log failure", log_more=False)
                 return
-        if builder.end_reason is not None:
+        # (end_reason, a property, only when --count or --stop-if may have ended it)
+        if (builder.stopped or builder.count is not None) and builder.end_reason is not None:
             self.finish(builder.end_reason, log_more=False)
 
     @property
@@ -567,29 +571,6 @@ def _main_starts(modules: ModuleMap, pid: int) -> frozenset[int]:
 def _by_our_sampling(frames: tuple[Frame, ...]) -> bool:
     kernel = (f for f in frames if f.pc >= kernel_layout.USER_LIMIT[kernel_layout.X86_64])
     return any(f.func is not None and f.func.startswith(_OWN_SAMPLING) for f in kernel)
-
-
-def _stack_top(sample: Sample) -> Callable[[], int | None]:
-    """The word at the sampled stack pointer: the user stack dump starts there."""
-
-    def read() -> int | None:
-        return int.from_bytes(sample.stack[:8], "little") if len(sample.stack) >= 8 else None
-
-    return read
-
-
-def _register_reader(registers: dict[str, int]) -> Callable[[str], int]:
-    """reg(name) for the classifier over the sampled user registers."""
-
-    def read(name: str) -> int:
-        if name == "eflags":
-            return registers["flags"]
-        wide = _LOW_HALVES.get(name)
-        if wide is not None:
-            return registers[wide] & _MASK32
-        return registers[name]  # KeyError (fs_base...: not sampled) the classifier handles
-
-    return read
 
 
 def _identity(mapping) -> tuple:

@@ -7,6 +7,7 @@ and so how the rest is laid out, even when several events share one ring.
 
 from __future__ import annotations
 
+import functools
 import struct
 
 from gdb_qznusnih.perf import abi, callchain
@@ -17,6 +18,8 @@ _SAMPLE_START = struct.Struct("<QQIIQ")  # identifier, ip, pid, tid, time
 _SAMPLE_ID = struct.Struct("<IIQQ")  # the sample_id_all trailer: pid, tid, time, identifier
 _REGISTERS = struct.Struct(f"<{len(abi.REGISTER_NAMES)}Q")
 _REGISTER_INDEX = {name: index for index, name in enumerate(abi.REGISTER_NAMES)}
+# REGS_USER then STACK_USER's size, when there are registers: ABI word, registers, size
+_USER_STATE = struct.Struct(f"<{len(abi.REGISTER_NAMES) + 2}Q")
 _TASK = struct.Struct("<IIIIQ")
 _MMAP2_START = struct.Struct("<IIQQQ")
 _MMAP2_FILE = struct.Struct("<IIQ")  # maj, min, ino
@@ -40,10 +43,16 @@ class Sample:
         self.tid = tid
         self.time = time  # CLOCK_MONOTONIC nanoseconds
         self.regs: tuple[int, ...] | None = None  # user registers, in abi.REGISTER_NAMES order
-        self.stack = b""  # the user stack from rsp up, dyn_size bytes of it
+        # the user stack from rsp up, dyn_size bytes of it: a view of the ring's bytes
+        self.stack: bytes | memoryview = b""
         self.dyn_size = 0
         self.callchain: tuple[int, ...] = ()  # kernel frames, innermost first
         self.kernel_mode = False  # the access was made by the kernel
+
+    def stack_top(self) -> int | None:
+        """The word at the sampled stack pointer (the stack copy starts there), if copied."""
+        stack = self.stack
+        return int.from_bytes(stack[:8], "little") if len(stack) >= 8 else None
 
     def register(self, name: str) -> int:
         if self.regs is None:
@@ -120,15 +129,17 @@ class RecordParser:
     def parse(self, chunk: bytes) -> list[Record]:
         records: list[Record] = []
         append, header, sample = records.append, _HEADER.unpack_from, self._sample
+        # The samples' stacks are views of the chunk, not copies: of an immutable one.
+        view = memoryview(chunk if type(chunk) is bytes else bytes(chunk))
         offset, end = 0, len(chunk)
         while offset + _HEADER.size <= end:
             kind, misc, size = header(chunk, offset)
             if size < _HEADER.size or offset + size > end:
                 raise ValueError(f"corrupt perf record at {offset}: size {size}")
             if kind == abi.RECORD_SAMPLE:  # nearly every record: no detour
-                record = sample(chunk, offset + _HEADER.size, misc)
+                record = sample(chunk, offset + _HEADER.size, misc, view)
             else:
-                record = self._parse_one(chunk, offset, kind, misc, size)
+                record = self._parse_one(chunk, offset, kind, misc, size, view)
             if record is None:
                 self.unknown += 1
             else:
@@ -136,9 +147,9 @@ class RecordParser:
             offset += size
         return records
 
-    def _parse_one(self, chunk: bytes, offset: int, kind: int, misc: int, size: int):
+    def _parse_one(self, chunk: bytes, offset: int, kind: int, misc: int, size: int, view):
         if kind == abi.RECORD_SAMPLE:
-            return self._sample(chunk, offset + _HEADER.size, misc)
+            return self._sample(chunk, offset + _HEADER.size, misc, view)
         _pid, _tid, time, identifier = _SAMPLE_ID.unpack_from(
             chunk, offset + size - _SAMPLE_ID.size
         )
@@ -163,7 +174,7 @@ class RecordParser:
             return _mmap2(chunk, body, offset + size - _SAMPLE_ID.size, time, misc)
         return None
 
-    def _sample(self, chunk: bytes, position: int, misc: int) -> Sample | None:
+    def _sample(self, chunk: bytes, position: int, misc: int, view) -> Sample | None:
         identifier, ip, pid, tid, time = _SAMPLE_START.unpack_from(chunk, position)
         layout = self._layouts.get(identifier)
         if layout is None:
@@ -173,18 +184,26 @@ class RecordParser:
         if misc & abi.MISC_CPUMODE_MASK == abi.MISC_KERNEL:
             sample.kernel_mode = True
         if sample_type & _AFTER_START:
-            self._rest(sample, sample_type, chunk, position + _SAMPLE_START.size)
+            self._rest(sample, sample_type, chunk, position + _SAMPLE_START.size, view)
         return sample
 
     @staticmethod
-    def _rest(sample: Sample, sample_type: int, chunk: bytes, position: int) -> None:
+    def _rest(sample: Sample, sample_type: int, chunk: bytes, position: int, view) -> None:
         """The kernel frames, registers and stack after the fixed start of a sample."""
         if sample_type & abi.SAMPLE_CALLCHAIN:
             (count,) = _U64.unpack_from(chunk, position)
-            entries = struct.unpack_from(f"<{count}Q", chunk, position + 8)
-            sample.callchain = callchain.kernel_pcs(entries)
+            if count:  # a user-mode access has no kernel frames, and user ones are excluded
+                entries = _words(count).unpack_from(chunk, position + 8)
+                sample.callchain = callchain.kernel_pcs(entries)
             position += 8 + 8 * count
         if sample_type & abi.SAMPLE_REGS_USER:
+            if sample_type & abi.SAMPLE_STACK_USER and len(chunk) >= position + _USER_STATE.size:
+                # the register ABI, the registers, the stack copy's size: one unpack
+                words = _USER_STATE.unpack_from(chunk, position)
+                if words[0]:
+                    sample.regs = words[1:-1]
+                    _stack(sample, view, position + _USER_STATE.size, words[-1])
+                    return
             (register_abi,) = _U64.unpack_from(chunk, position)
             position += 8
             if register_abi:  # 0: a kernel thread, no user registers
@@ -192,10 +211,20 @@ class RecordParser:
                 position += _REGISTERS.size
         if sample_type & abi.SAMPLE_STACK_USER:
             (reserved,) = _U64.unpack_from(chunk, position)
-            if reserved:
-                (dyn_size,) = _U64.unpack_from(chunk, position + 8 + reserved)
-                sample.stack = chunk[position + 8 : position + 8 + dyn_size]
-                sample.dyn_size = dyn_size
+            _stack(sample, view, position + 8, reserved)
+
+
+def _stack(sample: Sample, view: memoryview, position: int, reserved: int) -> None:
+    """The user stack copy at `position`, `reserved` bytes long, then the size copied."""
+    if reserved:
+        (dyn_size,) = _U64.unpack_from(view, position + reserved)
+        sample.stack = view[position : position + dyn_size]
+        sample.dyn_size = dyn_size
+
+
+@functools.lru_cache(maxsize=64)
+def _words(count: int) -> struct.Struct:
+    return struct.Struct(f"<{count}Q")
 
 
 def _c_string(chunk: bytes, start: int, end: int) -> str:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gdb_qznusnih.classify.values import REGISTERS, Reg, derive_value_with
+from gdb_qznusnih.caches import Cache
+from gdb_qznusnih.classify.values import REGISTERS, Reg, value_getter
 from gdb_qznusnih.record.access import READ, Frame, Record
 from gdb_qznusnih.record.condition import Condition
 
@@ -26,6 +27,7 @@ MEMORY = "memory"
 # The read half of a read-modify-write the registers cannot tell (add, inc, ...): the value
 # the previous access left.
 PREVIOUS = "previous"
+GETTERS_LIMIT = 4096  # instructions of a watch: a few in practice
 
 
 class RecordBuilder:
@@ -38,7 +40,7 @@ class RecordBuilder:
 
     __slots__ = (
         "watch", "address", "length", "count", "seq", "known", "shown", "_wanted",
-        "condition", "stop_condition", "stopped",
+        "condition", "stop_condition", "stopped", "_getters",
     )  # fmt: skip
 
     def __init__(
@@ -59,6 +61,8 @@ class RecordBuilder:
         self.known = known
         self.shown = known
         self._wanted = {READ: "r" in access, "write": "w" in access}
+        # (text, kind, word size) -> how the registers give the value: a pure function of it
+        self._getters: Cache = Cache("value getters", GETTERS_LIMIT)
 
     @property
     def count_reached(self) -> bool:
@@ -95,6 +99,7 @@ class RecordBuilder:
         `memory()` the watched bytes now, or None when the engine cannot read them."""
         records = []
         before = self.known  # the value before the next access, as far as known
+        wanted, count = self._wanted, self.count
         for kind in kinds:
             value, value_from = self._value(kind, text, reg, word_size, memory, kinds, before)
             if kind == READ:
@@ -105,31 +110,16 @@ class RecordBuilder:
             else:
                 old = value_before = before
                 before = self.known = value
-            if not self._wanted[kind] or self.stopped or self.count_reached:
+            if not wanted[kind] or self.stopped or (count is not None and self.seq >= count):
                 continue
             shown = self.shown
             unseen = value_before is not None and shown is not None and value_before != shown
+            # By position, in Record's field order (a third of the cost of keywords).
             record = Record(
-                seq=self.seq + 1,
-                kind=kind,
-                addr=self.address,
-                length=self.length,
-                old=old,
-                value=value,
-                pid=pid,
-                tid=tid,
-                pc=pc,
-                insn=text,
-                time=time,
-                frames=frames,
-                kind_from=kind_from,
-                mode=mode,
-                comm=comm,
-                watch=self.watch,
-                value_from=value_from,
-                more_frames=more_frames,
-                changed_unseen=unseen,
-            )
+                self.seq + 1, kind, self.address, self.length, old, value, pid, tid, pc, text,
+                time, frames, kind_from, mode, comm, {}, self.watch, value_from, more_frames,
+                unseen,
+            )  # fmt: skip
             if self.stop_condition is not None and self.stop_condition(record):
                 self.stopped = True  # logged whatever --if says: the access that matters
             elif self.condition is not None and not self.condition(record):
@@ -143,9 +133,13 @@ class RecordBuilder:
     def _value(self, kind, text, reg, word_size, memory, kinds, before):
         """(value after the access, where it comes from) for one access of the instruction."""
         if text is not None:
-            value, value_from = derive_value_with(
-                text, kind, reg, word_size, self.address, self.length
-            )
+            getter = self._getters.get((text, kind, word_size))
+            if getter is None:
+                getter = self._getters.remember(
+                    (text, kind, word_size),
+                    value_getter(text, kind, word_size, self.address, self.length),
+                )
+            value, value_from = getter(reg)
             if value_from == REGISTERS:
                 return value, REGISTERS
         if kind == READ and len(kinds) > 1:  # the read half: memory holds the value after

@@ -181,17 +181,15 @@ class JsonLine:
     def __init__(self, caches: CacheRegistry | None = None) -> None:
         caches = caches if caches is not None else CacheRegistry()
         self._frames = caches.cache("json frames")
+        self._by_path = caches.identity_cache("json frames by call path")
         self._insns = caches.cache("json insns")
         self._stamp = SecondStamp(ISO_SECOND)
 
     def encode(self, record: Record, key: tuple | None = None) -> str:
         """One line; `key` is frames_key(record.frames) when the caller has it."""
-        if key is None:
-            key = frames_key(record.frames)
-        frames = self._frames.get(key)
+        frames = self._by_path.recall(record.frames)
         if frames is None:
-            text = json.dumps([frame_to_json(f) for f in record.frames])
-            frames = self._frames.remember(key, text)
+            frames = self._by_path.keep(record.frames, self._frames_text(record, key))
         insn = self._insns.get(record.insn)
         if insn is None:
             insn = self._insns.remember(record.insn, json.dumps(record.insn))
@@ -208,6 +206,15 @@ class JsonLine:
             self._stamp.text(whole), micros,
             frames, record.kind_from, tail,
         )  # fmt: skip
+
+    def _frames_text(self, record: Record, key: tuple | None) -> str:
+        """The frames' JSON, the same for every call path with the same frames key."""
+        if key is None:
+            key = frames_key(record.frames)
+        text = self._frames.get(key)
+        if text is None:
+            text = self._frames.remember(key, json.dumps([frame_to_json(f) for f in record.frames]))
+        return text
 
 
 def _json_tail(record: Record) -> str:
@@ -308,6 +315,7 @@ class BlockRenderer:
         self.show_args = show_args
         caches = caches if caches is not None else CacheRegistry()
         self._bodies = caches.cache("text bodies")
+        self._by_path = caches.identity_cache("text bodies by call path")
         self._heads: dict[tuple, str] = {}  # a few layouts, independent of symbols
         self._hms = SecondStamp(HMS)
 
@@ -330,9 +338,12 @@ class BlockRenderer:
         self._heads[kind, length, old_known, value_known] = head
         return head
 
-    def header(self, record: Record, hms: str | None = None) -> str:
-        """`[1:17] WRITE 0x55d0c3a0b04b  0x00 → 0x2a  tid 4243  03:13:20.123456` plus notes."""
-        whole, micros = split_seconds(record.time)
+    def header(
+        self, record: Record, hms: str | None = None, seconds: tuple[int, int] | None = None
+    ) -> str:
+        """`[1:17] WRITE 0x55d0c3a0b04b  0x00 → 0x2a  tid 4243  03:13:20.123456` plus notes;
+        `seconds` is split_seconds(record.time) when the caller has it."""
+        whole, micros = seconds or split_seconds(record.time)
         if hms is None:
             hms = _time.strftime(HMS, _time.gmtime(whole))
         old_known = record.kind == WRITE and record.old is not None
@@ -357,6 +368,14 @@ class BlockRenderer:
 
     def body(self, record: Record, key: tuple | None = None) -> bytes:
         """The backtrace and instruction lines as UTF-8; `key` is frames_key(record.frames)."""
+        detail = (record.insn, record.more_frames)
+        body = self._by_path.recall(record.frames, detail)
+        if body is None:
+            body = self._by_path.keep(record.frames, self._body(record, key), detail)
+        return body
+
+    def _body(self, record: Record, key: tuple | None) -> bytes:
+        """body() for call paths with the same frames key, instruction and cut."""
         if key is None:
             key = frames_key(record.frames)
         if self.show_args:

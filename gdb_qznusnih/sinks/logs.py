@@ -17,7 +17,6 @@ from gdb_qznusnih.record.access import (
     LostAccesses,
     Record,
     SecondStamp,
-    frames_key,
     split_seconds,
 )
 from gdb_qznusnih.sinks.colour import Colorizer
@@ -282,14 +281,14 @@ class LogSinks:
 
     def _texts(self, record: Record) -> tuple[bytes, bytes, bytes]:
         """(JSON line, block for the kind's log, block for the terminal) as UTF-8 (see formats)."""
-        key = frames_key(record.frames)
-        hms = self._hms.text(split_seconds(record.time)[0])
+        seconds = split_seconds(record.time)
+        hms = self._hms.text(seconds[0])
         files, terminal = self._file_renderer, self._terminal_renderer
-        file_block = files.header(record, hms).encode() + files.body(record, key)
+        file_block = files.header(record, hms, seconds).encode() + files.body(record)
         terminal_block = file_block
         if terminal is not files:
-            terminal_block = terminal.header(record, hms).encode() + terminal.body(record, key)
-        return self._json.encode(record, key).encode(), file_block, terminal_block
+            terminal_block = terminal.header(record, hms, seconds).encode() + terminal.body(record)
+        return self._json.encode(record).encode(), file_block, terminal_block
 
     def _close_files(self) -> None:
         files, self._files = self._files, {}

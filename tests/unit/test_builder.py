@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gdb_qznusnih.classify.values import full_register_reader
+from gdb_qznusnih.record.access import Frame, Record
 from gdb_qznusnih.record.builder import MEMORY, PREVIOUS, RecordBuilder
 from gdb_qznusnih.record.condition import compile_condition
 
@@ -98,3 +99,22 @@ def test_if_keeps_matching_records_numbered_without_gaps_and_stop_if_ends_after_
         logged += build(builder, [WRITE], "mov %al,(%rbx)", registers(rax=value))
     assert [(r.seq, r.value) for r in logged] == [(1, 1), (2, 3), (3, 4)]
     assert builder.end_reason == "--stop-if value == 4 matched"
+
+
+def test_every_field_of_a_record_is_the_one_it_was_given():
+    builder = RecordBuilder(3, ADDR, 1, known=5)
+    frames = (Frame(0, 0x400FFD, "f", "f.c", 9),)
+    (record,) = builder.build(
+        [WRITE], "mov %al,(%rbx)", registers(rax=7), 8, None, 11, 12, 0x400FFD, 1.5, frames,
+        "insn", mode="kernel", comm="worker", more_frames=True,
+    )  # fmt: skip
+    assert record == Record(
+        seq=1, kind=WRITE, addr=ADDR, length=1, old=5, value=7, pid=11, tid=12, pc=0x400FFD,
+        insn="mov %al,(%rbx)", time=1.5, frames=frames, kind_from="insn", mode="kernel",
+        comm="worker", extra={}, watch=3, value_from="registers", more_frames=True,
+        changed_unseen=False,
+    )  # fmt: skip
+    assert (
+        record.extra
+        is not builder.build([READ], None, registers(), 8, None, 1, 2, 0, 0.0, ())[0].extra
+    )

@@ -78,6 +78,28 @@ def test_rw_sample_with_callchain_registers_and_stack():
     assert (sample.stack, sample.dyn_size, sample.kernel_mode) == (b"S" * 16, 16, False)
 
 
+def test_a_user_mode_sample_without_kernel_frames_and_one_without_registers():
+    (sample,) = RecordParser(LAYOUTS).parse(rw_sample(stack=b"T" * 24))
+    assert (sample.callchain, sample.regs[0], sample.stack, sample.dyn_size) == (
+        (),
+        100,
+        b"T" * 24,
+        24,
+    )
+    body = struct.pack("<QQIIQ", RW_ID, 0x401000, 7, 7, 100) + struct.pack("<Q", 0)
+    body += struct.pack("<Q", 0)  # register ABI 0: a kernel thread has no user registers
+    body += struct.pack("<Q", 8) + b"U" * 8 + struct.pack("<Q", 8)
+    (bare,) = RecordParser(LAYOUTS).parse(record(abi.RECORD_SAMPLE, body, misc=1))
+    assert (bare.regs, bare.stack, bare.kernel_mode) == (None, b"U" * 8, True)
+
+
+def test_a_stack_stays_what_was_sampled_when_the_chunk_it_came_in_changes():
+    chunk = bytearray(rw_sample(stack=b"S" * 16))
+    (sample,) = RecordParser(LAYOUTS).parse(chunk)
+    chunk[:] = bytes(len(chunk))  # a reader reusing its buffer for the next chunk
+    assert sample.stack == b"S" * 16
+
+
 def test_w_sample_and_side_band_records_in_one_chunk():
     comm = record(
         abi.RECORD_COMM,

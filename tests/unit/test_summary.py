@@ -54,6 +54,27 @@ def test_frames_without_any_source_are_told_apart_by_pc():
     assert sum(s.count for s in sites) == 3
 
 
+def test_records_without_frames_are_sites_of_their_own_pcs():
+    """Every empty frames tuple is the same object: its site is each record's pc."""
+    summary = Summary()
+    for pc in (0x401000, 0x401000, 0x402000):
+        summary.add(make_record(kind="write", frames=(), pc=pc))
+    assert [(s.pc, s.count) for s in summary.top_sites("write")] == [(0x401000, 2), (0x402000, 1)]
+
+
+def test_a_call_path_shared_by_records_is_one_site_and_equal_paths_count_together():
+    summary = Summary()
+    shared = (ROUND_WRITE, MAIN)
+    for _ in range(3):
+        summary.add(make_record(kind="write", frames=shared))
+    summary.add(make_record(kind="write", frames=(ROUND_WRITE, MAIN)))  # another tuple
+    summary.add(make_record(kind="write", frames=(ROUND_READ, MAIN)))
+    assert summary.top_sites("write") == [
+        Site("round_once", "mix.c", 40, None, 4),
+        Site("round_once", "mix.c", 41, None, 1),
+    ]
+
+
 def test_top_five_by_count():
     summary = Summary()
     for line in range(1, 9):

@@ -5,8 +5,17 @@ of a branch whose pc is unknown in every format."""
 from __future__ import annotations
 
 import json
+import random
 
-from gdb_qznusnih.classify.trap import BRANCH, TrapAccess, TrapClassifier, decode_trap
+from gdb_qznusnih.caches import CacheRegistry
+from gdb_qznusnih.classify.trap import (
+    BRANCH,
+    GIVE_UP_MISSES,
+    RememberingClassifier,
+    TrapAccess,
+    TrapClassifier,
+    decode_trap,
+)
 from gdb_qznusnih.classify.x86 import READ, WRITE, covers, parse_instruction
 from gdb_qznusnih.sinks.formats import BlockRenderer, JsonLine, LogDecoder, to_json
 from tests.records import make_record
@@ -204,3 +213,87 @@ def test_a_branch_record_says_so_in_its_text_block():
     text = BlockRenderer().render(branch_record())
     head = text.splitlines()[0]
     assert head.endswith("(by a branch at an unknown pc: #0 is where it went)"), text
+
+
+# -- RememberingClassifier: the same answers, asked of the classifier only for new reads
+
+CALLS = {RETURN: (RETURN - 2, "call   *(%rax)"), RETURN + 0x10: (RETURN + 0xB, "call   *%rdx")}
+TRAPS = [  # (pc, decoded) of every kind: an access by the instruction before, a rep op, a
+    # branch (call, ret, jmp), a function entry, nothing decoded
+    (0x401354, decode_trap(
+        0x401354, "rep stos %al,%es:(%rdi)", (0x401350, "movzbl -0x1(%rdi),%eax")
+    )),
+    (0x401504, decode_trap(0x401504, None, (0x401500, "mov    (%rax),%rax"))),
+    (0x401604, decode_trap(0x401604, "nop", (0x401600, "mov    %al,0x8(%rbx)"))),
+    (0x401704, decode_trap(0x401704, "nop", (0x401700, "mov    0x2de5(%rip),%rax"))),
+    (CALLEE, at_callee("ret")),
+    (CALLEE, at_callee(None)),
+    (RETURN, decode_trap(RETURN, "cmp    $0x1,%rax", (RETURN - 5, "call   0x401070 <read@plt>"))),
+    (0x401800, decode_trap(0x401800, None, None)),
+]  # fmt: skip
+
+
+def random_state(chance: random.Random):
+    """Registers drawn from a few values each, so states repeat, some registers missing."""
+    regs = {
+        "rax": chance.choice([WATCH, WATCH + 0x100, 1]),
+        "rbx": chance.choice([WATCH - 8, WATCH]),
+        "rdi": chance.choice([WATCH + 1, WATCH + 3, WATCH + 0x40]),
+        "rcx": chance.choice([0, 4]),
+        "rsp": chance.choice([SP, WATCH, WATCH + 8]),
+        "rip": chance.choice([CALLEE, WATCH - 0x2DE5 - 4]),
+        "eflags": chance.choice([0, 1 << 10]),
+    }
+    for name in chance.sample(sorted(regs), chance.randrange(2)):
+        del regs[name]
+    top = chance.choice([RETURN, RETURN + 0x10, 0, None])
+    return regs.__getitem__, (lambda: top)
+
+
+def test_remembered_answers_are_the_classifiers_own_whatever_the_order():
+    chance = random.Random(11)
+    plain = TrapClassifier(WATCH, 8, instruction_before=CALLS.get)
+    remembering = RememberingClassifier(
+        TrapClassifier(WATCH, 8, instruction_before=CALLS.get), CacheRegistry()
+    )
+    for _ in range(3000):
+        pc, decoded = chance.choice(TRAPS)
+        read, stack_top = random_state(chance)
+        expected = plain.classify(pc, decoded, read, stack_top)
+        assert remembering.classify(pc, decoded, read, stack_top) == expected
+
+
+class CountingClassifier(TrapClassifier):
+    calls = 0
+
+    def classify(self, *args):
+        self.calls += 1
+        return super().classify(*args)
+
+
+def test_a_trap_whose_reads_repeat_is_answered_without_the_classifier_until_a_clear():
+    caches = CacheRegistry()
+    counting = CountingClassifier(WATCH, 8)
+    remembering = RememberingClassifier(counting, caches)
+    pc, decoded = TRAPS[2]  # mov %al,0x8(%rbx): it reads rbx
+    store = TrapAccess(0x401600, "mov %al,0x8(%rbx)", [WRITE], "insn")
+    elsewhere = TrapAccess(None, None, [READ], BRANCH)  # it stored elsewhere: a branch came
+    for rbx, expected in ((WATCH - 8, store), (WATCH - 8, store), (WATCH, elsewhere),
+                          (WATCH - 8, store), (WATCH, elsewhere)):  # fmt: skip
+        assert remembering.classify(pc, decoded, registers(rbx=rbx), lambda: None) == expected
+    assert counting.calls == 2  # once for each value of rbx
+    caches.clear()
+    remembering.classify(pc, decoded, registers(rbx=WATCH - 8), lambda: None)
+    assert counting.calls == 3
+
+
+def test_a_trap_whose_reads_keep_changing_is_given_up():
+    counting = CountingClassifier(WATCH, 1)
+    remembering = RememberingClassifier(counting, CacheRegistry())
+    pc, decoded = TRAPS[2]
+    for rbx in range(WATCH - 8 - GIVE_UP_MISSES - 10, WATCH - 8 + 1):
+        found = remembering.classify(pc, decoded, registers(rbx=rbx), lambda: None)
+        assert (found.insn_pc == 0x401600) == (rbx == WATCH - 8)
+    assert counting.calls == GIVE_UP_MISSES + 11
+    remembering.classify(pc, decoded, registers(rbx=WATCH - 8), lambda: None)
+    assert counting.calls == GIVE_UP_MISSES + 12  # given up: asked every time

@@ -10,11 +10,19 @@ lands where gdb's comment says.
 
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
 
-from gdb_qznusnih.classify.values import REGISTERS, UNKNOWN, derive_value
+from gdb_qznusnih.classify.values import (
+    REGISTERS,
+    UNKNOWN,
+    derive_value,
+    derive_value_with,
+    register_reader,
+    value_getter,
+)
 from gdb_qznusnih.classify.x86 import READ, WRITE, parse_mem_operand
 from gdb_qznusnih.perf.abi import REGISTER_NAMES
 
@@ -358,3 +366,55 @@ def test_a_sample_without_the_registers_it_needs_is_unknown():
 @pytest.mark.parametrize("length", [0, -1])
 def test_a_watch_of_no_bytes_is_unknown(length):
     assert derive_value("mov    %al,(%rdi)", WRITE, regs(rdi=0x2000), 0x2000, length) == NONE
+
+
+# -- value_getter: derive_value_with worked out once per instruction, the same answers
+
+
+@pytest.mark.parametrize(("text", "kind", "given", "address", "length", "expected"), CASES)
+def test_value_getter_gives_what_derive_value_gives(text, kind, given, address, length, expected):
+    getter = value_getter(text, kind, 8, address, length)
+    assert getter(register_reader(regs(text, **given))) == expected
+
+
+@pytest.mark.parametrize(("text", "kind", "given", "address", "length", "expected"), CASES_32)
+def test_value_getter_in_a_32_bit_task(text, kind, given, address, length, expected):
+    registers = regs(text, cs=0x23, ss=0x2B, **given)
+    assert value_getter(text, kind, 4, address, length)(register_reader(registers)) == expected
+
+
+# Plain moves (the getter's own plans) and a few others (derived), every operand form.
+PLAIN_MOVES = [
+    "mov    %al,0x2eb1(%rip)        # 0x5088 <area+8>", "mov    %ah,(%rdx)",
+    "mov    %sil,-0x1(%rdi,%rdx,1)", "mov    %ecx,-0x4(%rdi,%rdx,4)", "movq   %rax,(%rax)",
+    "mov    %rdx,%fs:0x28", "mov    %eax,%gs:(%rbx)", "movb   $0x5a,0x3(%rax)",
+    "movw   $0x1234,(%rdi)", "movl   $0xffffffff,(%rdi,%riz,1)", "movq   $0x7fffffff,(%esi)",
+    "mov    $0x1,(%rdi)", "movabs %rax,0x404040", "mov    %bx,(%bx,%si)", "movnti %ecx,(%rdi)",
+    "movzbl 0x2ed6(%rip),%eax        # 0x5088 <area+8>", "movzwl (%rax),%eax",
+    "movsbq -0x1(%rdi,%rdx,1),%rsi", "movslq (%rdi,%rsi,8),%rsi", "mov    (%rsi),%rsi",
+    "mov    0x8(%rdi),%rdx", "mov    (%rdi,%rdx,2),%dx", "mov    %fs:0x10,%rax",
+    "mov    %xmm0,(%rdi)", "vmovdqu %ymm0,(%rdi)", "mov    (%rdi),%es", "mov    %eax,%ebx",
+    "mov    $0x5,%eax", "movzbl %al,%eax", "vpgatherdd %xmm2,(%rax,%xmm1,4),%xmm0",
+    "add    %al,(%rdi)", "xchg   %eax,(%rdi)", "lock cmpxchg %edx,(%rdi)", "stos   %al,%es:(%rdi)",
+    "push   %rax", "data16 mov %ax,(%rdi)", "rex.W mov %rax,(%rdi)",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", PLAIN_MOVES)
+def test_value_getter_agrees_with_derive_value_on_random_registers(text):
+    """Random register values (some registers missing), watches on and around the operand."""
+    chance = random.Random(text)
+    for _ in range(300):
+        registers = {name: chance.getrandbits(64) for name in REGISTER_NAMES}
+        base = chance.choice([0x2000, 0x5088, 0xFFFF_FFFF_FFFF_FFF8])
+        for name in ("rdi", "rsi", "rax", "rdx", "rbx"):
+            registers[name] = chance.choice([registers[name], base, chance.randrange(16)])
+        for name in chance.sample(REGISTER_NAMES, chance.randrange(3)):
+            del registers[name]
+        registers["rip"] = 0x5088 - 0x2EB1 + chance.randrange(-8, 8)
+        reg = register_reader(registers)
+        address = base + chance.randrange(-4, 12)
+        length = chance.choice([1, 2, 4, 8])
+        for kind in (READ, WRITE, "bogus"):
+            getter = value_getter(text, kind, 8, address, length)
+            assert getter(reg) == derive_value_with(text, kind, reg, 8, address, length)
