@@ -165,7 +165,7 @@ def test_sigkill_of_gdb_reports_the_targets_real_fate(start_tester, tmp_path, ra
     assert lines[0].startswith("qznusnih: gdb was killed by SIGKILL while watching; "), lines
     if tester.alive():
         assert f"process {tester.pid} is alive: cleared its hardware watchpoints " in lines[0]
-        assert " ms after gdb died (1 of 1 threads were armed)" in lines[0]
+        assert " ms after gdb died (1 of 1 thread was armed)" in lines[0]
         assert_left_running_and_clean(tester)
     else:
         assert tester.proc.wait() == -signal.SIGTRAP

@@ -133,7 +133,7 @@ def test_four_write_only_watches_inside_gdb_and_the_fifth_refused(build_c, tmp_p
     assert "Traceback" not in result.stdout + result.stderr
     refused = [line for line in result.stderr.splitlines() if "no debug register" in line]
     assert refused == [REFUSED_IN_GDB.format(1)], result.stderr
-    status = re.findall(r"^watch (\d): .+ \(&area\[(\d+)\]\), 1 byte\(s\), access w: 0 reads, "
+    status = re.findall(r"^watch (\d): .+ \(&area\[(\d+)\]\), 1 byte, access w: 0 reads, "
                         r"0 writes; takes 1 debug register; logs", result.stdout, re.M)  # fmt: skip
     assert status == [("1", "8"), ("2", "9"), ("3", "10"), ("4", "11")], result.stdout
     for n in (8, 9, 10):
