@@ -237,7 +237,7 @@ class Capture:
             try:
                 return self.spill.put(spans, length)
             except OSError:
-                self.spill.budget = 0  # a full disk: memory and then the rings, as without
+                self.spill.give_up()  # a full disk: memory and then the rings, as without
         self._copied_bytes += length
         return b"".join(spans)
 
