@@ -14,27 +14,11 @@ from gdb_qznusnih.perf.events import EventConfig
 from gdb_qznusnih.perf.hits import Hit
 from gdb_qznusnih.perf.records import Sample, Task
 from gdb_qznusnih.perf.spill import Spilled
-from tests.perf.perf_helpers import assert_untouched
+from tests.perf.perf_helpers import SMALL_STACK, capture_run
 
 pytestmark = pytest.mark.perf
 
-# 512 B of stack: a sample is 736 B, so a 4 MiB ring holds every sample of these tests even if
-# the drain thread never ran; the counts below are exact, not hopeful.
-SMALL_STACK = CaptureConfig(events=EventConfig(stack_bytes=512))
 WRITES, READS, RMWS = 300, 200, 50
-
-
-def capture_run(target, config=SMALL_STACK):
-    """Arm, let the target do its accesses, check it was never stopped nor traced, drain."""
-    with Capture(target.pid, target.address, 1, config) as capture:
-        target.go()
-        target.wait_done()
-        assert_untouched(target)
-        out = capture.read_all()
-        accounting = capture.accounting()
-    hits = [item for item in out if isinstance(item, Hit)]
-    records = [item for item in out if not isinstance(item, Hit)]
-    return hits, records, accounting
 
 
 def expected_value(threads=1):

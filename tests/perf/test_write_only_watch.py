@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from gdb_qznusnih.perf.capture import Capture, CaptureConfig
+from gdb_qznusnih.perf.capture import CaptureConfig
 from gdb_qznusnih.perf.events import WRITE_EVENT_ONLY, EventConfig, online_cpus
-from gdb_qznusnih.perf.hits import Hit
 from tests.perf.perf_helpers import (
     assert_untouched,
+    capture_run,
     launcher,
     records,
     run_gdb,
@@ -40,14 +40,11 @@ REFUSED_IN_GDB = (
 def test_a_write_only_capture_opens_the_w_event_alone_and_each_sample_is_a_write(start_target):
     target = start_target(WRITES, READS, RMWS)
     config = CaptureConfig(events=EventConfig(stack_bytes=512, kinds=WRITE_EVENT_ONLY))
-    with Capture(target.pid, target.address, 1, config) as capture:
+
+    def opens_w_alone(capture):
         assert [event.kind for event in capture.events] == ["w"] * len(online_cpus())
-        target.go()
-        target.wait_done()
-        assert_untouched(target)
-        out = capture.read_all()
-        accounting = capture.accounting()
-    hits = [item for item in out if isinstance(item, Hit)]
+
+    hits, _, accounting = capture_run(target, config, armed=opens_w_alone)
     assert accounting.hardware == accounting.delivered == {"w": WRITES + RMWS}
     assert accounting.kernel_lost == {"w": 0} and accounting.lost() == 0
     assert (accounting.hits, accounting.hits_with_write) == (WRITES + RMWS, WRITES + RMWS)
