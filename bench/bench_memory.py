@@ -4,7 +4,8 @@
 --engine perf (the default): `qznusnih watch --engine perf` for HITS hits (default
 1,000,000), the launcher's VmRSS sampled every 50 ms; prints it when 100,000 records are on
 disk and when all are, and the growth between, which must stay under 10 MB, and the peak
-(samples queued while the launcher is behind the target come and go).
+(samples queued while the launcher is behind the target come and go: past 64 MiB they
+wait in the spill file), then the summary's `lost:` and `behind:` lines when it has them.
 
 --engine gdb: qzn-watch inside gdb for HITS hits (default 100,000), gdb's VmRSS, twice: with
 --no-html, the watch itself, from the first hit to the peak, under 10 MB; and as by default,

@@ -4,7 +4,9 @@ What a pc, a call path or an instruction means (its decoding, kind, function and
 the text and JSON made from them) never changes until symbols do.  So every such cache of a
 watch is a `Cache` from its `CacheRegistry`, and `clear()` on the registry, called when gdb
 loads a new objfile (which exec does too), forgets them all at once.  That the address space
-changed (exec) is a different fact, handled where memory is read, not here.
+changed (exec) is a different fact, handled where memory is read, not here.  The perf
+unwinder's rules and remembered unwinds (perf/unwind.py, which imports only the stdlib) are
+dropped instead when its module map's generation changes, which the same events bump.
 
 The bound policy is the same everywhere: a cache that reaches `limit` entries is emptied and
 starts again.  Hits come from a few sites and paths, so in practice nothing is ever dropped;

@@ -10,6 +10,7 @@ import gdb
 from gdb_qznusnih.arm.describe import debug_registers_text
 from gdb_qznusnih.arm.registry import WatchRegistry, debug_registers_used
 from gdb_qznusnih.arm.target import WatchError
+from gdb_qznusnih.counted import counted
 from gdb_qznusnih.launcher.perf_watch import EXIT_LOST
 from gdb_qznusnih.options import (
     OptionError,
@@ -109,8 +110,9 @@ class StatusCommand(gdb.Command):
             logs = ", ".join(session.sinks.paths) or "terminal only"
             gdb.write(
                 f"watch {session.number}: {session.address:#x} ({session.opts.address}), "
-                f"{session.length} byte(s), access {session.opts.access}: "
-                f"{reads} reads, {writes} writes; {_registers_taken(session)}logs: {logs}\n"
+                f"{counted(session.length, 'byte')}, access {session.opts.access}: "
+                f"{counted(reads, 'read')}, {counted(writes, 'write')}; "
+                f"{_registers_taken(session)}logs: {logs}\n"
             )
 
 

@@ -3,6 +3,8 @@ launcher uses it too)."""
 
 from __future__ import annotations
 
+from gdb_qznusnih.counted import counted
+
 _KINDS = {"rw": "reads and writes", "r": "reads", "w": "writes"}
 
 
@@ -17,7 +19,7 @@ def armed_text(
     log_paths: list[str] = (),
 ) -> str:
     """`watch 1: reads and writes of 1 byte at 0x… (&x) in process 42; …; logs …`."""
-    size = f"{length} byte" + ("s" if length > 1 else "")
+    size = counted(length, "byte")
     text = f"watch {number}: {_KINDS[access]} of {size} at {address:#x} ({expression})"
     text += f" in process {pid}"
     for detail in details:
@@ -30,12 +32,12 @@ def armed_text(
 def debug_registers_text(count: int) -> str:
     """What a watch takes of the 4 debug registers of a process: for the armed line and
     qzn-status."""
-    return f"takes {count} debug register" + ("s" if count != 1 else "")
+    return "takes " + counted(count, "debug register")
 
 
 def larger_object_note(object_size: int, length: int) -> str:
     """ADDR points to more than --len bytes: say which part is watched."""
-    size = f"{length} byte" + ("s" if length > 1 else "")
+    size = counted(length, "byte")
     verb = "is" if length == 1 else "are"
     return (
         f"that object is {object_size} bytes, only its first {size} {verb} watched "

@@ -24,6 +24,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
+from gdb_qznusnih.counted import counted
 from gdb_qznusnih.launcher import procfs, ptrace
 
 WALL = 0x40000000  # __WALL: wait for threads too
@@ -61,10 +62,11 @@ class CleanupReport:
         when = f" {self.elapsed_ms:.2f} ms after gdb died" if self.elapsed_ms is not None else ""
         text = (
             f"process {self.pid} is alive: cleared its hardware watchpoints{when} "
-            f"({self.cleared} of {self.threads} threads were armed)"
+            f"({self.cleared} of {counted(self.threads, 'thread')} "
+            f"{'was' if self.threads == 1 else 'were'} armed)"
         )
         if self.dropped_traps:
-            text += f", dropped {self.dropped_traps} pending watchpoint trap(s)"
+            text += f", dropped {counted(self.dropped_traps, 'pending watchpoint trap')}"
         if self.resumed:
             text += ", resumed it from a stop left by gdb"
         if self.failed:

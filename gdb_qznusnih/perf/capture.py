@@ -38,7 +38,8 @@ from gdb_qznusnih.perf.records import Lost, Record, RecordParser, Sample, Thrott
 from gdb_qznusnih.perf.ring import Ring
 from gdb_qznusnih.perf.spill import Spilled, SpillFile, spill_budget, spill_dir
 
-# 1024 pages = 4 MiB a CPU: about 950 samples with a 4 KiB stack, 13 ms at 70,000 hits/s.
+# 1024 pages = 4 MiB a CPU: about 950 samples with a 4 KiB stack, 13 ms at 70,000 hits/s
+# (a watch run as another user; root's are bigger: launcher/perf_watch.ROOT_RING_PAGES).
 DEFAULT_RING_PAGES = 1024
 DEFAULT_POLL_MS = 20
 # Records a read() returns at most (give or take one sweep's): small enough that the raw
@@ -47,8 +48,10 @@ READ_BATCH = 256
 _COUNTER = struct.Struct("<QQQ")  # value, id, lost (read_format ID | LOST)
 _END = object()
 # What the drain thread may keep in memory, copied out and not parsed yet; past it the chunks
-# go to the spill file.  Only once that is full too does the thread leave the samples in the
-# rings: when they fill, the kernel counts what it drops (the loss accounting says so, exit 3).
+# go to the spill file.  Only once that is full too (or the disk is) does the thread leave the
+# samples in the rings, after the sweep under way (it copies every ring: one sweep's bytes
+# past this at most): when they fill, the kernel counts what it drops (the loss accounting
+# says so, exit 3).
 MAX_QUEUED_BYTES = 64 << 20
 BACKPRESSURE_WAIT_S = 0.002
 # A sample's bytes besides its stack copy: header, id, ip, tid, time, registers, 2 sizes
@@ -237,7 +240,7 @@ class Capture:
             try:
                 return self.spill.put(spans, length)
             except OSError:
-                self.spill.budget = 0  # a full disk: memory and then the rings, as without
+                self.spill.give_up()  # a full disk: memory and then the rings, as without
         self._copied_bytes += length
         return b"".join(spans)
 

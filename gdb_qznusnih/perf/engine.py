@@ -30,6 +30,7 @@ from gdb_qznusnih.classify.trap import (
     TrapClassifier,
     decode_trap,
 )
+from gdb_qznusnih.counted import counted
 from gdb_qznusnih.perf import abi
 from gdb_qznusnih.perf.capture import Capture, CaptureConfig
 from gdb_qznusnih.perf.hits import Hit
@@ -100,10 +101,10 @@ class Loss:
     def describe(self) -> str:
         parts = []
         if self.lost:
-            parts.append(f"{self.lost:,} accesses not logged (the ring overflowed)")
+            parts.append(f"{counted(self.lost, 'access')} not logged (the ring overflowed)")
         if self.throttled:
             parts.append(
-                f"throttled {self.throttled:,} times by kernel.perf_event_max_sample_rate "
+                f"throttled {counted(self.throttled, 'time')} by kernel.perf_event_max_sample_rate "
                 "(accesses while throttled are not counted)"
             )
         return "; ".join(parts)

@@ -1,10 +1,11 @@
 """Open the breakpoint events of one watch on every thread of a process.
 
-A watch of reads is a read/write (RW) event and a write-only (W) event on the same bytes: the
-hardware fires both on one trap when the instruction wrote, only RW when it read.  The RW event
-samples what a record needs (IP, registers, the user stack, kernel frames when kernel mode is
-watched); the W event only says "a write happened here, now, on this thread".  A write-only
-watch (--access w) is the W event alone, sampling all of that: one debug register, not two.
+A watch that logs reads (rw, r) is a read/write (RW) event and a write-only (W) event on the
+same bytes: the hardware fires both on one trap when the instruction wrote, only RW when it
+read.  The RW event samples what a record needs (IP, registers, the user stack, kernel
+frames when kernel mode is watched); the W event only says "a write happened here, now, on
+this thread".  A write-only watch (--access w) is the W event alone, sampling all of that:
+one debug register, not two.
 
 Two ways to cover threads:
 - "inherit" (the default): on every existing thread, one event per CPU with inherit=1, so
@@ -37,7 +38,7 @@ WRITE_EVENT_ONLY = ("w",)
 READ_FORMAT = abi.FORMAT_ID | abi.FORMAT_LOST
 W_SAMPLE_TYPE = abi.SAMPLE_IDENTIFIER | abi.SAMPLE_IP | abi.SAMPLE_TID | abi.SAMPLE_TIME
 RW_SAMPLE_TYPE = W_SAMPLE_TYPE | abi.SAMPLE_REGS_USER | abi.SAMPLE_STACK_USER
-# Side-band records (mmap2, comm, fork/exit) come once, from the RW event only.
+# Side-band records (mmap2, comm, fork/exit) come once, from the sampling event only.
 SIDE_BAND_FLAGS = (
     abi.FLAG_MMAP | abi.FLAG_MMAP2 | abi.FLAG_COMM | abi.FLAG_COMM_EXEC | abi.FLAG_TASK
 )

@@ -20,7 +20,8 @@ PAIR_WINDOW_NS = 10_000_000
 
 
 class Hit:
-    """One access: the RW sample (registers, stack) and whether the hardware saw a write."""
+    """One access: the sample with its registers and stack (the RW one, or the W one of a
+    write-only watch) and whether the hardware saw a write."""
 
     __slots__ = ("sample", "hardware_saw_write")
 

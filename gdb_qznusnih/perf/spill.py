@@ -52,7 +52,8 @@ def spill_budget(directory: str) -> int:
 class SpillFile:
     """A FIFO of byte chunks in an unnamed file; `put` on the drain thread, `take` on the
     consumer's.  Each side counts its own bytes, so neither needs a lock: the writer starts
-    the file over only once the reader has taken everything written."""
+    the file over only once the reader has taken everything written, and the reader only
+    once the writer has given up (then nothing writes any more)."""
 
     def __init__(self, directory: str, budget: int):
         self.directory, self.budget = directory, budget
@@ -67,7 +68,16 @@ class SpillFile:
         return self._written - self._taken
 
     def has_room(self, length: int) -> bool:
-        return self.waiting + length <= self.budget
+        """Whether `length` more bytes fit in the budget.  The file starts over only once
+        everything was taken, so what it holds on disk is its end, not what waits: a reader
+        always a chunk behind would otherwise grow it past the budget."""
+        end = self._end if self.waiting else 0
+        return end + length <= self.budget
+
+    def give_up(self) -> None:
+        """Take no more chunks (a full disk); the reader gives the blocks back once it has
+        taken the ones written."""
+        self.budget = 0
 
     def put(self, spans: list[bytes | memoryview], length: int) -> Spilled:
         """Write the spans (`length` bytes in all) as one chunk at the end of the file;
@@ -92,8 +102,11 @@ class SpillFile:
         return spilled
 
     def take(self, spilled: Spilled) -> bytes:
-        chunk = os.pread(self._file.fileno(), spilled.length, spilled.offset)
+        fd = self._file.fileno()
+        chunk = os.pread(fd, spilled.length, spilled.offset)
         self._taken += spilled.length
+        if self.budget == 0 and self.waiting == 0:  # given up: no writer will start it over
+            os.ftruncate(fd, 0)
         return chunk
 
     def close(self) -> None:

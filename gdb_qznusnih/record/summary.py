@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
+from gdb_qznusnih.counted import counted, plural
 from gdb_qznusnih.record.access import READ, WRITE, Record
 
 TOP_SITES = 5
@@ -200,8 +201,13 @@ class Summary(AccessCounts):
         def kind_word(kind: str, word: str) -> str:
             return word if colorizer is None else colorizer.kind(kind, word)
 
-        reads, writes = kind_word(READ, "reads"), kind_word(WRITE, "writes")
-        line = f"summary: {self.total:,} accesses: {self.reads:,} {reads}, {self.writes:,} {writes}"
+        def counts(reads: int, writes: int) -> str:
+            read_noun, write_noun = plural(reads, "read"), plural(writes, "write")
+            return (
+                f"{reads:,} {kind_word(READ, read_noun)}, {writes:,} {kind_word(WRITE, write_noun)}"
+            )
+
+        line = f"summary: {counted(self.total, 'access')}: {counts(self.reads, self.writes)}"
         duration, rate = self.duration, self.rate
         if duration is not None and self.total:
             line += f" in {duration:.3f} s"
@@ -211,7 +217,7 @@ class Summary(AccessCounts):
         if self._modes:
             lines.append("  by mode: " + ", ".join(f"{m} {n:,}" for m, n in self.modes().items()))
         for tid, r, w in self.threads():
-            lines.append(f"  tid {tid}: {r:,} {reads}, {w:,} {writes}")
+            lines.append(f"  tid {tid}: {counts(r, w)}")
         for kind, word in ((READ, "read"), (WRITE, "write")):
             sites = self.top_sites(kind)
             if not sites:

@@ -18,6 +18,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from gdb_qznusnih.counted import counted
 from gdb_qznusnih.options import one_line
 from gdb_qznusnih.record.access import (
     READ,
@@ -225,7 +226,7 @@ class ChangeLog:
     def describe(self, writes: int) -> str:
         """'2 of 3 writes', and ', 1 unseen' when there are changes no record made."""
         unseen = self.unseen
-        text = f"{len(self) - unseen:,} of {writes:,} writes"
+        text = f"{len(self) - unseen:,} of {counted(writes, 'write')}"
         return text + (f", {unseen:,} unseen" if unseen else "")
 
     def __getitem__(self, index: slice) -> list[Change]:
@@ -296,8 +297,8 @@ class Report:
         """One line for the loss marks, "" when there are none."""
         if not self.losses:
             return ""
-        places = f"{len(self.losses):,} place" + ("" if len(self.losses) == 1 else "s")
-        line = f"lost: {accesses_text(self.lost)} not logged, at {places}"
+        places = counted(len(self.losses), "place")
+        line = f"lost: {counted(self.lost, 'access')} not logged, at {places}"
         throttled = sum(mark.count is None for _, mark in self.losses)
         if throttled:
             line += f" ({throttled:,} throttled: how many accesses then is not known)"
@@ -371,10 +372,6 @@ def _where(record: Record, where_by_site: dict) -> str:
 # ---------------------------------------------------------------- text and JSON
 
 
-def accesses_text(count: int) -> str:
-    return f"{count:,} access" + ("" if count == 1 else "es")
-
-
 def timeline(report: Report, changes=None):
     """The value changes (all, or the Changes given, a slice from index `changes[0]`) with
     the loss marks among them where they were logged: Change and LostAccesses items."""
@@ -428,7 +425,7 @@ def _local_time(seconds: float) -> str:
 def describe_log(report: Report) -> str:
     """One line: the log, how many records match, and the time span."""
     summary = report.summary
-    line = f"{report.path}: {summary.total:,} of {report.records:,} records"
+    line = f"{report.path}: {summary.total:,} of {counted(report.records, 'record')}"
     if summary.first_time is not None:
         local = report.local_time
         if local:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from html import escape
 
 from gdb_qznusnih.classify.kernel_layout import kernel_limit_of
+from gdb_qznusnih.counted import counted
 from gdb_qznusnih.record.access import WRITE, Record
 from gdb_qznusnih.record.summary import Site, _site_key
 
@@ -271,7 +272,7 @@ def flame_graph(root: StackNode, element_id: str) -> str:
             title += f" at {node.where}" + (" (and other lines)" if node.other_lines else "")
         if node.kernel:
             title += " [kernel]"
-        title += f": {node.count:,} accesses ({share:.1f}%)"
+        title += f": {counted(node.count, 'access')} ({share:.1f}%)"
         fill = KERNEL_FILL if node.kernel else ("#e4e4e7" if level == 0 else _hue(node.name))
         label = ""
         fits = int((width - 4) / CHAR_WIDTH)

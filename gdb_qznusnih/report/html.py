@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from html import escape
 
+from gdb_qznusnih.counted import counted
 from gdb_qznusnih.record.access import READ, WRITE, LostAccesses, Record
 from gdb_qznusnih.report import figures
 from gdb_qznusnih.report.build import (
     Change,
     Report,
-    accesses_text,
     clock,
     describe_log,
     hex_value,
@@ -200,7 +200,7 @@ def _timeline_chunks(report: Report):
 
 def _timeline_row(item, start: float, local: bool) -> str:
     if isinstance(item, LostAccesses):
-        how_many = "accesses" if item.count is None else accesses_text(item.count)
+        how_many = "accesses" if item.count is None else counted(item.count, "access")
         return (
             f'<tr class="lost"><td></td><td>{clock(item.time, local)}</td>'
             f'<td class="num">+{item.time - start:.6f} s</td><td></td>'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gdb_qznusnih.counted import counted
 from gdb_qznusnih.record.access import (
     READ,
     WRITE,
@@ -48,12 +49,11 @@ def format_text(report: Report, colorizer: Colorizer | None = None) -> str:
     out.append(summary.format(colorizer))
     if report.losses:
         out.append(report.describe_losses() + "\n")
-    for kind, noun in ((READ, "reads"), (WRITE, "writes")):
+    for kind in (READ, WRITE):
         count = summary.reads if kind == READ else summary.writes
         if not count:
             continue
-        noun = noun if count != 1 else kind
-        out.append(f"\n{kind_word(kind, kind.upper())} call sites ({count:,} {noun}):\n")
+        out.append(f"\n{kind_word(kind, kind.upper())} call sites ({counted(count, kind)}):\n")
         for rank, (site, sample) in enumerate(report.sites(kind), 1):
             share = 100 * site.count / count
             out.append(f"{rank:>3}. {bold(site.describe())}  {site.count:,} ({share:.1f}%)\n")

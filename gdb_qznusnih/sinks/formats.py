@@ -28,6 +28,7 @@ import json
 import time as _time
 
 from gdb_qznusnih.caches import CacheRegistry
+from gdb_qznusnih.counted import counted
 from gdb_qznusnih.record.access import (
     ISO_SECOND,
     WRITE,
@@ -166,8 +167,7 @@ def lost_text(mark: LostAccesses) -> str:
     """The one-line marker of the text logs and the stream."""
     whole, micros = split_seconds(mark.time)
     hms = _time.strftime(HMS, _time.gmtime(whole))
-    plural = "" if mark.count == 1 else "es"
-    how_many = "accesses" if mark.count is None else f"{mark.count:,} access{plural}"
+    how_many = "accesses" if mark.count is None else counted(mark.count, "access")
     unknown = ", how many is not known" if mark.count is None else ""
     return (
         f"[{mark.watch}] LOST  {how_many} not logged here ({mark.reason}{unknown})  "

@@ -64,7 +64,7 @@ def test_at_every_rearms_on_each_new_heap_buffer(run_at, tmp_path):
     assert len({log[0]["addr"] for log in logs}) == 3  # three buffers, three addresses
     assert not Path(f"{prefix}.at4.jsonl").exists()
     assert done.stdout.count("summary: ") == 3
-    for counts in ("3 accesses: 2 reads, 1 writes", "4 accesses: 2 reads, 2 writes",
+    for counts in ("3 accesses: 2 reads, 1 write", "4 accesses: 2 reads, 2 writes",
                    "5 accesses: 2 reads, 3 writes"):  # fmt: skip
         assert f"summary: {counts}" in done.stdout
     ended = [line for line in done.stderr.splitlines() if " ended: " in line]
@@ -145,7 +145,7 @@ def test_run_of_a_target_that_dies_of_sigsegv(run_at, tmp_path):
         prefix, "--watch", "&the_byte", target=(run_at, "crash", "3"), code=SIGSEGV_STATUS
     )
     assert kinds(read_jsonl(f"{prefix}.jsonl")) == ["write"] * 3 + ["read"]
-    assert "summary: 4 accesses: 1 reads, 3 writes" in done.stdout
+    assert "summary: 4 accesses: 1 read, 3 writes" in done.stdout
     assert done.stderr.splitlines()[-1] == "qzn: watch 1 ended: target was killed by SIGSEGV"
     assert "Traceback" not in done.stderr
 

@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 
 import pytest
 from launcher_helpers import (
     catches_stop_signals,
     jsonl_lines,
-    launcher_command,
     process_state,
-    quiet_env,
     start_launcher,
     wait_for,
     watch_gdb_of,
 )
 
 from gdb_qznusnih.launcher.ptrace_cleanup import clear_debug_registers
-from tests.conftest import REPO
 
 pytestmark = pytest.mark.gdb
 
@@ -118,15 +114,7 @@ def test_closed_stdout_ends_the_stream_not_the_log_files(start_tester, tmp_path)
     rounds = 50
     tester = start_tester("--rounds", str(rounds), "--interval-ms", "5")
     prefix = tmp_path / "p"
-    launcher = subprocess.Popen(
-        launcher_command("watch", hex(tester.addr), str(tester.pid), "--log", str(prefix)),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=quiet_env(),
-    )
+    launcher = start_launcher("watch", hex(tester.addr), str(tester.pid), "--log", str(prefix))
     head = [launcher.stdout.readline() for _ in range(3)]
     launcher.stdout.close()  # what `head -3` does
     err = launcher.stderr.read()
@@ -165,7 +153,7 @@ def test_sigkill_of_gdb_reports_the_targets_real_fate(start_tester, tmp_path, ra
     assert lines[0].startswith("qznusnih: gdb was killed by SIGKILL while watching; "), lines
     if tester.alive():
         assert f"process {tester.pid} is alive: cleared its hardware watchpoints " in lines[0]
-        assert " ms after gdb died (1 of 1 threads were armed)" in lines[0]
+        assert " ms after gdb died (1 of 1 thread was armed)" in lines[0]
         assert_left_running_and_clean(tester)
     else:
         assert tester.proc.wait() == -signal.SIGTRAP

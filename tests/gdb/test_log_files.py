@@ -57,17 +57,6 @@ def test_qzn_watch_refuses_a_symlink_planted_by_nobody(tester, shared_tmp):
     assert not (shared / "w.jsonl").exists() or (shared / "w.jsonl").read_text() == ""
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)])
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)])
-
-
 def test_a_full_disk_leaves_the_three_logs_in_agreement(tester, tiny_disk):
     t = tester("--rounds", "3000")
     prefix = tiny_disk / "w"

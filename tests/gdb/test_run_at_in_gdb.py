@@ -74,7 +74,7 @@ def test_inside_gdb_a_target_killed_by_a_signal_is_named(build_c):
         build_c("run_at"), "qzn-watch --quiet &the_byte", "continue", "continue",
         batch=False, args=("crash", "2"),
     )  # fmt: skip
-    assert "summary: 3 accesses: 1 reads, 2 writes" in result.stdout
+    assert "summary: 3 accesses: 1 read, 2 writes" in result.stdout
     assert "qzn: watch 1 ended: target was killed by SIGSEGV" in result.stderr
 
 
@@ -83,7 +83,7 @@ def test_inside_gdb_a_local_watch_ends_when_its_frame_returns(build_c):
         build_c("run_at"), "qzn-watch --quiet &slot[2]", "continue", "qzn-status", "continue",
         batch=False, args=("stack",), stop_at="use_slot",
     )  # fmt: skip
-    assert "summary: 4 accesses: 1 reads, 3 writes" in result.stdout
+    assert "summary: 4 accesses: 1 read, 3 writes" in result.stdout
     assert "qzn: watch 1 ended: use_slot() returned: its stack slot is gone" in result.stderr
     assert "No watches armed." in result.stdout  # ended at the return, before clobber()
     assert "run_at stack: 242" in result.stdout

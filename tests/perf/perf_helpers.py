@@ -11,6 +11,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from gdb_qznusnih.perf.capture import Capture, CaptureConfig
+from gdb_qznusnih.perf.events import EventConfig
+from gdb_qznusnih.perf.hits import Hit
 from tests.conftest import LOADER, REPO, quiet_env, run_gdb_stopped_at
 from tests.records import read_jsonl
 
@@ -72,16 +75,43 @@ class LineReader:
         return "".join(self.lines)
 
 
+# ---------------------------------------------------------------- a Capture of its own
+
+# 512 B of stack: a sample is 736 B, so a 4 MiB ring holds every sample of these tests even if
+# the drain thread never ran; the counts are exact, not hopeful.
+SMALL_STACK = CaptureConfig(events=EventConfig(stack_bytes=512))
+
+
+def capture_run(target, config=SMALL_STACK, armed=lambda capture: None):
+    """Arm (then `armed(capture)`), let the target do its accesses, check it was never
+    stopped nor traced, drain: (hits, other records, accounting)."""
+    with Capture(target.pid, target.address, 1, config) as capture:
+        armed(capture)
+        target.go()
+        target.wait_done()
+        assert_untouched(target)
+        out = capture.read_all()
+        accounting = capture.accounting()
+    hits = [item for item in out if isinstance(item, Hit)]
+    records = [item for item in out if not isinstance(item, Hit)]
+    return hits, records, accounting
+
+
 # ---------------------------------------------------------------- `qznusnih watch`
 
 
 def launcher(*args: str, wrapper=(), python: str = sys.executable) -> subprocess.Popen:
+    return _start("watch", args, wrapper, python)
+
+
+def _start(command: str, args, wrapper, python: str = sys.executable, stdin=subprocess.DEVNULL):
+    """`qznusnih COMMAND ARGS...` under `wrapper`, its output piped as text."""
     return subprocess.Popen(
-        [*wrapper, python, "-m", "gdb_qznusnih", "watch", *args],
+        [*wrapper, python, "-m", "gdb_qznusnih", command, *args],
         cwd=REPO,
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
         text=True,
         env=quiet_env(),
     )
@@ -154,12 +184,4 @@ def run_gdb(program, *commands: str, **how) -> subprocess.CompletedProcess:
 
 
 def launcher_run(*args: str, wrapper=(), stdin=subprocess.DEVNULL) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*wrapper, sys.executable, "-m", "gdb_qznusnih", "run", *args],
-        cwd=REPO,
-        stdin=stdin,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=quiet_env(),
-    )
+    return _start("run", args, wrapper, stdin=stdin)

@@ -13,27 +13,12 @@ from gdb_qznusnih.perf.capture import Capture, CaptureConfig
 from gdb_qznusnih.perf.events import EventConfig
 from gdb_qznusnih.perf.hits import Hit
 from gdb_qznusnih.perf.records import Sample, Task
-from tests.perf.perf_helpers import assert_untouched
+from gdb_qznusnih.perf.spill import Spilled
+from tests.perf.perf_helpers import SMALL_STACK, capture_run
 
 pytestmark = pytest.mark.perf
 
-# 512 B of stack: a sample is 736 B, so a 4 MiB ring holds every sample of these tests even if
-# the drain thread never ran; the counts below are exact, not hopeful.
-SMALL_STACK = CaptureConfig(events=EventConfig(stack_bytes=512))
 WRITES, READS, RMWS = 300, 200, 50
-
-
-def capture_run(target, config=SMALL_STACK):
-    """Arm, let the target do its accesses, check it was never stopped nor traced, drain."""
-    with Capture(target.pid, target.address, 1, config) as capture:
-        target.go()
-        target.wait_done()
-        assert_untouched(target)
-        out = capture.read_all()
-        accounting = capture.accounting()
-    hits = [item for item in out if isinstance(item, Hit)]
-    records = [item for item in out if not isinstance(item, Hit)]
-    return hits, records, accounting
 
 
 def expected_value(threads=1):
@@ -220,6 +205,23 @@ def test_with_the_spill_full_a_consumer_behind_holds_a_bounded_queue_and_the_res
     assert accounting.hardware == {"rw": writes, "w": writes}
     assert accounting.lost("rw") == writes - delivered > 0  # every access counted
     assert target.finish() == (writes - 1) % 256
+
+
+def test_a_full_disk_while_spilling_keeps_the_chunk_in_memory_and_spills_no_more(tiny_disk):
+    config = CaptureConfig(max_queued_bytes=0, max_spill_bytes=1 << 20, spill_dir=str(tiny_disk))
+    capture = Capture(os.getpid(), 0, 1, config)  # not started: _keep as the drain thread calls it
+    ring = memoryview(bytes(range(256)) * 512)  # 128 KiB
+    spilled = capture._keep([ring[: 32 << 10]], 32 << 10)
+    assert type(spilled) is Spilled and capture.queued_bytes == 0
+    kept = capture._keep([ring[32 << 10 :], ring[:1]], (96 << 10) + 1)  # more than the disk has
+    assert kept == bytes(ring[32 << 10 :]) + bytes(ring[:1])
+    assert capture.queued_bytes == (96 << 10) + 1 and not capture.spill.has_room(1)
+    assert capture._keep([ring[:10]], 10) == bytes(ring[:10])  # no more tries
+    assert capture.spill.take(spilled) == bytes(ring[: 32 << 10])
+    fs = os.statvfs(tiny_disk)
+    assert fs.f_bfree == fs.f_blocks  # every block given back once what was spilled is read
+    capture.close()
+    assert os.listdir(tiny_disk) == []
 
 
 def test_a_target_under_strace_is_still_watched(start_target):

@@ -224,7 +224,7 @@ def test_the_watch_ends_while_the_target_is_stopped_and_leaves_it_stopped(faults
         f"qzn: the target is left stopped; resume it with 'kill -CONT {target.pid}'",
         f"qzn: watch 1 ended: {reason}",
     ]
-    assert "summary: 1 accesses: 0 reads, 1 writes in " in out
+    assert "summary: 1 access: 0 reads, 1 write in " in out
     assert kinds_and_values(records(prefix)) == [("write", 1)]
     time.sleep(0.3)
     assert target.state() == "T"  # a job-control stop, not a tracer's (t)
@@ -270,7 +270,7 @@ def test_a_sigstop_under_run_engine_perf_is_said_once_and_its_sigcont_too(faults
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
-    assert "summary: 101 accesses: 100 reads, 1 writes in " in out
+    assert "summary: 101 accesses: 100 reads, 1 write in " in out
     assert kinds_and_values(records(prefix)) == [("write", 1)] + [("read", 1)] * 100
     notes = [line for line in qzn_notes(err) if not line.startswith("qzn: watch 1: ")]
     assert notes == [stopped_note(pid), RUNS_AGAIN_NOTE, ended(err)]

@@ -156,7 +156,7 @@ def test_status_and_unwatch_take_perf_watches(build_c, tmp_path):
     result = run_gdb(build_c("mix"),
                      f"qzn-watch --engine perf --log {prefix} --quiet &area[11]",
                      "qzn-status", "qzn-unwatch 1", "qzn-status", "continue")  # fmt: skip
-    status = r"^watch 1: 0x[0-9a-f]+ \(&area\[11\]\), 1 byte\(s\), access rw: 0 reads, 0 writes; "
+    status = r"^watch 1: 0x[0-9a-f]+ \(&area\[11\]\), 1 byte, access rw: 0 reads, 0 writes; "
     assert len(re.findall(status, result.stdout, re.MULTILINE)) == 1, result.stdout
     assert "summary: 0 accesses: 0 reads, 0 writes" in result.stdout
     assert "qzn: watch 1 ended: removed by qzn-unwatch" in result.stderr

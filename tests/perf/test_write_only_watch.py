@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from gdb_qznusnih.perf.capture import Capture, CaptureConfig
+from gdb_qznusnih.perf.capture import CaptureConfig
 from gdb_qznusnih.perf.events import WRITE_EVENT_ONLY, EventConfig, online_cpus
-from gdb_qznusnih.perf.hits import Hit
 from tests.perf.perf_helpers import (
     assert_untouched,
+    capture_run,
     launcher,
     records,
     run_gdb,
@@ -40,14 +40,11 @@ REFUSED_IN_GDB = (
 def test_a_write_only_capture_opens_the_w_event_alone_and_each_sample_is_a_write(start_target):
     target = start_target(WRITES, READS, RMWS)
     config = CaptureConfig(events=EventConfig(stack_bytes=512, kinds=WRITE_EVENT_ONLY))
-    with Capture(target.pid, target.address, 1, config) as capture:
+
+    def opens_w_alone(capture):
         assert [event.kind for event in capture.events] == ["w"] * len(online_cpus())
-        target.go()
-        target.wait_done()
-        assert_untouched(target)
-        out = capture.read_all()
-        accounting = capture.accounting()
-    hits = [item for item in out if isinstance(item, Hit)]
+
+    hits, _, accounting = capture_run(target, config, armed=opens_w_alone)
     assert accounting.hardware == accounting.delivered == {"w": WRITES + RMWS}
     assert accounting.kernel_lost == {"w": 0} and accounting.lost() == 0
     assert (accounting.hits, accounting.hits_with_write) == (WRITES + RMWS, WRITES + RMWS)
@@ -133,7 +130,7 @@ def test_four_write_only_watches_inside_gdb_and_the_fifth_refused(build_c, tmp_p
     assert "Traceback" not in result.stdout + result.stderr
     refused = [line for line in result.stderr.splitlines() if "no debug register" in line]
     assert refused == [REFUSED_IN_GDB.format(1)], result.stderr
-    status = re.findall(r"^watch (\d): .+ \(&area\[(\d+)\]\), 1 byte\(s\), access w: 0 reads, "
+    status = re.findall(r"^watch (\d): .+ \(&area\[(\d+)\]\), 1 byte, access w: 0 reads, "
                         r"0 writes; takes 1 debug register; logs", result.stdout, re.M)  # fmt: skip
     assert status == [("1", "8"), ("2", "9"), ("3", "10"), ("4", "11")], result.stdout
     for n in (8, 9, 10):

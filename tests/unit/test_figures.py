@@ -41,7 +41,7 @@ def test_kernel_frames_have_their_own_colour_only_in_records_with_a_mode():
     svg = flame_graph(pictures.stacks("write"), "f")
     assert svg.count('class="frame kernel"') == 1
     assert f'fill="{figures.KERNEL_FILL}"' in svg
-    assert "clear_user [kernel]: 1 accesses" in svg
+    assert "clear_user [kernel]: 1 access" in svg
     native = Figures()  # no mode: a native log, where no frame is the kernel's
     native.add(make_record(frames=kernel), False)
     assert 'class="frame kernel"' not in flame_graph(native.stacks("write"), "f")

@@ -36,6 +36,34 @@ def test_room_is_the_budget_less_what_waits(tmp_path):
     assert not SpillFile(str(tmp_path), budget=0).has_room(1)
 
 
+def test_the_file_never_outgrows_the_budget_while_a_chunk_always_waits(tmp_path):
+    """A reader one chunk behind: what waits stays small, but the file only starts over
+    once it is all taken, so its end is what the disk holds."""
+    spill = SpillFile(str(tmp_path), budget=100)
+    waiting, sizes = spill.put([b"x" * 40], 40), []
+    while spill.has_room(40) and len(sizes) < 10:
+        newer = spill.put([b"x" * 40], 40)
+        assert spill.take(waiting) == b"x" * 40
+        waiting = newer
+        sizes.append(os.fstat(spill._file.fileno()).st_size)
+    assert sizes == [80]  # a third chunk would end at 120
+    assert spill.take(waiting) == b"x" * 40 and spill.has_room(100)
+    assert spill.put([b"c" * 100], 100).offset == 0
+    spill.close()
+
+
+def test_after_giving_up_the_reader_gives_the_blocks_back_once_all_is_taken(tmp_path):
+    spill = SpillFile(str(tmp_path), budget=1 << 20)
+    first, second = spill.put([b"a" * 4096], 4096), spill.put([b"b" * 4096], 4096)
+    spill.give_up()
+    assert not spill.has_room(1)
+    spill.take(first)
+    assert os.fstat(spill._file.fileno()).st_size == 8192  # one still waits
+    assert spill.take(second) == b"b" * 4096
+    assert os.fstat(spill._file.fileno()).st_size == 0
+    spill.close()
+
+
 def test_the_budget_is_a_quarter_of_the_free_space_at_most_16_gib(tmp_path):
     fs = os.statvfs(tmp_path)
     assert spill_budget(str(tmp_path)) == min(MAX_SPILL_BYTES, fs.f_bavail * fs.f_frsize // 4)

@@ -118,6 +118,26 @@ def test_format_of_an_empty_watch():
     assert Summary().format() == "summary: 0 accesses: 0 reads, 0 writes\n"
 
 
+def test_a_count_of_one_takes_the_singular_coloured_as_the_plural_is():
+    pytest.importorskip("pygments")
+    summary = Summary()
+    summary.add(make_record(kind="read", frames=(MAIN,), tid=7))
+    summary.add(make_record(kind="write", frames=(MAIN,), tid=8))
+    summary.add(make_record(kind="write", frames=(MAIN,), tid=8))
+    lines = summary.format().splitlines()
+    assert lines[0] == "summary: 3 accesses: 1 read, 2 writes in 0.000 s"
+    assert lines[1:3] == [
+        "  tid 7: 1 read, 0 writes",
+        "  tid 8: 0 reads, 2 writes",
+    ]
+    colorizer = Colorizer()
+    coloured = summary.format(colorizer)
+    assert f"1 {colorizer.kind('read', 'read')}, 2 {colorizer.kind('write', 'writes')}" in coloured
+    single = Summary()
+    single.add(make_record(kind="write", frames=(MAIN,)))
+    assert single.format().startswith("summary: 1 access: 0 reads, 1 write in 0.000 s\n")
+
+
 def test_format_with_modes_and_colour():
     pytest.importorskip("pygments")
     summary = Summary()
