@@ -237,7 +237,8 @@ def _open_event(
 
 def explain_open_error(code: int, pid: int, attr: abi.EventAttr, config: EventConfig) -> str:
     """One line for a perf_event_open failure, saying what to do."""
-    where = f"{attr.bp_addr:#x} ({attr.bp_len} bytes) in process {pid}"
+    size = f"{attr.bp_len} byte" + ("" if attr.bp_len == 1 else "s")  # stdlib only here
+    where = f"{attr.bp_addr:#x} ({size}) in process {pid}"
     if code in (errno.EACCES, errno.EPERM):
         return _permission_message(pid, config)
     if code == errno.ESRCH:

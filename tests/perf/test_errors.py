@@ -79,7 +79,7 @@ def test_no_debug_register_left_after_two_watches(start_target):
     with Capture(target.pid, target.address), Capture(target.pid, target.address + 8):
         message = refused(target.pid, target.address + 16)
         assert message.startswith(
-            f"no hardware debug register left to watch {target.address + 16:#x} (1 bytes) in "
+            f"no hardware debug register left to watch {target.address + 16:#x} (1 byte) in "
             f"process {target.pid}: x86 has 4 and each watch takes 2"
         )
         assert message.endswith("; remove a watch")

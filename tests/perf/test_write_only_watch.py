@@ -98,7 +98,7 @@ def test_watches_fit_the_four_debug_registers_exactly_and_the_next_is_refused(
         out, err = refused.communicate(timeout=60)
         assert refused.returncode == 1 and out == "", err
         assert err.splitlines() == [
-            f"qznusnih: no hardware debug register left to watch {target.address:#x} (1 bytes) "
+            f"qznusnih: no hardware debug register left to watch {target.address:#x} (1 byte) "
             f"in process {target.pid}: x86 has 4 and each watch takes 2, 1 with --access w (a "
             "debugger's watchpoints take them too); remove a watch"
         ]
