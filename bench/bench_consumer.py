@@ -49,12 +49,14 @@ def record(pid: int, address: int, loop) -> dict:
     ring_numbers: dict[int, int] = {}
     original_read = ring.Ring.read
 
-    def recording_read(self) -> bytes:
-        chunk = original_read(self)
-        if chunk:
+    def recording_read(self, keep=None):
+        def recording_keep(spans, length):
+            chunk = b"".join(spans)
             number = ring_numbers.setdefault(id(self), len(ring_numbers))
             chunks.append((time.monotonic_ns(), number, chunk))
-        return chunk
+            return keep([chunk], length) if keep is not None else chunk
+
+        return original_read(self, recording_keep)
 
     ring.Ring.read = recording_read
     try:
@@ -86,6 +88,8 @@ class Recording:
 class ReplayCapture:
     """Stands in for perf.capture.Capture in PerfWatch.arm(): read() gives the hits and
     records of the recorded chunks, one chunk at a time, as Capture.read gives a sweep's."""
+
+    failure = None  # the recording's drain thread ended well (checked)
 
     def __init__(self, pid, address, length, config) -> None:
         self.drained = False
@@ -140,9 +144,10 @@ class ReplayCapture:
 
 class _NoLoss:
     throttled = 0
+    spilled, spill_dir = 0, ""  # nothing waited on disk
 
     @staticmethod
-    def lost(kind: str = "rw") -> int:
+    def lost(kind: str | None = None) -> int:
         return 0
 
 

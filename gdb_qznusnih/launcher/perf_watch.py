@@ -357,7 +357,7 @@ def _run(watch: PerfWatch, options: WatchOptions, stops, pid: int, pidfd: int | 
 def _poll(watch: PerfWatch) -> bool:
     try:
         return watch.poll()
-    except SymbolizerError as error:
+    except (SymbolizerError, PerfError) as error:
         raise EngineError(str(error)) from None
 
 

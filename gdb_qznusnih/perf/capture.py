@@ -130,6 +130,7 @@ class Capture:
         budget = self.config.max_spill_bytes
         self.spill = SpillFile(directory, spill_budget(directory) if budget is None else budget)
         self._thread: threading.Thread | None = None
+        self._drain_error: BaseException | None = None
         self._wake_read, self._wake_write = -1, -1
         self._stopping = threading.Event()
         self.drained = False  # read() has returned everything: stopped, or the target gone
@@ -193,6 +194,16 @@ class Capture:
     # -- the drain thread: copy only ------------------------------------------------------
 
     def _drain(self) -> None:
+        """Copy until stopped or every thread is gone; the end is queued whatever happens,
+        so a failure here ends the consumer's reads (with the error) instead of hanging."""
+        try:
+            self._copy_until_the_end()
+        except BaseException as error:
+            self._drain_error = error
+        finally:
+            self._queue.put(_END)
+
+    def _copy_until_the_end(self) -> None:
         raise_thread_priority()
         poller = select.poll()
         watched = {event.fd for event in self._events}
@@ -210,7 +221,6 @@ class Capture:
                     watched.discard(fd)
             settle_until = self._sweep(settle_until)
         self._sweep(0)
-        self._queue.put(_END)
 
     def _sweep(self, settle_until: int | None) -> int | None:
         """Copy every ring out.  Empty sweeps are queued too until one comes PAIR_WINDOW_NS
@@ -249,6 +259,13 @@ class Capture:
         return self.queued_bytes >= self.config.max_queued_bytes and not self.spill.has_room(
             mmap.PAGESIZE
         )
+
+    @property
+    def failure(self) -> str | None:
+        """Why the drain thread stopped before its end, one line; None if it did not."""
+        if self._drain_error is None:
+            return None
+        return f"the perf rings could not be read on: {self._drain_error!r}"
 
     @property
     def queued_bytes(self) -> int:

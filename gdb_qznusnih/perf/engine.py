@@ -33,6 +33,7 @@ from gdb_qznusnih.classify.trap import (
 from gdb_qznusnih.counted import counted
 from gdb_qznusnih.perf import abi
 from gdb_qznusnih.perf.capture import Capture, CaptureConfig
+from gdb_qznusnih.perf.events import PerfError
 from gdb_qznusnih.perf.hits import Hit
 from gdb_qznusnih.perf.job_control import JobControlNotes
 from gdb_qznusnih.perf.kernel_symbols import KernelSymbols
@@ -247,6 +248,8 @@ class PerfWatch:
         if capture.drained and self._exec_ns is not None:
             self._exec_seen(self._exec_comm)  # gone before its program was named
         self._log_in_order(self._settled(settled))
+        if capture.drained and capture.failure:
+            raise PerfError(f"{capture.failure}; every access copied before it is logged")
         return not capture.drained
 
     def _wait(self, time_ns: int, item) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import collections
+import errno
 import os
 import stat
 import subprocess
+import time
 
 import pytest
 
+from gdb_qznusnih.perf import ring
 from gdb_qznusnih.perf.capture import Capture, CaptureConfig
 from gdb_qznusnih.perf.events import EventConfig
 from gdb_qznusnih.perf.hits import Hit
@@ -252,3 +255,28 @@ def test_samples_carry_the_sampled_registers(start_target):
     # touch_write(i) stores i from a register: the low byte of some register is i
     for index, sample in enumerate(samples):
         assert index in {value & 0xFF for value in sample.regs}
+
+
+def test_a_failing_drain_thread_ends_the_reads_with_its_error_instead_of_hanging(
+    start_target, monkeypatch
+):
+    sweeps, original_read = 0, ring.Ring.read
+
+    def failing_read(self, keep=None):
+        nonlocal sweeps
+        sweeps += 1
+        if sweeps > 3:
+            raise OSError(errno.EIO, "injected")
+        return original_read(self, keep)
+
+    monkeypatch.setattr(ring.Ring, "read", failing_read)
+    target = start_target(2_000, 0, 0)
+    with Capture(target.pid, target.address, 1, SMALL_STACK) as capture:
+        target.go()
+        target.wait_done()
+        deadline = time.monotonic() + 10
+        while not capture.drained and time.monotonic() < deadline:
+            capture.read(0.1)
+        assert capture.drained  # before: the end never came, read() waited forever
+        assert capture.failure == "the perf rings could not be read on: OSError(5, 'injected')"
+    assert target.finish() == 1_999 % 256

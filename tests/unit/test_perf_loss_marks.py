@@ -7,9 +7,11 @@ the capture's consumer side is played here from records as the parser gives them
 
 from __future__ import annotations
 
+import pytest
+
 from gdb_qznusnih.perf.capture import Accounting, CaptureConfig
 from gdb_qznusnih.perf.engine import PerfWatch, WatchRequest
-from gdb_qznusnih.perf.events import WRITE_EVENT_ONLY, EventConfig
+from gdb_qznusnih.perf.events import WRITE_EVENT_ONLY, EventConfig, PerfError
 from gdb_qznusnih.perf.records import Lost, Throttle
 from gdb_qznusnih.sinks.logs import LogSinks
 
@@ -18,6 +20,8 @@ SECOND = 1_000_000_000
 
 class Played:
     """The consumer side of a Capture: batches of records, then drained."""
+
+    failure = None
 
     def __init__(self, batches, lost_by_batch, hardware_lost_at_end):
         self._batches = list(batches)
@@ -93,3 +97,24 @@ def test_a_write_only_watch_says_the_losses_of_its_w_events():
         "accesses not logged here (throttled, how many is not known)",
         "4 accesses not logged here (ring overflow)",
     ]
+
+
+class PlayedFailing(Played):
+    """A capture whose drain thread failed: its reads end, and it says why."""
+
+    failure = "the perf rings could not be read on: OSError(5, 'injected')"
+
+
+def test_a_failed_capture_logs_what_came_then_ends_the_watch_with_its_reason():
+    shown = []
+    watch = PerfWatch(WatchRequest(pid=1, address=0x1000), LogSinks(writer=shown.append))
+    watch._capture = PlayedFailing([[Lost("rw", 2, SECOND)]], [2], 2)
+    watch._clock_offset = 0.0
+    with pytest.raises(PerfError) as raised:
+        watch.stop()
+    said = [line.split("  ", 2)[1] for line in shown]
+    assert said == ["2 accesses not logged here (ring overflow)"]
+    assert str(raised.value) == (
+        "the perf rings could not be read on: OSError(5, 'injected'); "
+        "every access copied before it is logged"
+    )
