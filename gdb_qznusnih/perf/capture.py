@@ -30,6 +30,7 @@ from gdb_qznusnih.perf.events import (
     WRITE_EVENT_ONLY,
     Event,
     EventConfig,
+    PerfError,
     close_events,
     open_watch,
 )
@@ -313,7 +314,7 @@ class Capture:
         delivered = self._delivered
         for index, chunk in chunks:
             if type(chunk) is Spilled:
-                chunk = self.spill.take(chunk)
+                chunk = self._take_spilled(chunk)
             else:
                 self._parsed_bytes += len(chunk)
             pair = self._pairers[index].add
@@ -333,6 +334,12 @@ class Capture:
         for pairer in self._pairers:  # a partner would have been written before read_ns
             self._count_hits(pairer.flush_older_than(settled), out)
         self.settled_ns = max(self.settled_ns, settled)
+
+    def _take_spilled(self, spilled: Spilled) -> bytes:
+        try:
+            return self.spill.take(spilled)
+        except OSError as error:  # the watch ends, in one line, with what was logged
+            raise PerfError(f"cannot read the spill file back: {error.strerror}") from None
 
     def _count_hits(self, hits: list[Hit], out: list) -> None:
         for hit in hits:

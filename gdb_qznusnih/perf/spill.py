@@ -15,6 +15,7 @@ most MAX_SPILL_BYTES.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from dataclasses import dataclass
@@ -104,6 +105,8 @@ class SpillFile:
     def take(self, spilled: Spilled) -> bytes:
         fd = self._file.fileno()
         chunk = os.pread(fd, spilled.length, spilled.offset)
+        if len(chunk) != spilled.length:  # cut short behind our back: never parse a part
+            raise OSError(errno.EIO, f"{len(chunk)} of {spilled.length} bytes came back")
         self._taken += spilled.length
         if self.budget == 0 and self.waiting == 0:  # given up: no writer will start it over
             os.ftruncate(fd, 0)

@@ -13,7 +13,7 @@ import pytest
 
 from gdb_qznusnih.perf import ring
 from gdb_qznusnih.perf.capture import Capture, CaptureConfig
-from gdb_qznusnih.perf.events import EventConfig
+from gdb_qznusnih.perf.events import EventConfig, PerfError
 from gdb_qznusnih.perf.hits import Hit
 from gdb_qznusnih.perf.records import Sample, Task
 from gdb_qznusnih.perf.spill import Spilled
@@ -279,4 +279,20 @@ def test_a_failing_drain_thread_ends_the_reads_with_its_error_instead_of_hanging
             capture.read(0.1)
         assert capture.drained  # before: the end never came, read() waited forever
         assert capture.failure == "the perf rings could not be read on: OSError(5, 'injected')"
+    assert target.finish() == 1_999 % 256
+
+
+def test_a_spill_file_cut_short_ends_the_reads_in_one_line(start_target, tmp_path):
+    target = start_target(2_000, 0, 0)
+    config = CaptureConfig(events=EventConfig(stack_bytes=512), max_queued_bytes=4096,
+                           spill_dir=str(tmp_path))  # fmt: skip
+    with Capture(target.pid, target.address, 1, config) as capture:
+        target.go()
+        target.wait_done()
+        assert capture.spill.waiting > 0
+        os.ftruncate(capture.spill._file.fileno(), 0)  # a disk error, as far as reading goes
+        with pytest.raises(
+            PerfError, match=r"^cannot read the spill file back: 0 of \d+ bytes came back$"
+        ):
+            capture.read_all()
     assert target.finish() == 1_999 % 256

@@ -93,3 +93,12 @@ def test_a_chunk_is_written_from_its_spans_as_one(tmp_path):
     chunk = spill.put([ring[12:], ring[:3]], 7)
     assert spill.take(chunk) == bytes([12, 13, 14, 15, 0, 1, 2])
     spill.close()
+
+
+def test_a_chunk_cut_short_is_an_error_not_a_part(tmp_path):
+    spill = SpillFile(str(tmp_path), budget=1 << 20)
+    chunk = spill.put([b"z" * 100], 100)
+    os.ftruncate(spill._file.fileno(), 40)
+    with pytest.raises(OSError, match="40 of 100 bytes came back"):
+        spill.take(chunk)
+    spill.close()
