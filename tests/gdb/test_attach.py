@@ -81,5 +81,5 @@ def test_duration_stops_an_idle_watch(tester, tmp_path):
     assert gdb.returncode == 0, gdb.stderr
     assert "--duration 1s reached" in gdb.stderr
     assert time.monotonic() - start < 3
-    assert "summary: 2 accesses: 1 reads, 1 writes" in gdb.stdout
+    assert "summary: 2 accesses: 1 read, 1 write" in gdb.stdout
     assert "tester: 1 writes, 1 reads" in t.finish()

@@ -61,7 +61,7 @@ def test_stop_option_stops_at_the_first_hit(build_c, tmp_path):
         "info frame",
         batch=False,
     )
-    assert "watch 1:" in result.stdout and "0 reads, 1 writes" in result.stdout
+    assert "watch 1:" in result.stdout and "0 reads, 1 write" in result.stdout
     assert "store_new" in result.stdout
 
 
