@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from gdb_qznusnih.counted import counted
 from tests.conftest import quiet_env
 from tests.gdb.conftest import attach_command, run_attached
 from tests.records import block_seqs, read_jsonl
@@ -59,7 +60,7 @@ def test_signal_mid_run_detaches_and_the_target_finishes(tester, tmp_path, signu
     assert t.proc.returncode == 0
     records = read_jsonl(jsonl)  # every line whole
     assert 0 < len(records) < 2000  # the signal, not the target's end, ended the watch
-    assert f"summary: {len(records)} accesses" in stdout
+    assert f"summary: {counted(len(records), 'access')}" in stdout
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
 
 

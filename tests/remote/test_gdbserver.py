@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from gdb_qznusnih.counted import counted
 from tests.cli.launcher_helpers import (
     assert_one_line_error,
     run_launcher,
@@ -262,7 +263,8 @@ def test_launcher_duration_ends_the_watch_and_the_program_completes(
     assert "qzn: watch 1 ended: --duration 0.5s reached" in done.stderr
     records = read_jsonl(prefix.with_suffix(".jsonl"))
     summary = [line for line in done.stdout.splitlines() if line.startswith("summary:")]
-    assert summary == [f"summary: {len(records)} accesses: " + summary[0].split(": ", 2)[2]]
+    counts = summary[0].split(": ", 2)[2]
+    assert summary == [f"summary: {counted(len(records), 'access')}: {counts}"]
     tester.assert_completed(30)  # detached, it ran its rounds to the end
 
 
@@ -280,7 +282,7 @@ def test_sigterm_ends_the_watch_though_gdbserver_cannot_interrupt_the_process(
     assert launcher.returncode == 0, err
     assert "qzn: watch 1 ended: SIGTERM received" in err
     records = read_jsonl(prefix.with_suffix(".jsonl"))
-    assert f"summary: {len(records)} accesses" in out
+    assert f"summary: {counted(len(records), 'access')}" in out
     assert len(records) < 200, "ended before the program did"
     tester.assert_completed(100)  # detached and running on
     assert "Sending SIGINT to process group" in server.rest_of_output()
@@ -338,7 +340,7 @@ def test_the_connection_dropping_mid_watch_keeps_the_records(start_tester, gdbse
     out, err = launcher.communicate(timeout=60)
     records = read_jsonl(prefix.with_suffix(".jsonl"))  # every line whole
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
-    assert f"summary: {len(records)} accesses" in out
+    assert f"summary: {counted(len(records), 'access')}" in out
     errors = [line for line in err.splitlines() if line.startswith("qznusnih:")]
     assert errors == [
         f"qznusnih: lost the connection to {server.address} mid-watch; the records so far "
