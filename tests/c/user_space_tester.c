@@ -7,8 +7,11 @@
  * <- main.  At the end it prints its own counts, so tests can compare them
  * with the log.
  *
+ * With --wait-go it waits for a byte on stdin instead: a watch by perf events never
+ * traces it (the demo sends the byte once the watch is armed, whichever the engine).
+ *
  * Usage: user_space_tester [--rounds N] [--interval-ms MS] [--timeout S]
- *                          [--grace-ms MS] [--no-wait]
+ *                          [--grace-ms MS] [--no-wait | --wait-go]
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +19,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "wait_for_go.h"
 
 /* The watched byte.  volatile: every access in the source is one in the binary. */
 volatile unsigned char the_data;
@@ -112,7 +117,7 @@ static long number_arg(int argc, char **argv, int *i)
 int main(int argc, char **argv)
 {
 	long rounds = 1, interval_ms = 0, timeout_s = 30, grace_ms = 100;
-	int wait_for_tracer = 1;
+	int wait_for_tracer = 1, wait_go = 0;
 	unsigned char last = 0;
 
 	for (int i = 1; i < argc; i++) {
@@ -126,9 +131,11 @@ int main(int argc, char **argv)
 			grace_ms = number_arg(argc, argv, &i);
 		else if (strcmp(argv[i], "--no-wait") == 0)
 			wait_for_tracer = 0;
+		else if (strcmp(argv[i], "--wait-go") == 0)
+			wait_for_tracer = 0, wait_go = 1;
 		else {
 			fprintf(stderr, "usage: %s [--rounds N] [--interval-ms MS] [--timeout S]"
-				" [--grace-ms MS] [--no-wait]\n", argv[0]);
+				" [--grace-ms MS] [--no-wait | --wait-go]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -141,6 +148,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tester: no tracer after %ld s, giving up\n", timeout_s);
 		return 3;
 	}
+	if (wait_go)
+		wait_for_stdin(1);
 
 	for (long round = 0; round < rounds; round++) {
 		last = do_round(rounds == 1);
