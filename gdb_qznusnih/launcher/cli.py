@@ -922,14 +922,9 @@ def _watch(request: Request, stops: StopRequests) -> int:
         )
         if warning:
             _write_stderr(f"{PROG}: {warning}\n")
-    if request.options.log:
-        preflight.check_log_prefix(request.options.log)
-    gdb = find_gdb(request.gdb)
-    probe_gdb(gdb)
+    gdb = _checked_gdb(request)
     # The gdb engine chosen here: qzn-watch's armed line stays as it was.
-    options = dataclasses.replace(
-        request.options, engine="gdb", stack_bytes=WatchOptions().stack_bytes
-    )
+    options = _for_qzn_watch(request.options, "gdb")
     argv = gdb_watch_argv(gdb, request.pid, options, extension_paths())
     # With --log behind a pipe, our pump keeps the files going when the reader leaves.
     pipe_stdout = request.options.log is not None and _stdout_is_a_pipe()
@@ -940,18 +935,27 @@ def _watch(request: Request, stops: StopRequests) -> int:
     return supervisor.run()
 
 
-def _watch_remote(request: Request, stops: StopRequests) -> int:
-    """Through gdbserver: nothing here reads the local /proc, the process is the board's."""
-    host, port = request.remote
-    remote.check_loopback_listener(host, port)
+def _checked_gdb(request: Request) -> str:
+    """Before gdb starts: the log prefix checked, then the gdb to run, found and probed."""
     if request.options.log:
         preflight.check_log_prefix(request.options.log)
     gdb = find_gdb(request.gdb)
     probe_gdb(gdb)
-    options = dataclasses.replace(
-        request.options, engine="auto", stack_bytes=WatchOptions().stack_bytes
-    )
-    request = dataclasses.replace(request, options=options)
+    return gdb
+
+
+def _for_qzn_watch(options: WatchOptions, engine: str) -> WatchOptions:
+    """The options for the qzn-watch line gdb runs: `engine`, and --stack-bytes (a perf
+    engine setting) left at its default, so the line carries no perf-only option."""
+    return dataclasses.replace(options, engine=engine, stack_bytes=WatchOptions().stack_bytes)
+
+
+def _watch_remote(request: Request, stops: StopRequests) -> int:
+    """Through gdbserver: nothing here reads the local /proc, the process is the board's."""
+    host, port = request.remote
+    remote.check_loopback_listener(host, port)
+    gdb = _checked_gdb(request)
+    request = dataclasses.replace(request, options=_for_qzn_watch(request.options, "auto"))
     argv = gdb_remote_argv(request, gdb, extension_paths())
     pipe_stdout = request.options.log is not None and _stdout_is_a_pipe()
     supervisor = Supervisor(
@@ -968,10 +972,7 @@ def _run(request: Request, stops: StopRequests) -> int:
     resolved = shutil.which(program) if "/" not in program else program
     if resolved is None or not os.path.isfile(resolved) or not os.access(resolved, os.X_OK):
         raise LauncherError(f"program '{program}' not found or not executable; give its path")
-    if request.options.log:
-        preflight.check_log_prefix(request.options.log)
-    gdb = find_gdb()
-    probe_gdb(gdb)
+    gdb = _checked_gdb(request)
     program_argv = [resolved, *request.program[1:]]
     argv = gdb_run_argv(gdb, program_argv, request.options, extension_paths(), request.at)
     # A terminal stays out of gdb's new session; piped input reaches the program.
