@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import REPO, quiet_env
+from tests.conftest import quiet_env
+from tests.perf.perf_helpers import armed_launcher
 from tests.records import read_jsonl
 
 BUILD_FLAGS = ("-no-pie",)  # the instructions run at the addresses the binary says
@@ -28,25 +28,19 @@ def watch_branches(program: Path, tmp_path: Path, engine: str, mode: str, *args:
             watched = hex(got_slot(program, "getppid"))
         pid = target.stdout.readline().split()[1]
         prefix = tmp_path / f"{engine}-{mode}"
-        launcher = subprocess.Popen(
-            [sys.executable, "-m", "gdb_qznusnih", "watch", watched, pid, "--engine", engine,
-             "--len", str(WORD_MODES[mode]), "--log", str(prefix), "--quiet", "--no-html"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=quiet_env(),
-        )  # fmt: skip
-        armed = launcher.stderr.readline()
-        assert armed.startswith("qzn: watch 1: "), armed + launcher.stderr.read()
-        target.stdin.write("g")
-        target.stdin.flush()
-        _, err = launcher.communicate(timeout=120)
+        length = ("--len", str(WORD_MODES[mode]))
+        with armed_launcher(watched, pid, prefix, *length, engine=engine) as (launcher, _):
+            target.stdin.write("g")
+            target.stdin.flush()
+            _, err = launcher.communicate(timeout=120)
         assert launcher.returncode == 0, err
         target.communicate(timeout=30)
         assert target.returncode == 0
         assert "Traceback" not in err, err
     finally:
-        for proc in (target, locals().get("launcher")):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+        if target.poll() is None:
+            target.kill()
+            target.communicate()
     return read_jsonl(prefix.with_suffix(".jsonl"))
 
 

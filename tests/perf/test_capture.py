@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import errno
 import os
 import stat
@@ -28,6 +29,11 @@ def expected_value(threads=1):
     """The byte at the end when one thread did everything: the last write, then the RMWs."""
     assert threads == 1
     return (WRITES - 1 + RMWS) % 256
+
+
+def small_stack(**changes) -> CaptureConfig:
+    """SMALL_STACK with `changes` (its ring, memory share, spill)."""
+    return dataclasses.replace(SMALL_STACK, **changes)
 
 
 def test_one_thread_every_access_once_and_rmw_fires_both_events(start_target):
@@ -121,7 +127,7 @@ def test_kernel_accesses_are_caught_with_kernel_frames_when_not_excluded(start_t
 def test_a_tiny_ring_reports_exactly_what_it_lost(start_target):
     writes = 20_000
     target = start_target(writes, 0, 0)
-    config = CaptureConfig(events=EventConfig(stack_bytes=512), ring_pages=1)
+    config = small_stack(ring_pages=1)
     with Capture(target.pid, target.address, 1, config) as capture:
         target.go()
         target.wait_done()
@@ -141,8 +147,7 @@ def test_a_tiny_ring_reports_exactly_what_it_lost(start_target):
 def test_a_consumer_that_falls_behind_spills_to_disk_and_loses_nothing(start_target, tmp_path):
     writes, cap = 20_000, 64 << 10  # 40,000 samples, 64 KiB of them in memory at most
     target = start_target(writes, 0, 0)
-    config = CaptureConfig(events=EventConfig(stack_bytes=512), max_queued_bytes=cap,
-                           spill_dir=str(tmp_path))  # fmt: skip
+    config = small_stack(max_queued_bytes=cap, spill_dir=str(tmp_path))
     with Capture(target.pid, target.address, 1, config) as capture:
         target.go()
         target.wait_done()  # nothing parsed meanwhile: the consumer is as far behind as can be
@@ -176,8 +181,7 @@ def test_the_spill_never_writes_through_what_another_user_planted(start_target, 
     subprocess.run([*as_nobody, "sh", "-c", "for n in \"$@\"; do ln -s ../victim \"$n\"; done",
                     "sh", *planted], cwd=spill, check=True)  # fmt: skip
     target = start_target(2_000, 0, 0)
-    config = CaptureConfig(events=EventConfig(stack_bytes=512), max_queued_bytes=4096,
-                           spill_dir=str(spill))  # fmt: skip
+    config = small_stack(max_queued_bytes=4096, spill_dir=str(spill))
     with Capture(target.pid, target.address, 1, config) as capture:
         target.go()
         target.wait_done()
@@ -194,8 +198,9 @@ def test_with_the_spill_full_a_consumer_behind_holds_a_bounded_queue_and_the_res
 ):
     writes, cap, disk = 20_000, 64 << 10, 256 << 10  # samples of ~736 bytes
     target = start_target(writes, 0, 0)
-    config = CaptureConfig(events=EventConfig(stack_bytes=512), ring_pages=8, max_queued_bytes=cap,
-                           max_spill_bytes=disk, spill_dir=str(tmp_path))  # fmt: skip
+    config = small_stack(
+        ring_pages=8, max_queued_bytes=cap, max_spill_bytes=disk, spill_dir=str(tmp_path)
+    )
     with Capture(target.pid, target.address, 1, config) as capture:
         target.go()
         target.wait_done()  # nothing parsed meanwhile: the consumer is as far behind as can be
@@ -284,11 +289,11 @@ def test_a_failing_drain_thread_ends_the_reads_with_its_error_instead_of_hanging
 
 def test_a_spill_file_cut_short_ends_the_reads_in_one_line(start_target, tmp_path):
     target = start_target(2_000, 0, 0)
-    config = CaptureConfig(events=EventConfig(stack_bytes=512), max_queued_bytes=4096,
-                           spill_dir=str(tmp_path))  # fmt: skip
+    config = small_stack(max_queued_bytes=4096, spill_dir=str(tmp_path))
     with Capture(target.pid, target.address, 1, config) as capture:
         target.go()
         target.wait_done()
+        capture.stop()  # no chunk written after the cut: it would leave a hole of zeros
         assert capture.spill.waiting > 0
         os.ftruncate(capture.spill._file.fileno(), 0)  # a disk error, as far as reading goes
         with pytest.raises(

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, quiet_env
+from tests.perf.perf_helpers import armed_launcher
 from tests.records import read_jsonl
 
 pytestmark = pytest.mark.perf
@@ -24,24 +23,16 @@ def watch_with_perf(program: Path, args: list[str], prefix: Path):
     target = subprocess.Popen(
         [str(program), *args, "--go"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
-    watch = None
     try:
         _, pid, _, byte = target.stdout.readline().split()  # "pid PID byte 0x55..."
-        watch = subprocess.Popen(
-            [sys.executable, "-m", "gdb_qznusnih", "watch", byte, pid, "--engine", "perf",
-             "--quiet", "--no-html", "--log", str(prefix)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=quiet_env(),
-        )  # fmt: skip
-        armed = watch.stderr.readline()
-        assert armed.startswith("qzn: watch 1: "), armed + watch.stderr.read()
-        target.stdin.write("g")
-        target.stdin.close()
-        out, err = watch.communicate(timeout=30)
+        with armed_launcher(byte, pid, prefix) as (watch, _):
+            target.stdin.write("g")
+            target.stdin.close()
+            out, err = watch.communicate(timeout=30)
         return watch.returncode, out, err, target.wait(timeout=30)
     finally:
-        for proc in (target, watch):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
+        if target.poll() is None:
+            target.kill()
 
 
 def test_a_target_killed_by_sigsegv_ends_the_watch_with_128_plus_11(build_c, tmp_path):
